@@ -1,0 +1,71 @@
+//! The key checksum: CRC-32 of the body, written as six base62 digits.
+//!
+//! This is the checksum GitHub puts at the end of its tokens: CRC-32 (IEEE, the one zlib and
+//! `crc32fast` compute) over the ASCII bytes of the body, encoded in base62 with the alphabet
+//! `0-9A-Za-z`, most significant digit first, left-padded with `0` to exactly
+//! [`CHECKSUM_LEN`] characters. `u32::MAX` needs six base62 digits, so the width is exact.
+
+/// Number of characters of the checksum at the end of every key.
+pub const CHECKSUM_LEN: usize = 6;
+
+/// Computes the six checksum characters of `body` (the random part of a key, without the
+/// prefix and without the checksum itself).
+///
+/// ```
+/// // The body of GitHub's documented example token 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
+/// assert_eq!(&keyward::checksum(b"M7H4jxUDDWHP4kZ6A4dxlQYsQIWJuq"), b"11T4V4");
+/// ```
+#[must_use]
+pub fn checksum(body: &[u8]) -> [u8; CHECKSUM_LEN] {
+    encode(crc32fast::hash(body))
+}
+
+/// Writes `crc` as exactly six base62 digits, most significant first, zero padded.
+fn encode(crc: u32) -> [u8; CHECKSUM_LEN] {
+    let mut out = [b'0'; CHECKSUM_LEN];
+    // `u32::MAX` < 62^6, so six bytes always suffice and `encode_bytes` cannot fail; the
+    // fallback keeps this total without a panic path.
+    match base62::encode_bytes(crc, &mut out) {
+        Ok(written) if written <= CHECKSUM_LEN => {
+            out.copy_within(..written, CHECKSUM_LEN - written);
+            out[..CHECKSUM_LEN - written].fill(b'0');
+            out
+        }
+        _ => [0; CHECKSUM_LEN],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pads_small_values_with_zeros() {
+        assert_eq!(&encode(0), b"000000");
+        assert_eq!(&encode(61), b"00000z");
+        assert_eq!(&encode(62), b"000010");
+        assert_eq!(&encode(u32::MAX), b"4gfFC3");
+    }
+
+    #[test]
+    fn github_vectors() {
+        assert_eq!(&checksum(b"M7H4jxUDDWHP4kZ6A4dxlQYsQIWJuq"), b"11T4V4");
+        assert_eq!(&checksum(b"zQWBuTSOoRi4A9spHcVY5ncnsDkxkJ"), b"0mLq17");
+    }
+
+    #[test]
+    fn agrees_with_base62_decode() {
+        for crc in [
+            1u32,
+            7,
+            3_844,
+            238_327,
+            14_776_335,
+            916_132_831,
+            4_000_000_000,
+        ] {
+            let enc = encode(crc);
+            assert_eq!(base62::decode(enc).ok(), Some(u128::from(crc)));
+        }
+    }
+}
