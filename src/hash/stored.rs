@@ -1,0 +1,358 @@
+//! The stored hash: a PHC-format string such as `$argon2id$v=19$m=19456,t=2,p=1$salt$hash`.
+
+use core::fmt;
+use core::str::FromStr;
+
+use base64ct::{Base64Unpadded, Encoding};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::argon2id::Argon2Params;
+use super::pepper::{PepperId, PepperIdError};
+
+/// Longest stored-hash string accepted, in bytes.
+pub const MAX_STORED_HASH_LEN: usize = 256;
+
+/// Length of an HMAC-SHA256 digest.
+pub(crate) const HMAC_LEN: usize = 32;
+
+/// Bounds on the salt of an Argon2id hash, in bytes.
+pub const ARGON2_SALT_LEN: core::ops::RangeInclusive<usize> = 8..=64;
+/// Bounds on the output of an Argon2id hash, in bytes.
+pub const ARGON2_OUTPUT_LEN: core::ops::RangeInclusive<usize> = 16..=64;
+
+/// A key's hash as kept at rest, in the PHC string format.
+///
+/// Two algorithms are understood:
+///
+/// | algorithm | string |
+/// |---|---|
+/// | fast keyed hash | `$hmac-sha256$pid=<pepper id>$<digest>` |
+/// | Argon2id | `$argon2id$v=19$m=<KiB>,t=<passes>,p=<lanes>$<salt>$<digest>` |
+///
+/// Binary fields are base64 without padding (the PHC "B64" encoding). The HMAC form has no
+/// salt: its secret key is the server-side pepper, named by id, and the last field is the
+/// digest. Argon2id strings are the standard ones, so hashes made by other Argon2
+/// implementations (argon2-cffi, libargon2) parse and verify, and ours verify there.
+///
+/// `FromStr` is strict (canonical parameter order, canonical numbers, no padding), so
+/// `Display` writes back exactly the string that was parsed.
+///
+/// ```
+/// use keyward::{StoredHash, HashAlgorithm};
+/// let s = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$3gMx2aW5ZrwlT3Q0VeTgcNVv5GY0+9XnO2+ZZiEnYkM";
+/// let stored: StoredHash = s.parse()?;
+/// assert_eq!(stored.algorithm(), HashAlgorithm::Argon2id);
+/// let params = stored.argon2_params().expect("argon2");
+/// assert_eq!((params.m_cost(), params.t_cost(), params.p_cost()), (19456, 2, 1));
+/// assert_eq!(stored.to_string(), s);
+/// # Ok::<(), keyward::HashParseError>(())
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredHash {
+    kind: Kind,
+    digest: Vec<u8>,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Hmac { pepper: PepperId },
+    Argon2 { params: Argon2Params, salt: Vec<u8> },
+}
+
+/// The algorithm of a [`StoredHash`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum HashAlgorithm {
+    /// HMAC-SHA256 keyed by a server-side pepper (the default).
+    HmacSha256,
+    /// Argon2id.
+    Argon2id,
+}
+
+impl HashAlgorithm {
+    /// The PHC identifier, such as `argon2id`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::HmacSha256 => "hmac-sha256",
+            Self::Argon2id => "argon2id",
+        }
+    }
+}
+
+impl fmt::Display for HashAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a string is not a valid [`StoredHash`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HashParseError {
+    /// The string is empty.
+    #[error("stored hash is empty")]
+    Empty,
+    /// The string is too long.
+    #[error("stored hash too long (maximum {MAX_STORED_HASH_LEN} characters)")]
+    TooLong,
+    /// The string does not start with `$`.
+    #[error("stored hash must start with '$' (PHC string format)")]
+    MissingDollar,
+    /// The algorithm identifier is not one keyward understands.
+    #[error("unsupported hash algorithm (expected hmac-sha256 or argon2id)")]
+    UnsupportedAlgorithm,
+    /// The Argon2 version is not 19 (0x13).
+    #[error("unsupported argon2 version (expected v=19)")]
+    UnsupportedVersion,
+    /// The number of `$`-separated fields is wrong for the algorithm.
+    #[error("stored hash has {found} fields (expected {expected} for this algorithm)")]
+    FieldCount {
+        /// Fields expected after the algorithm identifier.
+        expected: usize,
+        /// Fields found.
+        found: usize,
+    },
+    /// A parameter is missing, unknown, out of order or not a canonical decimal number.
+    #[error("invalid parameter {name} (expected {expected})")]
+    InvalidParam {
+        /// The parameter name.
+        name: &'static str,
+        /// What was expected.
+        expected: &'static str,
+    },
+    /// Argon2 parameters out of the accepted bounds.
+    #[error("argon2 parameters out of bounds: {0}")]
+    Argon2Params(#[from] super::argon2id::Argon2ParamsError),
+    /// The pepper id is malformed.
+    #[error("invalid pepper id: {0}")]
+    PepperId(#[from] PepperIdError),
+    /// A binary field is not valid unpadded base64.
+    #[error("{field} is not valid unpadded base64")]
+    Base64 {
+        /// `salt` or `digest`.
+        field: &'static str,
+    },
+    /// A binary field has the wrong length.
+    #[error("{field} has {found} bytes (expected {min} to {max})")]
+    Length {
+        /// `salt` or `digest`.
+        field: &'static str,
+        /// Bytes found.
+        found: usize,
+        /// Fewest bytes accepted.
+        min: usize,
+        /// Most bytes accepted.
+        max: usize,
+    },
+}
+
+impl StoredHash {
+    pub(crate) fn hmac(pepper: PepperId, digest: [u8; HMAC_LEN]) -> Self {
+        Self {
+            kind: Kind::Hmac { pepper },
+            digest: digest.to_vec(),
+        }
+    }
+
+    pub(crate) fn argon2(params: Argon2Params, salt: Vec<u8>, digest: Vec<u8>) -> Self {
+        Self {
+            kind: Kind::Argon2 { params, salt },
+            digest,
+        }
+    }
+
+    pub(crate) fn kind(&self) -> &Kind {
+        &self.kind
+    }
+
+    pub(crate) fn digest(&self) -> &[u8] {
+        &self.digest
+    }
+
+    /// The algorithm.
+    #[must_use]
+    pub fn algorithm(&self) -> HashAlgorithm {
+        match self.kind {
+            Kind::Hmac { .. } => HashAlgorithm::HmacSha256,
+            Kind::Argon2 { .. } => HashAlgorithm::Argon2id,
+        }
+    }
+
+    /// The pepper id of an HMAC hash, `None` for Argon2id.
+    #[must_use]
+    pub fn pepper_id(&self) -> Option<&PepperId> {
+        match &self.kind {
+            Kind::Hmac { pepper } => Some(pepper),
+            Kind::Argon2 { .. } => None,
+        }
+    }
+
+    /// The parameters of an Argon2id hash, `None` for HMAC.
+    #[must_use]
+    pub fn argon2_params(&self) -> Option<Argon2Params> {
+        match &self.kind {
+            Kind::Argon2 { params, .. } => Some(*params),
+            Kind::Hmac { .. } => None,
+        }
+    }
+
+    /// Length of the digest in bytes.
+    #[must_use]
+    pub fn digest_len(&self) -> usize {
+        self.digest.len()
+    }
+
+    /// Length of the salt in bytes (0 for HMAC, which has none).
+    #[must_use]
+    pub fn salt_len(&self) -> usize {
+        match &self.kind {
+            Kind::Argon2 { salt, .. } => salt.len(),
+            Kind::Hmac { .. } => 0,
+        }
+    }
+}
+
+impl FromStr for StoredHash {
+    type Err = HashParseError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.is_empty() {
+            return Err(HashParseError::Empty);
+        }
+        if s.len() > MAX_STORED_HASH_LEN {
+            return Err(HashParseError::TooLong);
+        }
+        let rest = s.strip_prefix('$').ok_or(HashParseError::MissingDollar)?;
+        let mut fields = rest.split('$');
+        let id = fields.next().unwrap_or_default();
+        let fields: Vec<&str> = fields.collect();
+        match id {
+            "hmac-sha256" => {
+                let [pid, digest] = fields[..] else {
+                    return Err(HashParseError::FieldCount {
+                        expected: 2,
+                        found: fields.len(),
+                    });
+                };
+                let pid = pid
+                    .strip_prefix("pid=")
+                    .ok_or(HashParseError::InvalidParam {
+                        name: "pid",
+                        expected: "pid=<pepper id>",
+                    })?;
+                let pepper = PepperId::new(pid)?;
+                let digest = decode("digest", digest, HMAC_LEN..=HMAC_LEN)?;
+                Ok(Self {
+                    kind: Kind::Hmac { pepper },
+                    digest,
+                })
+            }
+            "argon2id" => {
+                let [version, params, salt, digest] = fields[..] else {
+                    return Err(HashParseError::FieldCount {
+                        expected: 4,
+                        found: fields.len(),
+                    });
+                };
+                if version != "v=19" {
+                    return Err(HashParseError::UnsupportedVersion);
+                }
+                let mut parts = params.split(',');
+                let m = number(parts.next(), "m=", "m")?;
+                let t = number(parts.next(), "t=", "t")?;
+                let p = number(parts.next(), "p=", "p")?;
+                if parts.next().is_some() {
+                    return Err(HashParseError::InvalidParam {
+                        name: "params",
+                        expected: "exactly m, t and p, in that order",
+                    });
+                }
+                let params = Argon2Params::new(m, t, p)?;
+                let salt = decode("salt", salt, ARGON2_SALT_LEN)?;
+                let digest = decode("digest", digest, ARGON2_OUTPUT_LEN)?;
+                Ok(Self {
+                    kind: Kind::Argon2 { params, salt },
+                    digest,
+                })
+            }
+            _ => Err(HashParseError::UnsupportedAlgorithm),
+        }
+    }
+}
+
+fn number(part: Option<&str>, prefix: &str, name: &'static str) -> Result<u32, HashParseError> {
+    let err = HashParseError::InvalidParam {
+        name,
+        expected: "a canonical decimal number, in the order m, t, p",
+    };
+    let digits = part.and_then(|p| p.strip_prefix(prefix)).ok_or(err)?;
+    let canonical = !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && (digits == "0" || !digits.starts_with('0'))
+        && digits.len() <= 10;
+    if !canonical {
+        return Err(err);
+    }
+    digits.parse().map_err(|_| err)
+}
+
+fn decode(
+    field: &'static str,
+    b64: &str,
+    len: core::ops::RangeInclusive<usize>,
+) -> Result<Vec<u8>, HashParseError> {
+    let bytes = Base64Unpadded::decode_vec(b64).map_err(|_| HashParseError::Base64 { field })?;
+    if !len.contains(&bytes.len()) {
+        return Err(HashParseError::Length {
+            field,
+            found: bytes.len(),
+            min: *len.start(),
+            max: *len.end(),
+        });
+    }
+    Ok(bytes)
+}
+
+impl fmt::Display for StoredHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            Kind::Hmac { pepper } => write!(f, "$hmac-sha256$pid={pepper}$")?,
+            Kind::Argon2 { params, salt } => write!(
+                f,
+                "$argon2id$v=19$m={},t={},p={}${}$",
+                params.m_cost(),
+                params.t_cost(),
+                params.p_cost(),
+                Base64Unpadded::encode_string(salt)
+            )?,
+        }
+        f.write_str(&Base64Unpadded::encode_string(&self.digest))
+    }
+}
+
+impl fmt::Debug for StoredHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Parameters are useful in logs; salt and digest are not, so they are left out.
+        let mut d = f.debug_struct("StoredHash");
+        d.field("algorithm", &self.algorithm());
+        match &self.kind {
+            Kind::Hmac { pepper } => d.field("pepper_id", pepper),
+            Kind::Argon2 { params, .. } => d.field("params", params),
+        };
+        d.finish_non_exhaustive()
+    }
+}
+
+impl Serialize for StoredHash {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for StoredHash {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
