@@ -3,15 +3,35 @@
 
 mod alphabet;
 mod api_key;
+mod audit;
+mod bearer;
 mod checksum;
+mod clock;
 mod format;
 mod hash;
 mod key_id;
+mod manager;
 mod parse;
+mod policy;
 mod prefix;
+mod record;
+mod scope;
+mod store;
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
+mod verified;
 
 pub use api_key::{ApiKey, GenerateError};
+pub use audit::{
+    AuditEvent, AuditKind, AuditLog, AuditSink, FailureReason, NoAudit, RequestContext,
+    TracingAudit,
+};
+pub use bearer::{
+    BearerError, CredentialSource, MAX_HEADER_LEN, bearer_token, header_token, single_value,
+};
 pub use checksum::{CHECKSUM_LEN, checksum};
+pub use clock::{Clock, FakeClock, SystemClock};
 pub use format::{FormatError, KeyFormat};
 pub use hash::{
     ARGON2_OUTPUT_LEN, ARGON2_SALT_LEN, Argon2Params, Argon2ParamsError, HashAlgorithm,
@@ -20,5 +40,18 @@ pub use hash::{
     StoredHash,
 };
 pub use key_id::{KeyId, KeyIdError, MAX_KEY_ID_LEN, MIN_KEY_ID_LEN};
+pub use manager::{
+    BoxFuture, IssueError, IssueHook, IssueRequest, Issued, KeyManager, LifecycleError,
+    OwnerPermissions, PermissionTable, VerifyError,
+};
 pub use parse::{ParseError, ParsedKey, parse_any};
+pub use policy::{Expiry, ExpiryPreset, IssuancePolicy, PolicyError};
 pub use prefix::{MAX_PREFIX_LEN, Prefix, PrefixError};
+pub use record::{KeyRecord, KeyStatus, KeyStatusError, Metadata, MetadataError};
+pub use scope::{
+    CatalogError, Denied, MAX_RESOURCE_DEPTH, MAX_RESOURCE_LEN, MAX_SCOPE_DEPTH, MAX_SCOPE_LEN,
+    MAX_SCOPES, Resource, ResourceError, Restrictions, Scope, ScopeCatalog, ScopeCatalogBuilder,
+    ScopeError, ScopeSet, authorize,
+};
+pub use store::{Consumed, KeyStore, ListFilter, MemoryStore, Page, StoreError};
+pub use verified::Verified;

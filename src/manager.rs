@@ -1,0 +1,187 @@
+//! The key manager: what an application calls to issue, verify, authorize and manage keys.
+
+use core::fmt;
+use core::future::Future;
+use core::pin::Pin;
+use std::error::Error as StdError;
+use std::sync::Arc;
+
+use time::Duration;
+
+use crate::audit::{AuditEvent, AuditSink, NoAudit};
+use crate::clock::{Clock, SystemClock};
+use crate::format::KeyFormat;
+use crate::hash::Hasher;
+use crate::policy::IssuancePolicy;
+use crate::scope::{ScopeCatalog, ScopeSet};
+use crate::store::KeyStore;
+
+mod issue;
+mod lifecycle;
+mod permissions;
+mod verify;
+
+pub use issue::{IssueError, IssueRequest, Issued};
+pub use lifecycle::LifecycleError;
+pub use permissions::PermissionTable;
+pub use verify::VerifyError;
+
+/// A boxed future, for the application hooks that the manager holds as trait objects.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The application's view of what an owner may do right now. With one configured, a key's
+/// effective scopes are its own scopes intersected with its owner's current permissions, so
+/// demoting the owner shrinks the key at once. If the lookup fails, verification fails
+/// closed.
+pub trait OwnerPermissions: Send + Sync + 'static {
+    /// The owner's current permissions (an empty set when the owner is unknown).
+    fn permissions<'a>(
+        &'a self,
+        owner: &'a str,
+        tenant: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<ScopeSet, Box<dyn StdError + Send + Sync>>>;
+}
+
+/// An application hook consulted before every issuance (plan gating, quotas, approvals).
+pub trait IssueHook: Send + Sync + 'static {
+    /// `Err(reason)` refuses the issuance; the reason reaches the caller and the audit log.
+    fn check<'a>(&'a self, request: &'a IssueRequest) -> BoxFuture<'a, Result<(), String>>;
+}
+
+/// Issues, verifies and manages keys over a [`KeyStore`].
+///
+/// ```
+/// use keyward::{Hasher, IssueRequest, KeyFormat, KeyManager, MemoryStore, Pepper, RequestContext};
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let manager = KeyManager::new(MemoryStore::new(), KeyFormat::new(["tak"])?, Hasher::fast(Pepper::random("k1")?));
+/// let ctx = RequestContext::new();
+/// let issued = manager.issue(IssueRequest::new("ci", "user_1").scopes("read".parse()?), &ctx).await?;
+/// let verified = manager.verify(issued.key.expose_secret(), &ctx).await?;
+/// assert!(verified.authorize(&"read".parse()?, None).is_ok());
+/// # Ok(()) }
+/// ```
+pub struct KeyManager<S> {
+    pub(crate) store: S,
+    pub(crate) format: KeyFormat,
+    pub(crate) hasher: Hasher,
+    pub(crate) policy: IssuancePolicy,
+    pub(crate) catalog: Option<Arc<ScopeCatalog>>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) audit: Arc<dyn AuditSink>,
+    pub(crate) owner_permissions: Option<Arc<dyn OwnerPermissions>>,
+    pub(crate) issue_hook: Option<Arc<dyn IssueHook>>,
+    pub(crate) last_used_interval: Duration,
+}
+
+impl<S: KeyStore> KeyManager<S> {
+    /// A manager with the default policy, the system clock, no catalog (scopes are taken as
+    /// given) and no audit sink.
+    pub fn new(store: S, format: KeyFormat, hasher: Hasher) -> Self {
+        Self {
+            store,
+            format,
+            hasher,
+            policy: IssuancePolicy::default(),
+            catalog: None,
+            clock: Arc::new(SystemClock),
+            audit: Arc::new(NoAudit),
+            owner_permissions: None,
+            issue_hook: None,
+            last_used_interval: Duration::minutes(1),
+        }
+    }
+
+    /// Sets the issuance policy.
+    #[must_use]
+    pub fn with_policy(mut self, policy: IssuancePolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Sets the scope catalog (implications and roles; strict catalogs also reject unknown
+    /// scopes at issuance).
+    #[must_use]
+    pub fn with_catalog(mut self, catalog: ScopeCatalog) -> Self {
+        self.catalog = Some(Arc::new(catalog));
+        self
+    }
+
+    /// Sets the clock (tests use [`FakeClock`](crate::FakeClock)).
+    #[must_use]
+    pub fn with_clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Sets the audit sink.
+    #[must_use]
+    pub fn with_audit(mut self, sink: impl AuditSink) -> Self {
+        self.audit = Arc::new(sink);
+        self
+    }
+
+    /// Bounds every key by its owner's current permissions.
+    #[must_use]
+    pub fn with_owner_permissions(mut self, provider: impl OwnerPermissions) -> Self {
+        self.owner_permissions = Some(Arc::new(provider));
+        self
+    }
+
+    /// Consults `hook` before every issuance.
+    #[must_use]
+    pub fn with_issue_hook(mut self, hook: impl IssueHook) -> Self {
+        self.issue_hook = Some(Arc::new(hook));
+        self
+    }
+
+    /// How often `last_used_at` is written per key (default one minute): verification
+    /// writes it only when the stored value is older than this.
+    #[must_use]
+    pub fn with_last_used_interval(mut self, interval: Duration) -> Self {
+        self.last_used_interval = interval;
+        self
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The key format.
+    pub fn format(&self) -> &KeyFormat {
+        &self.format
+    }
+
+    /// The hasher.
+    pub fn hasher(&self) -> &Hasher {
+        &self.hasher
+    }
+
+    /// The issuance policy.
+    pub fn policy(&self) -> &IssuancePolicy {
+        &self.policy
+    }
+
+    /// The current time by the manager's clock.
+    pub fn now(&self) -> time::OffsetDateTime {
+        self.clock.now()
+    }
+
+    pub(crate) fn emit(&self, event: AuditEvent) {
+        self.audit.record(&event);
+    }
+}
+
+impl<S> fmt::Debug for KeyManager<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyManager")
+            .field("format", &self.format)
+            .field("hasher", &self.hasher)
+            .field("policy", &self.policy)
+            .field("catalog", &self.catalog.is_some())
+            .field("owner_permissions", &self.owner_permissions.is_some())
+            .field("issue_hook", &self.issue_hook.is_some())
+            .field("last_used_interval", &self.last_used_interval)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,368 @@
+//! Issuance: policy, the per-owner cap, the application's hook, delegation.
+
+use core::fmt;
+
+use super::KeyManager;
+use crate::api_key::{ApiKey, GenerateError};
+use crate::audit::{AuditEvent, AuditKind, RequestContext};
+use crate::hash::HashError;
+use crate::policy::{Expiry, PolicyError};
+use crate::record::{KeyRecord, KeyStatus, Metadata};
+use crate::scope::{Restrictions, ScopeSet};
+use crate::store::{KeyStore, StoreError};
+use crate::verified::Verified;
+
+/// What to issue.
+///
+/// ```
+/// use keyward::{Expiry, ExpiryPreset, IssueRequest};
+/// let request = IssueRequest::new("claude-desktop-jane", "user_42")
+///     .tenant("acme")
+///     .scopes("read comments".parse()?)
+///     .expiry(Expiry::Preset(ExpiryPreset::Days30));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct IssueRequest {
+    /// A label for UIs and audit logs.
+    pub name: String,
+    /// Who the key acts for.
+    pub owner: String,
+    /// The owner's workspace or company.
+    pub tenant: Option<String>,
+    /// Scopes granted directly.
+    pub scopes: ScopeSet,
+    /// Roles from the catalog.
+    pub roles: Vec<String>,
+    /// Resources the key is limited to.
+    pub restrictions: Restrictions,
+    /// How long the key lives.
+    pub expiry: Expiry,
+    /// Application data.
+    pub metadata: Metadata,
+    /// Which of the format's prefixes to use (`None`: the first).
+    pub prefix: Option<String>,
+    /// A usage quota (`None`: unlimited).
+    pub remaining_uses: Option<u64>,
+}
+
+impl IssueRequest {
+    /// A request for a key named `name` owned by `owner`, with no scopes, no restrictions
+    /// and the policy's default expiry.
+    pub fn new(name: impl Into<String>, owner: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            owner: owner.into(),
+            tenant: None,
+            scopes: ScopeSet::default(),
+            roles: Vec::new(),
+            restrictions: Restrictions::default(),
+            expiry: Expiry::Default,
+            metadata: Metadata::default(),
+            prefix: None,
+            remaining_uses: None,
+        }
+    }
+
+    /// Sets the tenant.
+    #[must_use]
+    pub fn tenant(mut self, tenant: impl Into<String>) -> Self {
+        self.tenant = Some(tenant.into());
+        self
+    }
+
+    /// Sets the scopes.
+    #[must_use]
+    pub fn scopes(mut self, scopes: ScopeSet) -> Self {
+        self.scopes = scopes;
+        self
+    }
+
+    /// Sets the roles.
+    #[must_use]
+    pub fn roles<I: IntoIterator<Item = S>, S: Into<String>>(mut self, roles: I) -> Self {
+        self.roles = roles.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Sets the resource restrictions.
+    #[must_use]
+    pub fn restrictions(mut self, restrictions: Restrictions) -> Self {
+        self.restrictions = restrictions;
+        self
+    }
+
+    /// Sets the expiry.
+    #[must_use]
+    pub fn expiry(mut self, expiry: Expiry) -> Self {
+        self.expiry = expiry;
+        self
+    }
+
+    /// Sets the metadata.
+    #[must_use]
+    pub fn metadata(mut self, metadata: Metadata) -> Self {
+        self.metadata = metadata;
+        self
+    }
+
+    /// Chooses one of the format's prefixes (such as `sk_test`).
+    #[must_use]
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = Some(prefix.into());
+        self
+    }
+
+    /// Gives the key a usage quota.
+    #[must_use]
+    pub fn remaining_uses(mut self, uses: u64) -> Self {
+        self.remaining_uses = Some(uses);
+        self
+    }
+}
+
+/// A newly issued key: the plaintext, to show once, and its record.
+pub struct Issued {
+    /// The key; show [`ApiKey::expose_secret`] to its owner once, then drop it.
+    pub key: ApiKey,
+    /// The stored record.
+    pub record: KeyRecord,
+}
+
+impl fmt::Debug for Issued {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Issued")
+            .field("key", &self.key)
+            .field("record", &self.record)
+            .finish()
+    }
+}
+
+/// Why a key was not issued.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IssueError {
+    /// A field of the request is unusable.
+    #[error("invalid request: {0}")]
+    InvalidRequest(&'static str),
+    /// The catalog does not know these scopes or roles.
+    #[error("unknown scopes or roles: {}", .0.join(", "))]
+    Unknown(Vec<String>),
+    /// The expiry breaks the policy.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    /// The owner already has as many live keys as allowed.
+    #[error("owner has reached the limit of {limit} live keys")]
+    LimitReached {
+        /// The cap.
+        limit: usize,
+    },
+    /// The application's hook refused.
+    #[error("refused: {0}")]
+    Refused(String),
+    /// A delegated key would get more than the key it is issued through.
+    #[error("a delegated key cannot widen its parent: {0}")]
+    Widening(String),
+    /// Generation failed.
+    #[error(transparent)]
+    Generate(#[from] GenerateError),
+    /// Hashing failed.
+    #[error(transparent)]
+    Hash(#[from] HashError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+const MAX_NAME_LEN: usize = 128;
+const MAX_OWNER_LEN: usize = 128;
+const MAX_ROLES: usize = 32;
+
+impl<S: KeyStore> KeyManager<S> {
+    /// Issues a key. The plaintext is in the result and nowhere else.
+    ///
+    /// # Errors
+    /// [`IssueError`]: an invalid request, an unknown scope with a strict catalog, the
+    /// policy, the per-owner cap, the application's hook, or a store failure.
+    pub async fn issue(
+        &self,
+        request: IssueRequest,
+        ctx: &RequestContext,
+    ) -> Result<Issued, IssueError> {
+        self.issue_inner(request, None, ctx).await
+    }
+
+    /// Issues a key on behalf of a verified key (delegation, self-service). The new key
+    /// gets at most what `parent` may do now: every requested scope must be allowed by the
+    /// parent's effective scopes, the restrictions must lie within the parent's (an
+    /// unrestricted request inherits them), and the expiry is no later than the parent's.
+    ///
+    /// # Errors
+    /// [`IssueError::Widening`] naming what the parent lacks, or any error of
+    /// [`KeyManager::issue`].
+    pub async fn issue_delegated(
+        &self,
+        parent: &Verified,
+        mut request: IssueRequest,
+        ctx: &RequestContext,
+    ) -> Result<Issued, IssueError> {
+        let own = match &self.catalog {
+            Some(catalog) => catalog.resolve(&request.scopes, &request.roles),
+            None => request.scopes.clone(),
+        };
+        if !own.is_subset(parent.scopes()) {
+            let extra: Vec<String> = own
+                .iter()
+                .filter(|s| !parent.scopes().allows(s))
+                .map(|s| s.to_string())
+                .collect();
+            return self.refuse(
+                &request,
+                ctx,
+                IssueError::Widening(format!("scopes {}", extra.join(" "))),
+            );
+        }
+        if request.restrictions.is_unrestricted() {
+            request.restrictions = parent.restrictions().clone();
+        } else if !request.restrictions.is_within(parent.restrictions()) {
+            return self.refuse(&request, ctx, IssueError::Widening("resources".to_owned()));
+        }
+        self.issue_inner(request, Some(parent), ctx).await
+    }
+
+    fn refuse(
+        &self,
+        request: &IssueRequest,
+        ctx: &RequestContext,
+        e: IssueError,
+    ) -> Result<Issued, IssueError> {
+        let mut event = AuditEvent::new(
+            self.clock.now(),
+            AuditKind::RefusedByPolicy {
+                reason: e.to_string(),
+            },
+            ctx,
+        );
+        event.name = Some(request.name.clone());
+        event.owner = Some(request.owner.clone());
+        event.tenant.clone_from(&request.tenant);
+        self.emit(event);
+        Err(e)
+    }
+
+    async fn issue_inner(
+        &self,
+        request: IssueRequest,
+        parent: Option<&Verified>,
+        ctx: &RequestContext,
+    ) -> Result<Issued, IssueError> {
+        let now = self.clock.now();
+        if let Err(e) = self.check_request(&request) {
+            return self.refuse(&request, ctx, e);
+        }
+        let mut expires_at = match self.policy.resolve(request.expiry, now) {
+            Ok(at) => at,
+            Err(e) => return self.refuse(&request, ctx, e.into()),
+        };
+        if let Some(parent_expiry) = parent.and_then(|p| p.record().expires_at) {
+            expires_at = Some(expires_at.map_or(parent_expiry, |at| at.min(parent_expiry)));
+        }
+        if let Some(hook) = &self.issue_hook {
+            if let Err(reason) = hook.check(&request).await {
+                return self.refuse(&request, ctx, IssueError::Refused(reason));
+            }
+        }
+        let prefix_index = match &request.prefix {
+            None => 0,
+            Some(p) => match self.format.prefixes().iter().position(|q| q.as_str() == p) {
+                Some(i) => i,
+                None => {
+                    return self.refuse(
+                        &request,
+                        ctx,
+                        IssueError::InvalidRequest("unknown prefix"),
+                    );
+                }
+            },
+        };
+        // A fresh id collides with an existing one with negligible probability; retry anyway.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let key = self
+                .format
+                .generate_with_rng(prefix_index, &mut getrandom::SysRng)?;
+            let hash = self.hasher.hash(&key.as_parsed())?;
+            let record = KeyRecord {
+                id: key.id(),
+                prefix: self.format.prefixes()[prefix_index].clone(),
+                tenant: request.tenant.clone(),
+                name: request.name.clone(),
+                owner: request.owner.clone(),
+                scopes: request.scopes.clone(),
+                roles: request.roles.clone(),
+                restrictions: request.restrictions.clone(),
+                metadata: request.metadata.clone(),
+                created_at: now,
+                expires_at,
+                last_used_at: None,
+                status: KeyStatus::Active,
+                hash,
+                version: 0,
+                rotated_from: None,
+                rotated_to: None,
+                issued_by: parent.map(Verified::key_id),
+                remaining_uses: request.remaining_uses,
+            };
+            let stored = match self.policy.cap() {
+                Some(cap) => self.store.insert_capped(record.clone(), cap, now).await,
+                None => self.store.insert(record.clone()).await,
+            };
+            match stored {
+                Ok(()) => {
+                    let kind = AuditKind::Issued {
+                        delegated_from: record.issued_by,
+                    };
+                    self.emit(AuditEvent::new(now, kind, ctx).about(&record));
+                    return Ok(Issued { key, record });
+                }
+                Err(StoreError::Duplicate(_)) if attempts < 3 => {}
+                Err(StoreError::LimitReached { limit }) => {
+                    return self.refuse(&request, ctx, IssueError::LimitReached { limit });
+                }
+                Err(e) => return Err(IssueError::Store(e)),
+            }
+        }
+    }
+
+    fn check_request(&self, request: &IssueRequest) -> Result<(), IssueError> {
+        if request.name.is_empty() || request.name.len() > MAX_NAME_LEN {
+            return Err(IssueError::InvalidRequest("name must have 1 to 128 bytes"));
+        }
+        if request.owner.is_empty() || request.owner.len() > MAX_OWNER_LEN {
+            return Err(IssueError::InvalidRequest("owner must have 1 to 128 bytes"));
+        }
+        if request
+            .tenant
+            .as_ref()
+            .is_some_and(|t| t.is_empty() || t.len() > MAX_OWNER_LEN)
+        {
+            return Err(IssueError::InvalidRequest(
+                "tenant must have 1 to 128 bytes",
+            ));
+        }
+        if request.roles.len() > MAX_ROLES {
+            return Err(IssueError::InvalidRequest("too many roles (maximum 32)"));
+        }
+        if let Some(catalog) = &self.catalog {
+            let unknown = catalog.unknown(&request.scopes, &request.roles);
+            if !unknown.is_empty() {
+                return Err(IssueError::Unknown(unknown));
+            }
+        } else if !request.roles.is_empty() {
+            return Err(IssueError::InvalidRequest("roles need a scope catalog"));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,192 @@
+//! Verification: parse, look up, check the hash, status and expiry, bound by the owner.
+
+use std::error::Error as StdError;
+use std::sync::Arc;
+
+use super::KeyManager;
+use crate::audit::{AuditEvent, AuditKind, FailureReason, RequestContext};
+use crate::parse::ParseError;
+use crate::record::{KeyRecord, KeyStatus};
+use crate::scope::ScopeSet;
+use crate::store::{KeyStore, StoreError};
+use crate::verified::Verified;
+
+/// Why a presented key was refused.
+///
+/// `Invalid` covers an unknown key id and a wrong secret alike, so a caller cannot tell
+/// them apart. `Disabled`, `Revoked` and `Expired` are returned only after the secret
+/// verified, so they reveal nothing to someone who does not hold the key. Messages never
+/// contain the key.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum VerifyError {
+    /// Not a well-formed key of this service.
+    #[error("malformed key: {0}")]
+    Malformed(#[from] ParseError),
+    /// Unknown key or wrong secret.
+    #[error("invalid key")]
+    Invalid,
+    /// The key is disabled.
+    #[error("key is disabled")]
+    Disabled,
+    /// The key is revoked.
+    #[error("key is revoked")]
+    Revoked,
+    /// The key has expired.
+    #[error("key has expired")]
+    Expired,
+    /// The store (or the owner-permission source) could not answer: fail closed.
+    #[error("key store unavailable")]
+    Unavailable(#[source] Box<dyn StdError + Send + Sync>),
+}
+
+impl VerifyError {
+    /// The reason recorded in audit events.
+    #[must_use]
+    pub fn reason(&self) -> FailureReason {
+        match self {
+            Self::Malformed(_) => FailureReason::Malformed,
+            Self::Invalid => FailureReason::Invalid,
+            Self::Disabled => FailureReason::Disabled,
+            Self::Revoked => FailureReason::Revoked,
+            Self::Expired => FailureReason::Expired,
+            Self::Unavailable(_) => FailureReason::Unavailable,
+        }
+    }
+}
+
+impl<S: KeyStore> KeyManager<S> {
+    /// Verifies a presented key and returns the proof that handlers accept.
+    ///
+    /// In order: the format and checksum are checked offline; the record is read from the
+    /// store (an unknown id still costs one hash, so timing does not reveal whether an id
+    /// exists); the hash is compared in constant time; then status and expiry; then the
+    /// owner bound. A stored hash on old settings is upgraded, and `last_used_at` is written
+    /// at most once per interval. Every change made through any manager over the same store
+    /// takes effect here on the next call.
+    ///
+    /// # Errors
+    /// [`VerifyError`]; store failures fail closed as [`VerifyError::Unavailable`].
+    pub async fn verify(
+        &self,
+        presented: &str,
+        ctx: &RequestContext,
+    ) -> Result<Verified, VerifyError> {
+        let now = self.clock.now();
+        let result = self.verify_inner(presented, now).await;
+        match &result {
+            Ok(v) => self.emit(AuditEvent::new(now, AuditKind::Verified, ctx).about(v.record())),
+            Err((e, record)) => {
+                let mut event =
+                    AuditEvent::new(now, AuditKind::VerifyFailed { reason: e.reason() }, ctx);
+                // The record's details are attached only when the secret verified; otherwise
+                // only the presented (public) key id, when it parsed.
+                event = match record {
+                    Some(r) => event.about(r),
+                    None => match self.format.parse(presented) {
+                        Ok(p) => event.key(p.key_id()),
+                        Err(_) => event,
+                    },
+                };
+                self.emit(event);
+            }
+        }
+        result.map_err(|(e, _)| e)
+    }
+
+    async fn verify_inner(
+        &self,
+        presented: &str,
+        now: time::OffsetDateTime,
+    ) -> Result<Verified, (VerifyError, Option<Arc<KeyRecord>>)> {
+        let parsed = self
+            .format
+            .parse(presented)
+            .map_err(|e| (VerifyError::Malformed(e), None))?;
+        let id = parsed.key_id();
+        let record = match self.store.get(&id).await {
+            Ok(Some(record)) => record,
+            Ok(None) => {
+                self.hasher.verify_absent(&parsed);
+                return Err((VerifyError::Invalid, None));
+            }
+            Err(e) => return Err((VerifyError::Unavailable(Box::new(e)), None)),
+        };
+        if record.id != id || self.hasher.verify(&parsed, &record.hash).is_err() {
+            return Err((VerifyError::Invalid, None));
+        }
+        let refused = match record.status {
+            KeyStatus::Revoked => Some(VerifyError::Revoked),
+            KeyStatus::Disabled => Some(VerifyError::Disabled),
+            KeyStatus::Active if record.is_expired(now) => Some(VerifyError::Expired),
+            KeyStatus::Active => None,
+        };
+        if let Some(e) = refused {
+            self.hasher.forget_cached(id);
+            return Err((e, Some(record)));
+        }
+        let effective = self
+            .effective_scopes(&record)
+            .await
+            .map_err(|e| (e, Some(record.clone())))?;
+        if self.hasher.needs_rehash(&record.hash) {
+            self.rehash(&record, &parsed, now).await;
+        }
+        if record
+            .last_used_at
+            .is_none_or(|t| now - t >= self.last_used_interval)
+        {
+            // Best effort: a failed write of a statistic must not refuse a valid key.
+            if let Err(e) = self.store.touch(&id, now).await {
+                tracing::warn!(target: "keyward", key_id = %id, error = %e, "could not record last use");
+            }
+        }
+        Ok(Verified::new(record, effective, now))
+    }
+
+    /// The key's scopes and roles with implications, bounded by its owner's permissions.
+    pub(crate) async fn effective_scopes(
+        &self,
+        record: &KeyRecord,
+    ) -> Result<ScopeSet, VerifyError> {
+        let own = match &self.catalog {
+            Some(catalog) => catalog.resolve(&record.scopes, &record.roles),
+            None => record.scopes.clone(),
+        };
+        let Some(provider) = &self.owner_permissions else {
+            return Ok(own);
+        };
+        let owner = provider
+            .permissions(&record.owner, record.tenant.as_deref())
+            .await
+            .map_err(VerifyError::Unavailable)?;
+        let owner = match &self.catalog {
+            Some(catalog) => catalog.expand(&owner),
+            None => owner,
+        };
+        Ok(own.intersection(&owner))
+    }
+
+    async fn rehash(
+        &self,
+        record: &KeyRecord,
+        parsed: &crate::ParsedKey<'_>,
+        now: time::OffsetDateTime,
+    ) {
+        let Ok(hash) = self.hasher.hash(parsed) else {
+            return;
+        };
+        let mut updated = record.clone();
+        updated.hash = hash;
+        match self.store.update(updated, record.version).await {
+            Ok(()) => self.emit(
+                AuditEvent::new(now, AuditKind::Rehashed, &RequestContext::default()).about(record),
+            ),
+            // Someone else changed the record first; the next verification tries again.
+            Err(StoreError::Conflict(_)) => {}
+            Err(e) => {
+                tracing::warn!(target: "keyward", key_id = %record.id, error = %e, "could not store upgraded hash")
+            }
+        }
+    }
+}

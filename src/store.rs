@@ -1,0 +1,223 @@
+//! The storage trait applications implement for their database, and its errors.
+
+use core::future::Future;
+use std::error::Error as StdError;
+use std::sync::Arc;
+
+use time::OffsetDateTime;
+
+use crate::key_id::KeyId;
+use crate::record::KeyRecord;
+
+mod memory;
+
+pub use memory::MemoryStore;
+
+/// Where key records live. Implement it for your database; run the conformance suite
+/// (`keyward::testing`, feature `testing`) against your implementation.
+///
+/// Every method must be atomic on its own: the manager relies on `insert_capped`,
+/// `update` and `rotate` never being half applied, and never interleaving with each other
+/// in a way that breaks their checks. A SQL store does each in one transaction (or one
+/// statement); a key-value store uses its compare-and-set.
+///
+/// Errors keep their cause: wrap a driver error in [`StoreError::Unavailable`] (connection,
+/// timeout, pool exhaustion) or [`StoreError::Corrupt`] (a row that does not decode).
+/// The manager fails closed on every error: no key verifies while the store cannot answer.
+pub trait KeyStore: Send + Sync {
+    /// Inserts a new record.
+    ///
+    /// Fails with [`StoreError::Duplicate`] when the id exists.
+    fn insert(&self, record: KeyRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Inserts a new record only if its owner has fewer than `max_live` records that
+    /// [count against the cap](KeyRecord::counts_against_cap) at `now`, as one atomic step.
+    ///
+    /// Fails with [`StoreError::LimitReached`] or [`StoreError::Duplicate`].
+    fn insert_capped(
+        &self,
+        record: KeyRecord,
+        max_live: usize,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The record with this id, if any.
+    fn get(
+        &self,
+        id: &KeyId,
+    ) -> impl Future<Output = Result<Option<Arc<KeyRecord>>, StoreError>> + Send;
+
+    /// Replaces the record with `record.id` if its stored version is `expected_version`,
+    /// storing it with version `expected_version + 1` (compare-and-set).
+    ///
+    /// Fails with [`StoreError::Conflict`] when the version differs and
+    /// [`StoreError::NotFound`] when the id is absent.
+    fn update(
+        &self,
+        record: KeyRecord,
+        expected_version: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// One atomic step of a rotation: replaces the old record (compare-and-set on
+    /// `expected_version`, like [`KeyStore::update`]) and inserts the new one. Either both
+    /// happen or neither does.
+    fn rotate(
+        &self,
+        old: KeyRecord,
+        expected_version: u64,
+        new: KeyRecord,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Records matching `filter`, ordered by key id, starting after `page.after`, at most
+    /// `page.limit` of them.
+    fn list(
+        &self,
+        filter: &ListFilter,
+        page: Page,
+    ) -> impl Future<Output = Result<Vec<KeyRecord>, StoreError>> + Send;
+
+    /// Atomically takes `cost` uses from a key's quota.
+    fn consume(
+        &self,
+        id: &KeyId,
+        cost: u64,
+    ) -> impl Future<Output = Result<Consumed, StoreError>> + Send;
+
+    /// Sets `last_used_at` to `at` if it is later than the stored value. Cheap, and does not
+    /// change the record's version (it is not part of compare-and-set).
+    fn touch(
+        &self,
+        id: &KeyId,
+        at: OffsetDateTime,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Deletes a record; `Ok(false)` if it did not exist.
+    fn delete(&self, id: &KeyId) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+/// Which records [`KeyStore::list`] returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ListFilter {
+    /// Every record.
+    All,
+    /// Records of one owner.
+    Owner(String),
+    /// Records of one tenant.
+    Tenant(String),
+}
+
+impl ListFilter {
+    /// Whether `record` matches.
+    #[must_use]
+    pub fn matches(&self, record: &KeyRecord) -> bool {
+        match self {
+            Self::All => true,
+            Self::Owner(owner) => record.owner == *owner,
+            Self::Tenant(tenant) => record.tenant.as_deref() == Some(tenant.as_str()),
+        }
+    }
+}
+
+/// A page of a listing: records with ids greater than `after`, at most `limit` of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    /// Start after this id (`None`: from the beginning).
+    pub after: Option<KeyId>,
+    /// Most records to return (at least 1, at most [`Page::MAX_LIMIT`]).
+    pub limit: usize,
+}
+
+impl Page {
+    /// Largest page.
+    pub const MAX_LIMIT: usize = 1000;
+
+    /// The first page of `limit` records (clamped to 1..=[`Page::MAX_LIMIT`]).
+    #[must_use]
+    pub fn first(limit: usize) -> Self {
+        Self {
+            after: None,
+            limit: limit.clamp(1, Self::MAX_LIMIT),
+        }
+    }
+
+    /// The page after the last record of `records`, or `None` when `records` was a short
+    /// (final) page.
+    #[must_use]
+    pub fn next(&self, records: &[KeyRecord]) -> Option<Self> {
+        if records.len() < self.limit {
+            return None;
+        }
+        records.last().map(|r| Self {
+            after: Some(r.id),
+            limit: self.limit,
+        })
+    }
+}
+
+impl Default for Page {
+    fn default() -> Self {
+        Self::first(100)
+    }
+}
+
+/// The result of [`KeyStore::consume`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Consumed {
+    /// The key has no quota.
+    Unlimited,
+    /// Uses were taken; this many remain.
+    Remaining(u64),
+    /// Not enough uses were left; nothing was taken.
+    Exhausted,
+    /// No such key.
+    NotFound,
+}
+
+/// A store operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// A record with this id exists already.
+    #[error("a key with id {0} exists already")]
+    Duplicate(KeyId),
+    /// No record with this id.
+    #[error("no key with id {0}")]
+    NotFound(KeyId),
+    /// The record changed since it was read (compare-and-set lost).
+    #[error("key {0} was changed concurrently")]
+    Conflict(KeyId),
+    /// The owner has as many live keys as allowed.
+    #[error("owner has reached the limit of {limit} live keys")]
+    LimitReached {
+        /// The cap.
+        limit: usize,
+    },
+    /// A stored record does not decode (edited by hand, or written by a newer version).
+    #[error("stored record for key {id} is corrupt")]
+    Corrupt {
+        /// The key whose record is corrupt.
+        id: KeyId,
+        /// What is wrong with it.
+        #[source]
+        source: Box<dyn StdError + Send + Sync>,
+    },
+    /// The store cannot be reached or did not answer in time.
+    #[error("key store unavailable")]
+    Unavailable(#[source] Box<dyn StdError + Send + Sync>),
+}
+
+impl StoreError {
+    /// A [`StoreError::Unavailable`] from any error.
+    pub fn unavailable(source: impl Into<Box<dyn StdError + Send + Sync>>) -> Self {
+        Self::Unavailable(source.into())
+    }
+
+    /// A [`StoreError::Corrupt`] for key `id`.
+    pub fn corrupt(id: KeyId, source: impl Into<Box<dyn StdError + Send + Sync>>) -> Self {
+        Self::Corrupt {
+            id,
+            source: source.into(),
+        }
+    }
+}
