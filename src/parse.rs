@@ -266,8 +266,19 @@ fn split(
     if input.chars().next_back().is_some_and(char::is_whitespace) {
         return Err(ParseError::TrailingWhitespace);
     }
+    // `max` counts characters. Bytes bound them from above, so only a long byte string needs
+    // counting, and counting stops after `max + 2`: a 1 MB input costs no more than a key.
     if bytes.len() > max {
-        return Err(ParseError::TooLong { max });
+        let chars = input.chars().take(max + 3).count();
+        if chars > max {
+            // A key wrapped onto two lines is too long only by its line break: say so.
+            if chars <= max + 2 {
+                if let Some(position) = input.chars().position(|c| c == '\n' || c == '\r') {
+                    return Err(ParseError::EmbeddedNewline { position });
+                }
+            }
+            return Err(ParseError::TooLong { max });
+        }
     }
     let result = split_checked(input, matcher);
     if result.is_err() {
