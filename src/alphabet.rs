@@ -8,7 +8,12 @@ pub(crate) const BASE62: &[u8; 62] =
 /// can vectorize it.
 #[inline]
 pub(crate) fn all_base62(bytes: &[u8]) -> bool {
-    bytes.iter().fold(true, |ok, &b| ok & is_base62(b))
+    // Count failures with byte arithmetic rather than short-circuiting, so the loop has no
+    // data-dependent branch and vectorizes.
+    let bad = bytes
+        .iter()
+        .fold(0u8, |acc, &b| acc | u8::from(!is_base62(b)));
+    bad == 0
 }
 
 #[inline]

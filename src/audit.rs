@@ -15,6 +15,12 @@ use crate::record::KeyRecord;
 pub trait AuditSink: Send + Sync + 'static {
     /// Records one event.
     fn record(&self, event: &AuditEvent);
+
+    /// Whether events are wanted at all; when `false` the manager does not even build them
+    /// (which keeps verification free of allocations for audit).
+    fn enabled(&self) -> bool {
+        true
+    }
 }
 
 /// What the application knows about the request that caused an operation.
@@ -224,6 +230,10 @@ pub struct NoAudit;
 
 impl AuditSink for NoAudit {
     fn record(&self, _event: &AuditEvent) {}
+
+    fn enabled(&self) -> bool {
+        false
+    }
 }
 
 /// Emits each event as a `tracing` event with target `keyward::audit` (INFO; WARN for
@@ -312,5 +322,9 @@ impl AuditSink for AuditLog {
 impl<T: AuditSink> AuditSink for Arc<T> {
     fn record(&self, event: &AuditEvent) {
         (**self).record(event);
+    }
+
+    fn enabled(&self) -> bool {
+        (**self).enabled()
     }
 }

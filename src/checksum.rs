@@ -20,6 +20,25 @@ pub fn checksum(body: &[u8]) -> [u8; CHECKSUM_LEN] {
     encode(crc32fast::hash(body))
 }
 
+/// Whether the six checksum characters `presented` (already known to be base62) encode the
+/// CRC-32 of `body`. Decoding the presented digits is cheaper than encoding the computed CRC,
+/// which keeps rejection of a mistyped key close to the cost of the CRC itself.
+#[inline]
+pub(crate) fn matches(body: &[u8], presented: &[u8]) -> bool {
+    let mut value: u64 = 0;
+    for &b in presented {
+        let digit = if b <= b'9' {
+            b.wrapping_sub(b'0')
+        } else if b <= b'Z' {
+            b.wrapping_sub(b'A' - 10)
+        } else {
+            b.wrapping_sub(b'a' - 36)
+        };
+        value = value * 62 + u64::from(digit);
+    }
+    presented.len() == CHECKSUM_LEN && value == u64::from(crc32fast::hash(body))
+}
+
 /// Writes `crc` as exactly six base62 digits, most significant first, zero padded.
 fn encode(crc: u32) -> [u8; CHECKSUM_LEN] {
     let mut out = [b'0'; CHECKSUM_LEN];
@@ -51,6 +70,24 @@ mod tests {
     fn github_vectors() {
         assert_eq!(&checksum(b"M7H4jxUDDWHP4kZ6A4dxlQYsQIWJuq"), b"11T4V4");
         assert_eq!(&checksum(b"zQWBuTSOoRi4A9spHcVY5ncnsDkxkJ"), b"0mLq17");
+    }
+
+    #[test]
+    fn matches_agrees_with_encode() {
+        let body = b"M7H4jxUDDWHP4kZ6A4dxlQYsQIWJuq";
+        assert!(matches(body, b"11T4V4"));
+        assert!(!matches(body, b"11T4V3"));
+        assert!(!matches(body, b"11T4V"));
+        // A checksum above u32::MAX (non-canonical) never matches.
+        assert!(!matches(body, b"zzzzzz"));
+        assert!(matches(b"zQWBuTSOoRi4A9spHcVY5ncnsDkxkJ", b"0mLq17"));
+        for i in 0..2000u32 {
+            let body = format!("body{i}");
+            assert!(
+                matches(body.as_bytes(), &checksum(body.as_bytes())),
+                "{body}"
+            );
+        }
     }
 
     #[test]

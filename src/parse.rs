@@ -4,7 +4,7 @@ use core::fmt;
 use core::ops::RangeInclusive;
 
 use crate::alphabet;
-use crate::checksum::{CHECKSUM_LEN, checksum};
+use crate::checksum::{self, CHECKSUM_LEN};
 use crate::format::KeyFormat;
 use crate::key_id::KeyId;
 use crate::prefix::{self, MAX_PREFIX_LEN};
@@ -323,7 +323,7 @@ fn finish(
 ) -> Result<ParsedKey<'_>, ParseError> {
     let bytes = input.as_bytes();
     let (body, sum) = bytes[sep + 1..].split_at(bytes.len() - sep - 1 - CHECKSUM_LEN);
-    if checksum(body)[..] != *sum {
+    if !checksum::matches(body, sum) {
         return Err(ParseError::ChecksumMismatch);
     }
     Ok(ParsedKey {

@@ -84,7 +84,7 @@ pub fn record(owner: &str) -> KeyRecord {
 /// handlers without a key manager. Only available with the `testing` feature.
 #[must_use]
 pub fn verified(record: KeyRecord, scopes: ScopeSet, at: OffsetDateTime) -> Verified {
-    Verified::new(Arc::new(record), scopes, at)
+    Verified::new(Arc::new(record), Some(scopes), at)
 }
 
 /// Runs every conformance check, each on a fresh store from `fresh`.

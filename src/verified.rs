@@ -17,12 +17,17 @@ use crate::scope::{Denied, Resource, Restrictions, Scope, ScopeSet};
 #[derive(Debug, Clone)]
 pub struct Verified {
     record: Arc<KeyRecord>,
-    effective: ScopeSet,
+    /// `None`: the record's own scopes are the effective ones.
+    effective: Option<ScopeSet>,
     at: OffsetDateTime,
 }
 
 impl Verified {
-    pub(crate) fn new(record: Arc<KeyRecord>, effective: ScopeSet, at: OffsetDateTime) -> Self {
+    pub(crate) fn new(
+        record: Arc<KeyRecord>,
+        effective: Option<ScopeSet>,
+        at: OffsetDateTime,
+    ) -> Self {
         Self {
             record,
             effective,
@@ -58,7 +63,7 @@ impl Verified {
     /// owner's current permissions when the manager has an owner-permission source.
     #[must_use]
     pub fn scopes(&self) -> &ScopeSet {
-        &self.effective
+        self.effective.as_ref().unwrap_or(&self.record.scopes)
     }
 
     /// The resources the key is limited to.
@@ -76,7 +81,7 @@ impl Verified {
     /// Whether the key holds `scope`.
     #[must_use]
     pub fn allows(&self, scope: &Scope) -> bool {
-        self.effective.allows(scope)
+        self.scopes().allows(scope)
     }
 
     /// Allows the request when the key holds `required` and, if the request touches a
@@ -85,11 +90,6 @@ impl Verified {
     /// # Errors
     /// [`Denied`] naming the missing scope or the refused resource.
     pub fn authorize(&self, required: &Scope, resource: Option<&Resource>) -> Result<(), Denied> {
-        crate::scope::authorize(
-            &self.effective,
-            &self.record.restrictions,
-            required,
-            resource,
-        )
+        crate::scope::authorize(self.scopes(), &self.record.restrictions, required, resource)
     }
 }

@@ -74,6 +74,9 @@ impl<S: KeyStore> KeyManager<S> {
     ) -> Result<Verified, VerifyError> {
         let now = self.clock.now();
         let result = self.verify_inner(presented, now).await;
+        if !self.audit.enabled() {
+            return result.map_err(|(e, _)| e);
+        }
         match &result {
             Ok(v) => self.emit(AuditEvent::new(now, AuditKind::Verified, ctx).about(v.record())),
             Err((e, record)) => {
@@ -144,17 +147,19 @@ impl<S: KeyStore> KeyManager<S> {
         Ok(Verified::new(record, effective, now))
     }
 
-    /// The key's scopes and roles with implications, bounded by its owner's permissions.
+    /// The key's scopes and roles with implications, bounded by its owner's permissions;
+    /// `None` means the record's own scopes, unchanged (no catalog, no owner bound).
     pub(crate) async fn effective_scopes(
         &self,
         record: &KeyRecord,
-    ) -> Result<ScopeSet, VerifyError> {
+    ) -> Result<Option<ScopeSet>, VerifyError> {
         let own = match &self.catalog {
             Some(catalog) => catalog.resolve(&record.scopes, &record.roles),
+            None if self.owner_permissions.is_none() => return Ok(None),
             None => record.scopes.clone(),
         };
         let Some(provider) = &self.owner_permissions else {
-            return Ok(own);
+            return Ok(Some(own));
         };
         let owner = provider
             .permissions(&record.owner, record.tenant.as_deref())
@@ -164,7 +169,7 @@ impl<S: KeyStore> KeyManager<S> {
             Some(catalog) => catalog.expand(&owner),
             None => owner,
         };
-        Ok(own.intersection(&owner))
+        Ok(Some(own.intersection(&owner)))
     }
 
     async fn rehash(

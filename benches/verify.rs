@@ -1,0 +1,206 @@
+//! The hot path: parse, hash, verify, full manager verify; each beside the raw primitive
+//! it rests on (CRC-32 over the body, HMAC-SHA256, Argon2id), measured in the same run.
+//!
+//! `cargo bench --bench verify`
+
+use std::hint::black_box;
+use std::task::{Context, Poll, Waker};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use hmac::{Hmac, KeyInit, Mac};
+use keyward::{
+    Argon2Params, Hasher, IssueRequest, KeyFormat, KeyManager, MemoryStore, Pepper, RequestContext,
+};
+use sha2::Sha256;
+
+/// Polls a future that completes without waiting (the memory store's futures do).
+fn block_on<F: Future>(f: F) -> F::Output {
+    let mut f = std::pin::pin!(f);
+    let mut cx = Context::from_waker(Waker::noop());
+    loop {
+        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+    }
+}
+
+const PEPPER: [u8; 32] = [0x42; 32];
+
+fn parse(c: &mut Criterion) {
+    let format = KeyFormat::new(["tak"]).expect("format");
+    let key = format.generate().expect("key");
+    let valid = key.expose_secret().to_owned();
+    let body = &valid[4..valid.len() - 6];
+    let mut bad = valid.clone();
+    let last = bad.pop().expect("non-empty");
+    bad.push(if last == 'A' { 'B' } else { 'A' });
+    let garbage = "this is not an API key at all, just some text!!!!!!";
+    let mut g = c.benchmark_group("parse");
+    g.bench_function("raw crc32fast over the body", |b| {
+        b.iter(|| crc32fast::hash(black_box(body.as_bytes())))
+    });
+    g.bench_function("keyward parse valid", |b| {
+        b.iter(|| format.parse(black_box(&valid)).is_ok())
+    });
+    g.bench_function("keyward reject bad checksum", |b| {
+        b.iter(|| format.parse(black_box(&bad)).is_err())
+    });
+    g.bench_function("keyward reject garbage", |b| {
+        b.iter(|| format.parse(black_box(garbage)).is_err())
+    });
+    g.finish();
+}
+
+fn generate(c: &mut Criterion) {
+    let format = KeyFormat::new(["tak"]).expect("format");
+    let mut g = c.benchmark_group("generate");
+    g.bench_function("keyward generate (OS CSPRNG)", |b| {
+        b.iter(|| format.generate().expect("key"))
+    });
+    g.finish();
+}
+
+fn hashing(c: &mut Criterion) {
+    let format = KeyFormat::new(["tak"]).expect("format");
+    let key = format.generate().expect("key");
+    let parsed = key.as_parsed();
+    let fast = Hasher::fast(Pepper::new("k1", PEPPER).expect("pepper"));
+    let stored = fast.hash(&parsed).expect("hash");
+    let mut g = c.benchmark_group("fast hash");
+    g.bench_function("raw HMAC-SHA256 (key setup + MAC)", |b| {
+        b.iter(|| {
+            let mut mac =
+                <Hmac<Sha256> as KeyInit>::new_from_slice(black_box(&PEPPER)).expect("key");
+            mac.update(black_box(key.expose_secret().as_bytes()));
+            mac.finalize().into_bytes()
+        })
+    });
+    g.bench_function("keyward fast hash", |b| {
+        b.iter(|| fast.hash(black_box(&parsed)).expect("hash"))
+    });
+    g.bench_function("keyward fast verify", |b| {
+        b.iter(|| fast.verify(black_box(&parsed), black_box(&stored)).is_ok())
+    });
+    g.finish();
+
+    // Small but real Argon2id parameters keep the run short; the ratio is what matters.
+    let params = Argon2Params::DEFAULT;
+    let argon = Hasher::argon2(params);
+    let argon_stored = argon.hash(&parsed).expect("hash");
+    let cached = Hasher::argon2(params).with_verify_cache(1024);
+    cached
+        .verify(&parsed, &argon_stored)
+        .expect("warm the cache");
+    let mut g = c.benchmark_group("argon2id");
+    g.sample_size(10);
+    g.bench_function("raw argon2id (m=19456,t=2,p=1)", |b| {
+        let a = argon2::Argon2::new(
+            argon2::Algorithm::Argon2id,
+            argon2::Version::V0x13,
+            argon2::Params::new(19_456, 2, 1, Some(32)).expect("params"),
+        );
+        let mut out = [0u8; 32];
+        b.iter(|| {
+            a.hash_password_into(
+                black_box(key.expose_secret().as_bytes()),
+                &[7u8; 16],
+                &mut out,
+            )
+        })
+    });
+    g.bench_function("keyward argon2id verify", |b| {
+        b.iter(|| argon.verify(black_box(&parsed), &argon_stored).is_ok())
+    });
+    g.finish();
+    let mut g = c.benchmark_group("argon2id cache");
+    g.bench_function("keyward argon2id verify, cache hit", |b| {
+        b.iter(|| cached.verify(black_box(&parsed), &argon_stored).is_ok())
+    });
+    g.finish();
+}
+
+fn manager(store: MemoryStore) -> KeyManager<MemoryStore> {
+    KeyManager::new(
+        store,
+        KeyFormat::new(["tak"]).expect("format"),
+        Hasher::fast(Pepper::new("k1", PEPPER).expect("pepper")),
+    )
+}
+
+fn full_verify(c: &mut Criterion) {
+    let m = manager(MemoryStore::new());
+    let ctx = RequestContext::new();
+    let request = || {
+        IssueRequest::new("bench-key", "user_42")
+            .tenant("acme")
+            .scopes("read comments tickets:write".parse().expect("scopes"))
+    };
+    let issued = block_on(m.issue(request(), &ctx)).expect("issue");
+    let key = issued.key.expose_secret().to_owned();
+    let unknown = m.format().generate().expect("key");
+    let wrong = {
+        let (prefix, tail) = key.rsplit_once('_').expect("prefix");
+        let mut body = tail.as_bytes()[..tail.len() - 6].to_vec();
+        let last = body.len() - 1;
+        body[last] = if body[last] == b'A' { b'B' } else { b'A' };
+        let sum = keyward::checksum(&body);
+        format!(
+            "{prefix}_{}{}",
+            String::from_utf8(body).expect("ascii"),
+            String::from_utf8(sum.to_vec()).expect("ascii")
+        )
+    };
+    let read: keyward::Scope = "read".parse().expect("scope");
+    block_on(m.verify(&key, &ctx)).expect("first verify writes last_used");
+
+    let mut g = c.benchmark_group("manager verify (memory store)");
+    g.bench_function("raw HMAC-SHA256 (key setup + MAC)", |b| {
+        b.iter(|| {
+            let mut mac =
+                <Hmac<Sha256> as KeyInit>::new_from_slice(black_box(&PEPPER)).expect("key");
+            mac.update(black_box(key.as_bytes()));
+            mac.finalize().into_bytes()
+        })
+    });
+    g.bench_function("verify + authorize, hot record", |b| {
+        b.iter(|| {
+            let v = block_on(m.verify(black_box(&key), &ctx)).expect("valid");
+            v.authorize(&read, None).is_ok()
+        })
+    });
+    g.bench_function("verify, unknown id", |b| {
+        b.iter(|| block_on(m.verify(black_box(unknown.expose_secret()), &ctx)).is_err())
+    });
+    g.bench_function("verify, wrong secret", |b| {
+        b.iter(|| block_on(m.verify(black_box(&wrong), &ctx)).is_err())
+    });
+    g.finish();
+
+    // 1,000,000 keys; cycle through 4,096 of them spread over the map so lookups miss the cache.
+    let big = manager(MemoryStore::new());
+    let mut keys = Vec::with_capacity(4096);
+    for i in 0..1_000_000u32 {
+        let issued = block_on(big.issue(request(), &ctx)).expect("issue");
+        if i % 244 == 0 && keys.len() < 4096 {
+            keys.push(issued.key.expose_secret().to_owned());
+        }
+    }
+    for k in &keys {
+        block_on(big.verify(k, &ctx)).expect("warm last_used");
+    }
+    let mut g = c.benchmark_group("manager verify, 1M keys");
+    let mut i = 0usize;
+    g.bench_function("verify + authorize, 4096 keys cycling", |b| {
+        b.iter(|| {
+            i = (i + 1) % keys.len();
+            block_on(big.verify(&keys[i], &ctx))
+                .expect("valid")
+                .authorize(&read, None)
+                .is_ok()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, parse, generate, hashing, full_verify);
+criterion_main!(benches);
