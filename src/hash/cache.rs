@@ -8,14 +8,16 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
+use super::stored::StoredHash;
 use crate::key_id::KeyId;
 
 /// Remembers, per key id, a keyed digest of a presented key that verified against a given
 /// Argon2 hash, so the next request for that key costs one HMAC instead of one Argon2.
 ///
 /// What it stores is not the key: it is HMAC-SHA256 of the key under a random per-process
-/// key, plus the digest of the stored hash it was checked against (so a rotated or
-/// rehashed key misses). It replaces only the hash check: the key manager still reads the
+/// key, plus the whole stored hash it was checked against, parameters and salt included (so a
+/// rotated or rehashed key misses, and so does a stored hash that kept the digest but changed
+/// its salt or parameters). It replaces only the hash check: the key manager still reads the
 /// record's status and expiry from the store on every request, so a revoked, disabled or
 /// expired key is never served from here. Bounded: when full, an arbitrary entry is evicted.
 pub(crate) struct VerifyCache {
@@ -25,7 +27,8 @@ pub(crate) struct VerifyCache {
 }
 
 struct Entry {
-    stored: Vec<u8>,
+    /// The stored hash's PHC string.
+    stored: String,
     presented: Zeroizing<[u8; 32]>,
 }
 
@@ -48,20 +51,23 @@ impl VerifyCache {
     }
 
     /// Whether `key` verified against `stored` before (constant-time comparison).
-    pub(crate) fn hit(&self, id: KeyId, key: &str, stored_digest: &[u8]) -> bool {
+    pub(crate) fn hit(&self, id: KeyId, key: &str, stored: &StoredHash) -> bool {
         let presented = self.presented(key);
+        let stored = stored.to_string();
         let Ok(entries) = self.entries.lock() else {
             return false;
         };
         entries.get(&id).is_some_and(|e| {
-            bool::from(e.stored.as_slice().ct_eq(stored_digest) & e.presented.ct_eq(&presented[..]))
+            bool::from(
+                e.stored.as_bytes().ct_eq(stored.as_bytes()) & e.presented.ct_eq(&presented[..]),
+            )
         })
     }
 
     /// Records that `key` verified against `stored`.
-    pub(crate) fn insert(&self, id: KeyId, key: &str, stored_digest: &[u8]) {
+    pub(crate) fn insert(&self, id: KeyId, key: &str, stored: &StoredHash) {
         let entry = Entry {
-            stored: stored_digest.to_vec(),
+            stored: stored.to_string(),
             presented: self.presented(key),
         };
         let Ok(mut entries) = self.entries.lock() else {

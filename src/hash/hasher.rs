@@ -205,7 +205,7 @@ impl Hasher {
             Kind::Argon2 { params, salt } => {
                 let id = key.key_id();
                 if let Some(cache) = &self.cache {
-                    if cache.hit(id, presented, stored.digest()) {
+                    if cache.hit(id, presented, stored) {
                         return Ok(());
                     }
                 }
@@ -215,7 +215,7 @@ impl Hasher {
                     .map_err(|()| Mismatch)?;
                 if bool::from(out.as_slice().ct_eq(stored.digest())) {
                     if let Some(cache) = &self.cache {
-                        cache.insert(id, presented, stored.digest());
+                        cache.insert(id, presented, stored);
                     }
                     Ok(())
                 } else {
