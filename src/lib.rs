@@ -49,9 +49,9 @@ pub use policy::{Expiry, ExpiryPreset, IssuancePolicy, PolicyError};
 pub use prefix::{MAX_PREFIX_LEN, Prefix, PrefixError};
 pub use record::{KeyRecord, KeyStatus, KeyStatusError, Metadata, MetadataError};
 pub use scope::{
-    CatalogError, Denied, MAX_RESOURCE_DEPTH, MAX_RESOURCE_LEN, MAX_SCOPE_DEPTH, MAX_SCOPE_LEN,
-    MAX_SCOPES, Resource, ResourceError, Restrictions, Scope, ScopeCatalog, ScopeCatalogBuilder,
-    ScopeError, ScopeSet, authorize,
+    CatalogError, Denied, MAX_RESOURCE_DEPTH, MAX_RESOURCE_LEN, MAX_RESOURCES, MAX_SCOPE_DEPTH,
+    MAX_SCOPE_LEN, MAX_SCOPES, Resource, ResourceError, Restrictions, Scope, ScopeCatalog,
+    ScopeCatalogBuilder, ScopeError, ScopeSet, authorize,
 };
 pub use store::{Consumed, KeyStore, ListFilter, MemoryStore, Page, StoreError};
 pub use verified::Verified;

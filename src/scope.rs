@@ -12,11 +12,20 @@
 //!   `a.intersection(&b).allows(s) == a.allows(s) && b.allows(s)` and
 //!   `a.union(&b).allows(s) == a.allows(s) || b.allows(s)` for every scope `s`.
 //! - Implications come from the [`ScopeCatalog`]: [`ScopeCatalog::expand`] closes a set
-//!   under them (a wildcard implies what every declared scope below it implies), after which
-//!   `allows` needs no catalog.
+//!   under them once, after which `allows` needs no catalog. A set grants a declared scope
+//!   when it holds it or a wildcard above it, and a granted declared scope adds everything
+//!   it implies: with `tickets:write` implying `read`, `{tickets:*}` expands to
+//!   `{read, tickets:*}`. Implications only ever add scopes; a wildcard does not grant the
+//!   scope at its own base (`tickets:*` does not grant `tickets`, nor what `tickets`
+//!   implies). Union and intersection of expanded sets are expanded, so both laws above
+//!   also hold with implications, as long as both sides were expanded by the same catalog.
+//! - [`Restrictions`] limit the resources a key touches; they never widen under
+//!   intersection, and an empty intersection allows nothing.
+//! - [`authorize`] combines both checks and names what is missing in its [`Denied`].
 
 use core::fmt;
 use core::str::FromStr;
+use std::borrow::Borrow;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -27,15 +36,22 @@ mod set;
 
 pub use authorize::{Denied, authorize};
 pub use catalog::{CatalogError, ScopeCatalog, ScopeCatalogBuilder};
-pub use resource::{MAX_RESOURCE_DEPTH, MAX_RESOURCE_LEN, Resource, ResourceError, Restrictions};
+pub use resource::{
+    MAX_RESOURCE_DEPTH, MAX_RESOURCE_LEN, MAX_RESOURCES, Resource, ResourceError, Restrictions,
+};
 pub use set::{MAX_SCOPES, ScopeSet};
 
-/// Longest scope, in characters.
+/// Longest scope, in characters (bytes: scopes are ASCII).
 pub const MAX_SCOPE_LEN: usize = 128;
-/// Most segments in a scope.
+/// Most segments in a scope, a trailing `*` included.
 pub const MAX_SCOPE_DEPTH: usize = 8;
 
 /// One scope, such as `tickets:write`, or a wildcard such as `tickets:*` or `*`.
+///
+/// Grammar: one to [`MAX_SCOPE_DEPTH`] segments joined by `:`, at most [`MAX_SCOPE_LEN`]
+/// characters in all; each segment matches `[a-z0-9][a-z0-9_.-]*`, except that the last
+/// may be `*`. `tickets:*` grants every scope strictly below `tickets`, but not `tickets`
+/// itself; `*` grants every scope. Serde form: the string.
 ///
 /// ```
 /// use keyward::Scope;
@@ -114,6 +130,11 @@ impl Scope {
         }
     }
 
+    /// The `*` wildcard.
+    pub(crate) fn all() -> Self {
+        Self("*".into())
+    }
+
     /// Whether this scope (possibly a wildcard) grants the concrete or wildcard scope `other`.
     #[must_use]
     pub fn grants(&self, other: &Scope) -> bool {
@@ -129,9 +150,25 @@ impl Scope {
     }
 }
 
-/// Whether `scope` is strictly below `base` (`tickets:write` is below `tickets`).
+/// Whether `scope` is strictly below `base` (`tickets:write` is below `tickets`, and every
+/// scope is below `""`, the base of `*`).
 pub(crate) fn is_below(scope: &str, base: &str) -> bool {
-    scope.len() > base.len() + 1 && scope.starts_with(base) && scope.as_bytes()[base.len()] == b':'
+    if base.is_empty() {
+        return !scope.is_empty();
+    }
+    scope.len() > base.len() + 1
+        && scope.starts_with(base)
+        && scope.as_bytes().get(base.len()) == Some(&b':')
+}
+
+/// The proper ancestors of a scope, nearest last: `a`, `a:b` for `a:b:c`. At most
+/// [`MAX_SCOPE_DEPTH`] - 1 of them.
+pub(crate) fn ancestors(scope: &str) -> impl Iterator<Item = &str> {
+    scope
+        .bytes()
+        .enumerate()
+        .filter(|&(_, b)| b == b':')
+        .filter_map(move |(i, _)| scope.get(..i))
 }
 
 fn validate(s: &str) -> Result<(), ScopeError> {
@@ -197,6 +234,14 @@ impl AsRef<str> for Scope {
     }
 }
 
+// `Eq`, `Ord` and `Hash` of a scope are those of its string, so borrowing as `str` is sound
+// for maps and sets.
+impl Borrow<str> for Scope {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl Serialize for Scope {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(&self.0)
@@ -205,8 +250,18 @@ impl Serialize for Scope {
 
 impl<'de> Deserialize<'de> for Scope {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-        Self::new(&s).map_err(serde::de::Error::custom)
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Scope;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a scope such as \"tickets:write\"")
+            }
+            // Validates the borrowed or buffered text before copying it.
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Scope, E> {
+                Scope::new(v).map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_str(Visitor)
     }
 }
 

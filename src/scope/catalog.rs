@@ -1,13 +1,34 @@
 //! The application's scope catalog: declared scopes, implications between them, and roles.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
 
 use super::{Scope, ScopeError, ScopeSet};
 
+/// Most scopes a catalog declares (implications count both ends).
+const MAX_CATALOG_SCOPES: usize = 4096;
+/// Most roles in a catalog.
+const MAX_ROLES: usize = 256;
+/// Longest role name, in bytes.
+const MAX_ROLE_NAME_LEN: usize = 64;
+
 /// The scopes an application knows, what each implies, and named roles.
 ///
-/// Implications are transitive, and a cycle makes its scopes equivalent. A wildcard in a
-/// key's scopes implies whatever every declared scope it covers implies.
+/// # Rules
+/// - Implications are between concrete scopes, transitive, and a cycle makes its scopes
+///   equivalent (each implies all the others).
+/// - [`expand`](Self::expand) closes a set under the implications, once: the result holds
+///   the set and everything implied by a declared scope the set grants. A wildcard grants
+///   every declared scope strictly below its base, so `{tickets:*}` also gets what
+///   `tickets:write` implies; `tickets:*` does not grant `tickets`, so not what `tickets`
+///   implies either. `*` grants everything already.
+/// - A closed set needs no catalog: [`ScopeSet::allows`] on it is the whole check. Union and
+///   intersection of closed sets are closed, so the owner bound is
+///   `expand(key) ∩ expand(owner)` and roles combine as `expand(a ∪ b)`.
+/// - [`resolve`](Self::resolve) is a key's effective scopes: its own scopes and its roles'
+///   scopes, expanded.
+/// - A strict catalog refuses, at issuance, scopes it does not declare and wildcards that
+///   cover no declared scope ([`validate`](Self::validate)); roles are always checked.
 ///
 /// ```
 /// use keyward::ScopeCatalog;
@@ -27,13 +48,23 @@ use super::{Scope, ScopeError, ScopeSet};
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScopeCatalog {
-    /// Declared scope → everything it implies, itself included (transitive closure).
-    closure: BTreeMap<Scope, ScopeSet>,
+    /// Declared scope → everything else it implies (transitive closure), sorted.
+    closure: BTreeMap<Scope, Box<[Scope]>>,
     roles: BTreeMap<String, ScopeSet>,
     strict: bool,
 }
 
 /// Builds a [`ScopeCatalog`]; errors are reported by [`ScopeCatalogBuilder::build`].
+///
+/// ```
+/// let catalog = keyward::ScopeCatalog::builder()
+///     .scope("read")
+///     .implies("comments", "read")
+///     .strict(true)
+///     .build()?;
+/// assert!(catalog.contains(&"comments".parse()?));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct ScopeCatalogBuilder {
     scopes: Vec<String>,
@@ -42,7 +73,7 @@ pub struct ScopeCatalogBuilder {
     strict: bool,
 }
 
-/// Why a catalog could not be built.
+/// Why a catalog could not be built, or why a request names something it does not know.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum CatalogError {
@@ -59,39 +90,103 @@ pub enum CatalogError {
         "wildcard {0:?} cannot be declared or implied in a catalog (use it in key scopes or roles)"
     )]
     Wildcard(String),
-    /// A role name is empty or longer than 64 bytes.
-    #[error("invalid role name {0:?} (1 to 64 bytes)")]
+    /// A role name is empty or too long.
+    #[error("invalid role name {0:?} (1 to {MAX_ROLE_NAME_LEN} bytes)")]
     InvalidRole(String),
+    /// A role of a strict catalog names a scope the catalog does not declare.
+    #[error("role {role:?} grants undeclared scope {scope:?}")]
+    UndeclaredInRole {
+        /// The role.
+        role: String,
+        /// The scope it names.
+        scope: String,
+    },
     /// Too many scopes or roles.
-    #[error("catalog too large (at most 4096 scopes and 256 roles)")]
+    #[error(
+        "catalog too large (at most {MAX_CATALOG_SCOPES} scopes and {MAX_ROLES} roles, {} scopes per role)",
+        super::MAX_SCOPES
+    )]
     TooLarge,
+    /// Scopes or roles the catalog does not know, as listed by [`ScopeCatalog::unknown`].
+    #[error("unknown scopes or roles: {}", .0.join(", "))]
+    Unknown(Vec<String>),
 }
 
 impl ScopeCatalog {
     /// A builder.
+    ///
+    /// ```
+    /// let empty = keyward::ScopeCatalog::builder().build()?;
+    /// assert!(!empty.contains(&"read".parse()?));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[must_use]
     pub fn builder() -> ScopeCatalogBuilder {
         ScopeCatalogBuilder::default()
     }
 
-    /// Closes `set` under the implications: every declared scope the set grants adds what it
-    /// implies.
+    /// Closes `set` under the implications: every declared scope the set grants (held
+    /// exactly, or strictly below one of its wildcards) adds what it implies. Idempotent,
+    /// and never removes anything.
+    ///
+    /// ```
+    /// let catalog = keyward::ScopeCatalog::builder()
+    ///     .implies("tickets:write", "read")
+    ///     .build()?;
+    /// let key = catalog.expand(&"tickets:*".parse()?);
+    /// assert_eq!(key.to_string(), "read tickets:*");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[must_use]
     pub fn expand(&self, set: &ScopeSet) -> ScopeSet {
         if set.is_all() {
             return set.clone();
         }
-        let mut out = set.clone();
-        for (scope, implied) in &self.closure {
-            if set.allows(scope) {
-                out = out.union(implied);
+        let mut exact = Vec::new();
+        let mut wildcards = Vec::new();
+        for scope in set {
+            if let Some(base) = scope.wildcard_base() {
+                for implied in self.declared_below(base).map(|(_, implied)| implied) {
+                    exact.extend(implied.iter().cloned());
+                }
+                wildcards.push(scope.clone());
+            } else {
+                if let Some(implied) = self.closure.get(scope) {
+                    exact.extend(implied.iter().cloned());
+                }
+                exact.push(scope.clone());
             }
         }
-        out
+        ScopeSet::normalized(exact, wildcards)
+    }
+
+    /// Declared scopes strictly below `base`, with what they imply.
+    fn declared_below<'a>(
+        &'a self,
+        base: &str,
+    ) -> impl Iterator<Item = (&'a Scope, &'a [Scope])> + 'a {
+        // Scopes starting with `base:` are contiguous in string order.
+        let prefix = format!("{base}:");
+        self.closure
+            .range::<str, _>((Bound::Included(prefix.as_str()), Bound::Unbounded))
+            .map(|(scope, implied)| (scope, &**implied))
+            .take_while(move |(scope, _)| scope.as_str().starts_with(&prefix))
     }
 
     /// A key's effective scopes: its scopes and the scopes of its roles, closed under the
-    /// implications. Unknown roles grant nothing.
+    /// implications. Unknown roles grant nothing (issuance refuses them, see
+    /// [`validate`](Self::validate)).
+    ///
+    /// ```
+    /// let catalog = keyward::ScopeCatalog::builder()
+    ///     .implies("plans:write", "plans:read")
+    ///     .role("planner", ["plans:write"])
+    ///     .role("viewer", ["reports:read"])
+    ///     .build()?;
+    /// let key = catalog.resolve(&Default::default(), &["planner".into(), "viewer".into()]);
+    /// assert_eq!(key.to_string(), "plans:read plans:write reports:read");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[must_use]
     pub fn resolve(&self, scopes: &ScopeSet, roles: &[String]) -> ScopeSet {
         let combined = roles
@@ -102,19 +197,52 @@ impl ScopeCatalog {
     }
 
     /// The scopes of a role, if declared.
+    ///
+    /// ```
+    /// let catalog = keyward::ScopeCatalog::builder().role("viewer", ["read"]).build()?;
+    /// assert_eq!(catalog.role("viewer").map(ToString::to_string).as_deref(), Some("read"));
+    /// assert!(catalog.role("admin").is_none());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[must_use]
     pub fn role(&self, name: &str) -> Option<&ScopeSet> {
         self.roles.get(name)
     }
 
     /// Whether `scope` is declared.
+    ///
+    /// ```
+    /// let catalog = keyward::ScopeCatalog::builder().scope("read").build()?;
+    /// assert!(catalog.contains(&"read".parse()?));
+    /// assert!(!catalog.contains(&"write".parse()?));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[must_use]
     pub fn contains(&self, scope: &Scope) -> bool {
         self.closure.contains_key(scope)
     }
 
+    /// Whether the catalog is strict.
+    ///
+    /// ```
+    /// assert!(keyward::ScopeCatalog::builder().strict(true).build()?.is_strict());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn is_strict(&self) -> bool {
+        self.strict
+    }
+
     /// Unknown roles (as `role:<name>`) and, for a strict catalog, scopes that are not
-    /// declared and wildcards that cover no declared scope. Empty when all is known.
+    /// declared and wildcards that cover no declared scope (`*` is always known). Empty
+    /// when all is known.
+    ///
+    /// ```
+    /// let catalog = keyward::ScopeCatalog::builder().scope("read").strict(true).build()?;
+    /// let unknown = catalog.unknown(&"read write".parse()?, &["admin".into()]);
+    /// assert_eq!(unknown, ["role:admin", "write"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[must_use]
     pub fn unknown(&self, scopes: &ScopeSet, roles: &[String]) -> Vec<String> {
         let mut out: Vec<String> = roles
@@ -123,18 +251,47 @@ impl ScopeCatalog {
             .map(|r| format!("role:{r}"))
             .collect();
         if self.strict {
-            for s in scopes.iter() {
-                let known = if s.is_wildcard() {
-                    s.as_str() == "*" || self.closure.keys().any(|d| s.grants(d))
-                } else {
-                    self.closure.contains_key(&s)
-                };
-                if !known {
-                    out.push(s.to_string());
-                }
-            }
+            out.extend(
+                scopes
+                    .iter()
+                    .filter(|s| !self.knows(s))
+                    .map(ToString::to_string),
+            );
         }
         out
+    }
+
+    /// Whether a scope is declared, or a wildcard covering a declared scope, or `*`.
+    fn knows(&self, scope: &Scope) -> bool {
+        match scope.wildcard_base() {
+            None => self.closure.contains_key(scope),
+            Some("") => true,
+            Some(base) => self.declared_below(base).next().is_some(),
+        }
+    }
+
+    /// Checks a request at issuance: every role must be declared and, for a strict catalog,
+    /// every scope known (see [`unknown`](Self::unknown)).
+    ///
+    /// ```
+    /// use keyward::{CatalogError, ScopeCatalog};
+    /// let catalog = ScopeCatalog::builder().scopes(["read", "tickets:write"]).strict(true).build()?;
+    /// assert!(catalog.validate(&"read tickets:*".parse()?, &[]).is_ok());
+    /// let err = catalog.validate(&"read billing:*".parse()?, &[]).unwrap_err();
+    /// assert_eq!(err, CatalogError::Unknown(vec!["billing:*".into()]));
+    /// assert_eq!(err.to_string(), "unknown scopes or roles: billing:*");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`CatalogError::Unknown`] naming every unknown scope and role.
+    pub fn validate(&self, scopes: &ScopeSet, roles: &[String]) -> Result<(), CatalogError> {
+        let unknown = self.unknown(scopes, roles);
+        if unknown.is_empty() {
+            Ok(())
+        } else {
+            Err(CatalogError::Unknown(unknown))
+        }
     }
 }
 
@@ -181,20 +338,33 @@ impl ScopeCatalogBuilder {
 
     /// Validates everything and computes the transitive closure of the implications.
     ///
+    /// ```
+    /// use keyward::{CatalogError, ScopeCatalog};
+    /// assert!(matches!(
+    ///     ScopeCatalog::builder().scope("tickets:*").build(),
+    ///     Err(CatalogError::Wildcard(_))
+    /// ));
+    /// ```
+    ///
     /// # Errors
     /// [`CatalogError`] naming the first bad entry.
     pub fn build(self) -> Result<ScopeCatalog, CatalogError> {
-        let concrete = |s: &str| -> Result<Scope, CatalogError> {
-            let scope = Scope::new(s).map_err(|error| CatalogError::InvalidScope {
+        let parse = |s: &str| {
+            Scope::new(s).map_err(|error| CatalogError::InvalidScope {
                 scope: s.to_owned(),
                 error,
-            })?;
+            })
+        };
+        let concrete = |s: &str| -> Result<Scope, CatalogError> {
+            let scope = parse(s)?;
             if scope.is_wildcard() {
                 return Err(CatalogError::Wildcard(s.to_owned()));
             }
             Ok(scope)
         };
-        if self.scopes.len() + 2 * self.implications.len() > 4096 || self.roles.len() > 256 {
+        if self.scopes.len() + 2 * self.implications.len() > MAX_CATALOG_SCOPES
+            || self.roles.len() > MAX_ROLES
+        {
             return Err(CatalogError::TooLarge);
         }
         let mut declared: BTreeSet<Scope> = BTreeSet::new();
@@ -206,49 +376,54 @@ impl ScopeCatalogBuilder {
             let (from, to) = (concrete(from)?, concrete(to)?);
             declared.insert(from.clone());
             declared.insert(to.clone());
-            edges.entry(from).or_default().insert(to);
+            if from != to {
+                edges.entry(from).or_default().insert(to);
+            }
         }
+        // One search per declared scope; a cycle reaches back to its start, which is left
+        // out (a scope trivially grants itself).
         let mut closure = BTreeMap::new();
         for start in &declared {
-            let mut seen: BTreeSet<Scope> = BTreeSet::from([start.clone()]);
-            let mut stack = vec![start.clone()];
+            let mut seen: BTreeSet<&Scope> = BTreeSet::from([start]);
+            let mut stack = vec![start];
             while let Some(s) = stack.pop() {
-                for next in edges.get(&s).into_iter().flatten() {
-                    if seen.insert(next.clone()) {
-                        stack.push(next.clone());
+                for next in edges.get(s).into_iter().flatten() {
+                    if seen.insert(next) {
+                        stack.push(next);
                     }
                 }
             }
-            let set = ScopeSet::from_scopes(seen).map_err(|error| CatalogError::InvalidScope {
-                scope: start.to_string(),
-                error,
-            })?;
-            closure.insert(start.clone(), set);
+            seen.remove(start);
+            let implied: Box<[Scope]> = seen.into_iter().cloned().collect();
+            closure.insert(start.clone(), implied);
         }
-        let mut roles = BTreeMap::new();
+        let mut catalog = ScopeCatalog {
+            closure,
+            roles: BTreeMap::new(),
+            strict: self.strict,
+        };
         for (name, members) in self.roles {
-            if name.is_empty() || name.len() > 64 {
+            if name.is_empty() || name.len() > MAX_ROLE_NAME_LEN {
                 return Err(CatalogError::InvalidRole(name));
             }
-            let mut scopes = Vec::new();
-            for m in &members {
-                scopes.push(Scope::new(m).map_err(|error| CatalogError::InvalidScope {
-                    scope: m.clone(),
-                    error,
-                })?);
+            if members.len() > super::MAX_SCOPES {
+                return Err(CatalogError::TooLarge);
             }
-            let set =
-                ScopeSet::from_scopes(scopes).map_err(|error| CatalogError::InvalidScope {
-                    scope: name.clone(),
-                    error,
-                })?;
-            roles.insert(name, set);
+            let mut scopes = Vec::with_capacity(members.len());
+            for m in &members {
+                let scope = parse(m)?;
+                if catalog.strict && !catalog.knows(&scope) {
+                    return Err(CatalogError::UndeclaredInRole {
+                        role: name,
+                        scope: m.clone(),
+                    });
+                }
+                scopes.push(scope);
+            }
+            let set = ScopeSet::from_scopes(scopes).map_err(|_| CatalogError::TooLarge)?;
+            catalog.roles.insert(name, set);
         }
-        Ok(ScopeCatalog {
-            closure,
-            roles,
-            strict: self.strict,
-        })
+        Ok(catalog)
     }
 }
 
@@ -296,5 +471,40 @@ mod tests {
             vec!["role:nope".to_owned(), "write".to_owned(), "x:*".to_owned()]
         );
         assert!(ScopeCatalog::builder().scope("a:*").build().is_err());
+        assert_eq!(
+            ScopeCatalog::builder()
+                .scope("read")
+                .role("r", ["read", "write"])
+                .strict(true)
+                .build(),
+            Err(CatalogError::UndeclaredInRole {
+                role: "r".into(),
+                scope: "write".into()
+            })
+        );
+    }
+
+    #[test]
+    fn wildcard_does_not_grant_its_base_or_its_implications() {
+        let c = ScopeCatalog::builder()
+            .implies("tickets", "admin")
+            .implies("tickets:write", "read")
+            .implies("ticketsx:write", "billing")
+            .build()
+            .expect("catalog");
+        let e = c.expand(&"tickets:*".parse().expect("set"));
+        assert_eq!(e.to_string(), "read tickets:*");
+    }
+
+    #[test]
+    fn large_cycle_builds() {
+        let names: Vec<String> = (0..300).map(|i| format!("s{i}")).collect();
+        let mut b = ScopeCatalog::builder();
+        for pair in names.windows(2) {
+            b = b.implies(pair[0].clone(), pair[1].clone());
+        }
+        let c = b.implies("s299", "s0").build().expect("catalog");
+        let e = c.expand(&"s150".parse().expect("set"));
+        assert_eq!(e.len(), 300);
     }
 }

@@ -2,6 +2,7 @@
 
 use core::fmt;
 use core::str::FromStr;
+use std::borrow::Borrow;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -9,11 +10,13 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub const MAX_RESOURCE_LEN: usize = 256;
 /// Most segments in a resource path.
 pub const MAX_RESOURCE_DEPTH: usize = 8;
-/// Most resources in one restriction list.
-const MAX_RESOURCES: usize = 256;
+/// Most resources in a restriction list read from outside ([`Restrictions::only`], serde).
+pub const MAX_RESOURCES: usize = 256;
 
 /// A resource path: `kind:id` segments joined by `/`, such as `company:42` or
-/// `company:42/project:7`. Kinds match `[a-z][a-z0-9_-]*`, ids `[A-Za-z0-9_.-]+`.
+/// `company:42/project:7`. Kinds match `[a-z][a-z0-9_-]*`, ids `[A-Za-z0-9_.-]+`; at most
+/// [`MAX_RESOURCE_DEPTH`] segments and [`MAX_RESOURCE_LEN`] characters. Serde form: the
+/// string.
 ///
 /// A path contains itself and every path below it, segment by segment: `company:42`
 /// contains `company:42/project:7` but not `company:420`.
@@ -55,6 +58,13 @@ pub enum ResourceError {
 impl Resource {
     /// Validates a resource path.
     ///
+    /// ```
+    /// use keyward::{Resource, ResourceError};
+    /// assert!(Resource::new("company:42/project:7").is_ok());
+    /// assert_eq!(Resource::new("company:42/project"), Err(ResourceError::Segment { index: 1 }));
+    /// assert_eq!(Resource::new("company:42/"), Err(ResourceError::Segment { index: 1 }));
+    /// ```
+    ///
     /// # Errors
     /// [`ResourceError`] naming the problem.
     pub fn new(s: &str) -> Result<Self, ResourceError> {
@@ -84,12 +94,26 @@ impl Resource {
     }
 
     /// The path as a string slice.
+    ///
+    /// ```
+    /// assert_eq!("company:42".parse::<keyward::Resource>()?.as_str(), "company:42");
+    /// # Ok::<(), keyward::ResourceError>(())
+    /// ```
     #[must_use]
     pub fn as_str(&self) -> &str {
         &self.0
     }
 
     /// Whether `other` is this path or below it, comparing whole segments.
+    ///
+    /// ```
+    /// use keyward::Resource;
+    /// let r = |s: &str| s.parse::<Resource>();
+    /// assert!(r("company:42")?.contains(&r("company:42")?));
+    /// assert!(!r("company:4")?.contains(&r("company:42")?));
+    /// assert!(!r("company:42/project:7")?.contains(&r("company:42")?));
+    /// # Ok::<(), keyward::ResourceError>(())
+    /// ```
     #[must_use]
     pub fn contains(&self, other: &Resource) -> bool {
         other.0 == self.0
@@ -125,15 +149,29 @@ impl Serialize for Resource {
 
 impl<'de> Deserialize<'de> for Resource {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-        Self::new(&s).map_err(serde::de::Error::custom)
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Resource;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a resource path such as \"company:42/project:7\"")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Resource, E> {
+                Resource::new(v).map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_str(Visitor)
     }
 }
 
-/// Which resources a key may touch: all of them, or those contained in a list.
+/// Which resources a key may touch: all of them, those contained in a list, or none.
 ///
-/// An intersection that leaves no resource allows nothing, never everything. Serde form:
-/// `null` for unrestricted, a list of paths otherwise.
+/// - [`unrestricted`](Self::unrestricted) (the default) allows every resource.
+/// - [`only`](Self::only) allows the listed resources and everything below them; the list
+///   is never empty.
+/// - Nothing: what an intersection of disjoint lists leaves. It allows no resource, and is
+///   never mistaken for unrestricted ([`is_nothing`](Self::is_nothing)).
+///
+/// Serde form: `null` for unrestricted, a list of paths otherwise (`[]` for nothing).
 ///
 /// ```
 /// use keyward::Restrictions;
@@ -142,35 +180,72 @@ impl<'de> Deserialize<'de> for Resource {
 /// assert!(!key.allows(&"company:4".parse()?));
 /// let narrower = key.intersection(&Restrictions::only(["company:42/project:7"])?);
 /// assert!(!narrower.allows(&"company:42".parse()?));
-/// assert!(!key.intersection(&Restrictions::only(["company:9"])?).allows(&"company:9".parse()?));
+/// let disjoint = key.intersection(&Restrictions::only(["company:9"])?);
+/// assert!(disjoint.is_nothing());
+/// assert!(!disjoint.allows(&"company:9".parse()?));
 /// # Ok::<(), keyward::ResourceError>(())
 /// ```
 #[derive(Clone, Default, PartialEq, Eq, Hash)]
-pub struct Restrictions(Option<Vec<Resource>>);
+pub struct Restrictions(Inner);
+
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
+enum Inner {
+    #[default]
+    Unrestricted,
+    /// Sorted, none containing another; empty means nothing is allowed.
+    Only(Vec<Resource>),
+}
 
 impl Restrictions {
     /// No restriction.
+    ///
+    /// ```
+    /// let any = keyward::Restrictions::unrestricted();
+    /// assert!(any.allows(&"company:1".parse()?));
+    /// # Ok::<(), keyward::ResourceError>(())
+    /// ```
     #[must_use]
     pub fn unrestricted() -> Self {
-        Self(None)
+        Self(Inner::Unrestricted)
     }
 
-    /// Limited to the given resources (at least one).
+    /// Allows no resource at all.
+    ///
+    /// ```
+    /// let none = keyward::Restrictions::nothing();
+    /// assert!(none.is_nothing() && !none.is_unrestricted());
+    /// assert!(!none.allows(&"company:1".parse()?));
+    /// # Ok::<(), keyward::ResourceError>(())
+    /// ```
+    #[must_use]
+    pub fn nothing() -> Self {
+        Self(Inner::Only(Vec::new()))
+    }
+
+    /// Limited to the given resources (at least one, at most [`MAX_RESOURCES`]).
+    ///
+    /// ```
+    /// use keyward::{ResourceError, Restrictions};
+    /// let r = Restrictions::only(["company:42/project:7", "company:42", "company:9"])?;
+    /// assert_eq!(r.resources().map(|l| l.len()), Some(2));
+    /// assert_eq!(Restrictions::only(Vec::<&str>::new()), Err(ResourceError::EmptyList));
+    /// # Ok::<(), keyward::ResourceError>(())
+    /// ```
     ///
     /// # Errors
-    /// [`ResourceError`] for an invalid path or an empty list.
+    /// [`ResourceError`] for an invalid path, an empty list or too many resources.
     pub fn only<I: IntoIterator<Item = S>, S: AsRef<str>>(
         resources: I,
     ) -> Result<Self, ResourceError> {
-        let list = resources
-            .into_iter()
-            .map(|r| Resource::new(r.as_ref()))
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut list = Vec::new();
+        for r in resources {
+            if list.len() == MAX_RESOURCES {
+                return Err(ResourceError::TooMany);
+            }
+            list.push(Resource::new(r.as_ref())?);
+        }
         if list.is_empty() {
             return Err(ResourceError::EmptyList);
-        }
-        if list.len() > MAX_RESOURCES {
-            return Err(ResourceError::TooMany);
         }
         Ok(Self::normalized(list))
     }
@@ -178,43 +253,85 @@ impl Restrictions {
     fn normalized(mut list: Vec<Resource>) -> Self {
         list.sort();
         list.dedup();
+        // A path sorts before what it contains, so containers are already kept.
         let mut kept: Vec<Resource> = Vec::with_capacity(list.len());
         for r in list {
             if !kept.iter().any(|k| k.contains(&r)) {
                 kept.push(r);
             }
         }
-        Self(Some(kept))
+        Self(Inner::Only(kept))
     }
 
     /// Whether there is no restriction.
+    ///
+    /// ```
+    /// assert!(keyward::Restrictions::default().is_unrestricted());
+    /// ```
     #[must_use]
     pub fn is_unrestricted(&self) -> bool {
-        self.0.is_none()
+        matches!(self.0, Inner::Unrestricted)
     }
 
-    /// The listed resources (`None` when unrestricted; an empty slice allows nothing).
+    /// Whether no resource is allowed.
+    ///
+    /// ```
+    /// assert!(!keyward::Restrictions::default().is_nothing());
+    /// ```
+    #[must_use]
+    pub fn is_nothing(&self) -> bool {
+        matches!(&self.0, Inner::Only(list) if list.is_empty())
+    }
+
+    /// The listed resources, normalized (`None` when unrestricted; an empty slice allows
+    /// nothing).
+    ///
+    /// ```
+    /// let r = keyward::Restrictions::only(["company:42"])?;
+    /// assert_eq!(r.resources().map(|l| l[0].as_str()), Some("company:42"));
+    /// # Ok::<(), keyward::ResourceError>(())
+    /// ```
     #[must_use]
     pub fn resources(&self) -> Option<&[Resource]> {
-        self.0.as_deref()
+        match &self.0 {
+            Inner::Unrestricted => None,
+            Inner::Only(list) => Some(list),
+        }
     }
 
-    /// Whether a request touching `resource` is allowed.
+    /// Whether a request touching `resource` is allowed: some listed resource contains it.
+    ///
+    /// ```
+    /// let r = keyward::Restrictions::only(["company:42/project:7"])?;
+    /// assert!(r.allows(&"company:42/project:7/ticket:1".parse()?));
+    /// assert!(!r.allows(&"company:42/project:70".parse()?));
+    /// # Ok::<(), keyward::ResourceError>(())
+    /// ```
     #[must_use]
     pub fn allows(&self, resource: &Resource) -> bool {
         match &self.0 {
-            None => true,
-            Some(list) => list.iter().any(|r| r.contains(resource)),
+            Inner::Unrestricted => true,
+            Inner::Only(list) => list.iter().any(|r| r.contains(resource)),
         }
     }
 
     /// Resources allowed by both. Never wider than either; may allow nothing.
+    ///
+    /// ```
+    /// use keyward::Restrictions;
+    /// let a = Restrictions::only(["company:42", "company:9/project:1"])?;
+    /// let b = Restrictions::only(["company:42/project:7", "company:9"])?;
+    /// let both = a.intersection(&b);
+    /// assert_eq!(both, Restrictions::only(["company:42/project:7", "company:9/project:1"])?);
+    /// # Ok::<(), keyward::ResourceError>(())
+    /// ```
     #[must_use]
     pub fn intersection(&self, other: &Self) -> Self {
         match (&self.0, &other.0) {
-            (None, _) => other.clone(),
-            (_, None) => self.clone(),
-            (Some(a), Some(b)) => {
+            (Inner::Unrestricted, _) => other.clone(),
+            (_, Inner::Unrestricted) => self.clone(),
+            (Inner::Only(a), Inner::Only(b)) => {
+                // A resource allowed by both lies below the deeper of two nested entries.
                 let mut out = Vec::new();
                 for x in a {
                     for y in b {
@@ -231,23 +348,49 @@ impl Restrictions {
     }
 
     /// Whether everything this allows, `other` allows too.
+    ///
+    /// ```
+    /// use keyward::Restrictions;
+    /// let project = Restrictions::only(["company:42/project:7"])?;
+    /// let company = Restrictions::only(["company:42"])?;
+    /// assert!(project.is_within(&company));
+    /// assert!(!company.is_within(&project));
+    /// assert!(!Restrictions::unrestricted().is_within(&company));
+    /// assert!(Restrictions::nothing().is_within(&project));
+    /// # Ok::<(), keyward::ResourceError>(())
+    /// ```
     #[must_use]
     pub fn is_within(&self, other: &Self) -> bool {
         match (&self.0, &other.0) {
-            (_, None) => true,
-            (None, Some(_)) => false,
-            (Some(a), Some(_)) => a.iter().all(|r| other.allows(r)),
+            (_, Inner::Unrestricted) => true,
+            (Inner::Unrestricted, Inner::Only(_)) => false,
+            (Inner::Only(a), Inner::Only(_)) => a.iter().all(|r| other.allows(r)),
         }
     }
 
-    /// Keeps the items of a listing whose resource is allowed.
-    pub fn filter<T, F>(&self, items: impl IntoIterator<Item = T>, resource_of: F) -> Vec<T>
+    /// Keeps the items of a listing whose resource is allowed, in order. `resource_of` may
+    /// return the resource by value or by reference.
+    ///
+    /// ```
+    /// use keyward::{Resource, Restrictions};
+    /// struct Ticket { id: u32, project: Resource }
+    /// let rows = vec![
+    ///     Ticket { id: 1, project: "company:42/project:7".parse()? },
+    ///     Ticket { id: 2, project: "company:43/project:1".parse()? },
+    /// ];
+    /// let token = Restrictions::only(["company:42"])?;
+    /// let visible = token.filter(rows, |t| t.project.clone());
+    /// assert_eq!(visible.iter().map(|t| t.id).collect::<Vec<_>>(), [1]);
+    /// # Ok::<(), keyward::ResourceError>(())
+    /// ```
+    pub fn filter<T, R, F>(&self, items: impl IntoIterator<Item = T>, mut resource_of: F) -> Vec<T>
     where
-        F: Fn(&T) -> Resource,
+        F: FnMut(&T) -> R,
+        R: Borrow<Resource>,
     {
         items
             .into_iter()
-            .filter(|item| self.allows(&resource_of(item)))
+            .filter(|item| self.allows(resource_of(item).borrow()))
             .collect()
     }
 }
@@ -255,27 +398,152 @@ impl Restrictions {
 impl fmt::Debug for Restrictions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.0 {
-            None => f.write_str("Unrestricted"),
-            Some(list) => f.debug_tuple("Only").field(list).finish(),
+            Inner::Unrestricted => f.write_str("Unrestricted"),
+            Inner::Only(list) if list.is_empty() => f.write_str("Nothing"),
+            Inner::Only(list) => f.debug_tuple("Only").field(list).finish(),
         }
     }
 }
 
 impl Serialize for Restrictions {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.0.serialize(serializer)
+        self.resources().serialize(serializer)
     }
 }
 
 impl<'de> Deserialize<'de> for Restrictions {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        match Option::<Vec<Resource>>::deserialize(deserializer)? {
-            None => Ok(Self(None)),
-            Some(list) if list.len() > MAX_RESOURCES => {
-                Err(serde::de::Error::custom(ResourceError::TooMany))
+        struct List(Vec<Resource>);
+        impl<'de> Deserialize<'de> for List {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                deserializer.deserialize_seq(ListVisitor)
             }
-            // An empty list is kept: it allows nothing, which is the safe reading.
-            Some(list) => Ok(Self::normalized(list)),
         }
+        struct ListVisitor;
+        impl<'de> serde::de::Visitor<'de> for ListVisitor {
+            type Value = List;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "a list of at most {MAX_RESOURCES} resource paths")
+            }
+            // Stops at the first entry past the limit.
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<List, A::Error> {
+                let mut list = Vec::new();
+                while let Some(r) = seq.next_element::<Resource>()? {
+                    if list.len() == MAX_RESOURCES {
+                        return Err(serde::de::Error::custom(ResourceError::TooMany));
+                    }
+                    list.push(r);
+                }
+                Ok(List(list))
+            }
+        }
+        Ok(match Option::<List>::deserialize(deserializer)? {
+            None => Self::unrestricted(),
+            // An empty list allows nothing, which is also the safe reading.
+            Some(List(list)) => Self::normalized(list),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn only(list: &[&str]) -> Restrictions {
+        Restrictions::only(list).expect("valid")
+    }
+
+    #[test]
+    fn grammar() {
+        for ok in ["company:42", "company:42/project:7", "a:B-1.x_y", "k2_-:0"] {
+            assert!(Resource::new(ok).is_ok(), "{ok}");
+        }
+        assert_eq!(Resource::new(""), Err(ResourceError::Length));
+        assert_eq!(Resource::new(&"a:".repeat(200)), Err(ResourceError::Length));
+        for (bad, index) in [
+            ("company", 0),
+            ("company:", 0),
+            (":42", 0),
+            ("Company:42", 0),
+            ("1co:42", 0),
+            ("company:4 2", 0),
+            ("company:42/", 1),
+            ("company:42//project:7", 1),
+            ("company:42/project:7:8", 1),
+            ("company:42/project:é", 1),
+        ] {
+            assert_eq!(
+                Resource::new(bad),
+                Err(ResourceError::Segment { index }),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            Resource::new(&["a:1"; 9].join("/")),
+            Err(ResourceError::TooDeep)
+        );
+        assert!(Resource::new(&["a:1"; 8].join("/")).is_ok());
+    }
+
+    #[test]
+    fn containment_is_by_whole_segments() {
+        let r = |s: &str| Resource::new(s).expect("valid");
+        assert!(r("company:42").contains(&r("company:42/project:7")));
+        assert!(!r("company:4").contains(&r("company:42")));
+        assert!(!r("company:4").contains(&r("company:42/project:7")));
+        assert!(!r("company:42/project:7").contains(&r("company:42")));
+        assert!(!r("company:42/project:7").contains(&r("company:42/project:70")));
+        assert!(!r("company:42").contains(&r("company:42-x")));
+    }
+
+    #[test]
+    fn intersections_never_widen() {
+        let a = only(&["company:42"]);
+        assert_eq!(
+            a.intersection(&only(&["company:4"])),
+            Restrictions::nothing()
+        );
+        assert!(
+            !a.intersection(&only(&["company:4"]))
+                .allows(&"company:4".parse().expect("valid"))
+        );
+        assert_eq!(a.intersection(&Restrictions::unrestricted()), a);
+        assert_eq!(
+            Restrictions::nothing().intersection(&Restrictions::unrestricted()),
+            Restrictions::nothing()
+        );
+        assert_eq!(
+            only(&["company:42", "company:42-x", "company:42/project:7"]),
+            only(&["company:42", "company:42-x"])
+        );
+    }
+
+    #[test]
+    fn serde_forms() {
+        let r = only(&["company:42/project:7"]);
+        let json = serde_json::to_string(&r).expect("serialize");
+        assert_eq!(json, r#"["company:42/project:7"]"#);
+        assert_eq!(serde_json::from_str::<Restrictions>(&json).expect("de"), r);
+        assert_eq!(
+            serde_json::to_string(&Restrictions::unrestricted()).expect("ser"),
+            "null"
+        );
+        assert_eq!(
+            serde_json::from_str::<Restrictions>("null").expect("de"),
+            Restrictions::unrestricted()
+        );
+        assert_eq!(
+            serde_json::to_string(&Restrictions::nothing()).expect("ser"),
+            "[]"
+        );
+        assert!(
+            serde_json::from_str::<Restrictions>("[]")
+                .expect("de")
+                .is_nothing()
+        );
+        assert!(serde_json::from_str::<Restrictions>(r#"["company:"]"#).is_err());
+        let huge = serde_json::to_string(&vec!["company:1"; 10_000]).expect("ser");
+        let err = serde_json::from_str::<Restrictions>(&huge).expect_err("too many");
+        assert!(err.to_string().contains("maximum 256"), "{err}");
     }
 }

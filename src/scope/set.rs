@@ -5,19 +5,31 @@ use core::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::{Scope, ScopeError, is_below};
+use super::{Scope, ScopeError, ancestors};
 
-/// Most scopes in one set.
+/// Most scopes in a set read from outside: [`ScopeSet::from_scopes`], [`FromStr`] and serde
+/// refuse more, counting entries before duplicates are removed.
+///
+/// The limit bounds untrusted input. Results of [`ScopeSet::union`] and of
+/// [`ScopeCatalog::expand`](crate::ScopeCatalog::expand) may hold more; store what was
+/// requested (key scopes, role names) rather than such results.
 pub const MAX_SCOPES: usize = 256;
 
 /// A normalized set of scopes, meaning the set of concrete scopes it grants.
 ///
-/// Normal form: `*` alone if present; otherwise exact scopes and wildcards, each sorted,
-/// without duplicates, without anything a wildcard of the set already grants. Two sets that
-/// grant the same scopes without a catalog compare equal.
+/// Normal form: `*` alone if present; otherwise concrete scopes and wildcards, each sorted,
+/// without duplicates and without anything a wildcard of the set already grants. Two sets
+/// that grant the same scopes compare equal, whatever order or redundancy they were written
+/// with. Implications are not part of a set; see
+/// [`ScopeCatalog::expand`](crate::ScopeCatalog::expand).
 ///
-/// Text form: scopes separated by spaces (as OAuth's `scope` parameter) or commas; `Display`
-/// writes them space-separated. Serde form: a list of strings.
+/// Text form: scopes separated by spaces (as OAuth's `scope` parameter) or commas;
+/// `Display` writes the normal form, space-separated, concrete scopes first. Serde form: a
+/// list of strings.
+///
+/// [`allows`](Self::allows) does not allocate: a binary search among the concrete scopes,
+/// then one among the wildcards for each ancestor of the scope (at most
+/// [`MAX_SCOPE_DEPTH`](crate::MAX_SCOPE_DEPTH) - 1).
 ///
 /// ```
 /// use keyward::ScopeSet;
@@ -31,102 +43,156 @@ pub const MAX_SCOPES: usize = 256;
 /// ```
 #[derive(Clone, Default, PartialEq, Eq, Hash)]
 pub struct ScopeSet {
-    all: bool,
-    /// Concrete scopes, sorted.
+    /// Concrete scopes, sorted, none granted by a wildcard of the set.
     exact: Vec<Scope>,
-    /// Wildcard bases (`tickets` for `tickets:*`), sorted, none below another.
-    wildcards: Vec<Box<str>>,
+    /// Wildcards sorted by base, none granted by another. `[*]` when the set grants all.
+    wildcards: Vec<Scope>,
+}
+
+/// The base of a wildcard (`tickets` for `tickets:*`, `""` for `*`).
+fn base(wildcard: &Scope) -> &str {
+    wildcard.wildcard_base().unwrap_or_default()
 }
 
 impl ScopeSet {
     /// The empty set (grants nothing).
+    ///
+    /// ```
+    /// assert!(keyward::ScopeSet::new().is_empty());
+    /// ```
     #[must_use]
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// The set granting everything (`*`).
+    /// The set granting everything (`*`), such as a Tooken management key.
+    ///
+    /// ```
+    /// let all = keyward::ScopeSet::all();
+    /// assert!(all.allows(&"tokens:revoke".parse()?));
+    /// assert_eq!(all.to_string(), "*");
+    /// # Ok::<(), keyward::ScopeError>(())
+    /// ```
     #[must_use]
     pub fn all() -> Self {
         Self {
-            all: true,
             exact: Vec::new(),
-            wildcards: Vec::new(),
+            wildcards: vec![Scope::all()],
         }
     }
 
     /// Builds a normalized set.
     ///
+    /// ```
+    /// use keyward::{Scope, ScopeSet};
+    /// let set = ScopeSet::from_scopes(["tickets:write", "tickets:*"].map(Scope::new).into_iter().collect::<Result<Vec<_>, _>>()?)?;
+    /// assert_eq!(set.to_string(), "tickets:*");
+    /// # Ok::<(), keyward::ScopeError>(())
+    /// ```
+    ///
     /// # Errors
-    /// [`ScopeError::TooMany`] beyond [`MAX_SCOPES`].
+    /// [`ScopeError::TooMany`] beyond [`MAX_SCOPES`] entries, duplicates included.
     pub fn from_scopes<I: IntoIterator<Item = Scope>>(scopes: I) -> Result<Self, ScopeError> {
-        let mut all = false;
         let mut exact = Vec::new();
         let mut wildcards = Vec::new();
         for (n, scope) in scopes.into_iter().enumerate() {
             if n >= MAX_SCOPES {
                 return Err(ScopeError::TooMany);
             }
-            match scope.wildcard_base() {
-                Some("") => all = true,
-                Some(base) => wildcards.push(Box::from(base)),
-                None => exact.push(scope),
+            if scope.is_wildcard() {
+                wildcards.push(scope);
+            } else {
+                exact.push(scope);
             }
         }
-        Ok(Self::normalized(all, exact, wildcards))
+        Ok(Self::normalized(exact, wildcards))
     }
 
-    fn normalized(all: bool, mut exact: Vec<Scope>, mut wildcards: Vec<Box<str>>) -> Self {
-        if all {
+    /// Puts scopes into normal form (no size limit: internal results may exceed it).
+    pub(crate) fn normalized(mut exact: Vec<Scope>, mut wildcards: Vec<Scope>) -> Self {
+        if wildcards.iter().any(|w| base(w).is_empty()) {
             return Self::all();
         }
-        wildcards.sort_unstable();
+        wildcards.sort_unstable_by(|a, b| base(a).cmp(base(b)));
         wildcards.dedup();
-        // Sorted order puts `a` before `a:b`, so a wildcard below a kept one follows it.
-        let mut kept: Vec<Box<str>> = Vec::with_capacity(wildcards.len());
+        // Sorted by base, a wildcard's ancestors come before it, so they are already kept.
+        let mut set = Self {
+            exact: Vec::new(),
+            wildcards: Vec::with_capacity(wildcards.len()),
+        };
         for w in wildcards {
-            if !kept.iter().any(|k| is_below(&w, k)) {
-                kept.push(w);
+            if !set.wildcard_above(base(&w)) {
+                set.wildcards.push(w);
             }
         }
         exact.sort_unstable();
         exact.dedup();
-        exact.retain(|s| !kept.iter().any(|k| is_below(s.as_str(), k)));
-        Self {
-            all: false,
-            exact,
-            wildcards: kept,
-        }
+        exact.retain(|s| !set.wildcard_above(s.as_str()));
+        set.exact = exact;
+        set
+    }
+
+    /// Whether a wildcard of the set has its base at a proper ancestor of `scope`.
+    /// Ignores `*` (checked by [`Self::is_all`]).
+    fn wildcard_above(&self, scope: &str) -> bool {
+        !self.wildcards.is_empty() && ancestors(scope).any(|a| self.has_wildcard_at(a))
+    }
+
+    /// Whether the set holds the wildcard `{base}:*`.
+    fn has_wildcard_at(&self, at: &str) -> bool {
+        self.wildcards.binary_search_by(|w| base(w).cmp(at)).is_ok()
     }
 
     /// Whether the set grants `scope`. A wildcard argument is granted when every scope it
-    /// stands for is.
+    /// stands for is, that is, when the set holds that wildcard or a wider one.
+    ///
+    /// ```
+    /// use keyward::{Scope, ScopeSet};
+    /// let set: ScopeSet = "read tickets:*".parse()?;
+    /// assert!(set.allows(&"tickets:comments:write".parse()?));
+    /// assert!(set.allows(&"tickets:comments:*".parse()?));
+    /// assert!(!set.allows(&"tickets".parse()?));
+    /// assert!(!set.allows(&"*".parse()?));
+    /// # Ok::<(), keyward::ScopeError>(())
+    /// ```
     #[must_use]
     pub fn allows(&self, scope: &Scope) -> bool {
-        if self.all {
+        if self.is_all() {
             return true;
         }
         match scope.wildcard_base() {
             None => {
                 let s = scope.as_str();
-                self.exact.binary_search(scope).is_ok()
-                    || self.wildcards.iter().any(|w| is_below(s, w))
+                self.exact.binary_search_by(|e| e.as_str().cmp(s)).is_ok() || self.wildcard_above(s)
             }
             Some("") => false,
-            Some(base) => self
-                .wildcards
-                .iter()
-                .any(|w| **w == *base || is_below(base, w)),
+            Some(base) => self.has_wildcard_at(base) || self.wildcard_above(base),
         }
     }
 
-    /// Whether the set grants every scope of `scopes`.
+    /// Whether the set grants every scope of `scopes` (true for none).
+    ///
+    /// ```
+    /// use keyward::{Scope, ScopeSet};
+    /// let set: ScopeSet = "read comments".parse()?;
+    /// let needed = [Scope::new("read")?, Scope::new("comments")?];
+    /// assert!(set.allows_all(&needed));
+    /// # Ok::<(), keyward::ScopeError>(())
+    /// ```
     #[must_use]
     pub fn allows_all<'a>(&self, scopes: impl IntoIterator<Item = &'a Scope>) -> bool {
         scopes.into_iter().all(|s| self.allows(s))
     }
 
     /// Scopes granted by either set (roles combined).
+    ///
+    /// ```
+    /// use keyward::ScopeSet;
+    /// let a: ScopeSet = "read tickets:write".parse()?;
+    /// let b: ScopeSet = "tickets:*".parse()?;
+    /// assert_eq!(a.union(&b).to_string(), "read tickets:*");
+    /// # Ok::<(), keyward::ScopeError>(())
+    /// ```
     #[must_use]
     pub fn union(&self, other: &Self) -> Self {
         let exact = self.exact.iter().chain(&other.exact).cloned().collect();
@@ -136,82 +202,112 @@ impl ScopeSet {
             .chain(&other.wildcards)
             .cloned()
             .collect();
-        Self::normalized(self.all || other.all, exact, wildcards)
+        Self::normalized(exact, wildcards)
     }
 
     /// Scopes granted by both sets (attenuation, the owner bound). Never wider than either.
+    ///
+    /// ```
+    /// use keyward::ScopeSet;
+    /// let set = |s: &str| s.parse::<ScopeSet>();
+    /// assert_eq!(set("tickets:*")?.intersection(&set("tickets:write")?), set("tickets:write")?);
+    /// assert_eq!(set("*")?.intersection(&set("read a:*")?), set("read a:*")?);
+    /// assert_eq!(set("tickets:*")?.intersection(&set("tickets:comments:*")?), set("tickets:comments:*")?);
+    /// assert!(set("tickets:*")?.intersection(&set("tickets")?).is_empty());
+    /// # Ok::<(), keyward::ScopeError>(())
+    /// ```
     #[must_use]
     pub fn intersection(&self, other: &Self) -> Self {
-        if self.all {
+        if self.is_all() {
             return other.clone();
         }
-        if other.all {
+        if other.is_all() {
             return self.clone();
         }
-        let mut exact: Vec<Scope> = self
-            .exact
-            .iter()
-            .filter(|s| other.allows(s))
-            .cloned()
-            .collect();
-        exact.extend(other.exact.iter().filter(|s| self.allows(s)).cloned());
-        let mut wildcards = Vec::new();
-        for a in &self.wildcards {
-            for b in &other.wildcards {
-                if a == b || is_below(b, a) {
-                    wildcards.push(b.clone());
-                } else if is_below(a, b) {
-                    wildcards.push(a.clone());
-                }
-            }
-        }
-        Self::normalized(false, exact, wildcards)
+        // A scope granted by both is an entry of one set granted by the other: a concrete
+        // scope, or the narrower of two wildcards on its path.
+        let both = |a: &Self, b: &Self, entries: fn(&Self) -> &[Scope]| {
+            entries(a)
+                .iter()
+                .filter(|s| b.allows(s))
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        let mut exact = both(self, other, |s| &s.exact);
+        exact.extend(both(other, self, |s| &s.exact));
+        let mut wildcards = both(self, other, |s| &s.wildcards);
+        wildcards.extend(both(other, self, |s| &s.wildcards));
+        Self::normalized(exact, wildcards)
     }
 
     /// Whether every scope this set grants is granted by `other`.
+    ///
+    /// ```
+    /// use keyward::ScopeSet;
+    /// let set = |s: &str| s.parse::<ScopeSet>();
+    /// assert!(set("tickets:write")?.is_subset(&set("tickets:*")?));
+    /// assert!(!set("tickets")?.is_subset(&set("tickets:*")?));
+    /// assert!(!set("*")?.is_subset(&set("a:*")?));
+    /// # Ok::<(), keyward::ScopeError>(())
+    /// ```
     #[must_use]
     pub fn is_subset(&self, other: &Self) -> bool {
-        if other.all {
-            return true;
-        }
-        if self.all {
-            return false;
-        }
-        self.exact.iter().all(|s| other.allows(s))
-            && self
-                .wildcards
-                .iter()
-                .all(|w| other.wildcards.iter().any(|o| o == w || is_below(w, o)))
+        // Each entry must be granted; a wildcard only by a wildcard at or above it.
+        self.iter().all(|s| other.allows(s))
     }
 
     /// Whether the set grants nothing.
+    ///
+    /// ```
+    /// assert!("".parse::<keyward::ScopeSet>()?.is_empty());
+    /// # Ok::<(), keyward::ScopeError>(())
+    /// ```
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        !self.all && self.exact.is_empty() && self.wildcards.is_empty()
+        self.exact.is_empty() && self.wildcards.is_empty()
     }
 
     /// Whether the set grants everything (`*`).
+    ///
+    /// ```
+    /// assert!("read *".parse::<keyward::ScopeSet>()?.is_all());
+    /// # Ok::<(), keyward::ScopeError>(())
+    /// ```
     #[must_use]
     pub fn is_all(&self) -> bool {
-        self.all
+        // `*` has the empty base, which sorts first.
+        self.wildcards.first().is_some_and(|w| base(w).is_empty())
     }
 
     /// Number of entries in normal form.
+    ///
+    /// ```
+    /// assert_eq!("b a a tickets:* tickets:x".parse::<keyward::ScopeSet>()?.len(), 3);
+    /// # Ok::<(), keyward::ScopeError>(())
+    /// ```
     #[must_use]
     pub fn len(&self) -> usize {
-        usize::from(self.all) + self.exact.len() + self.wildcards.len()
+        self.exact.len() + self.wildcards.len()
     }
 
-    /// The entries in normal form: `*`, then exact scopes, then wildcards.
-    pub fn iter(&self) -> impl Iterator<Item = Scope> + '_ {
-        let all = self.all.then(|| Scope("*".into()));
-        let wildcards = self
-            .wildcards
-            .iter()
-            .map(|w| Scope(format!("{w}:*").into()));
-        all.into_iter()
-            .chain(self.exact.iter().cloned())
-            .chain(wildcards)
+    /// The entries in normal form: concrete scopes, then wildcards (`*` alone for all).
+    ///
+    /// ```
+    /// let set: keyward::ScopeSet = "tickets:* read".parse()?;
+    /// let entries: Vec<&str> = set.iter().map(|s| s.as_str()).collect();
+    /// assert_eq!(entries, ["read", "tickets:*"]);
+    /// # Ok::<(), keyward::ScopeError>(())
+    /// ```
+    pub fn iter(&self) -> impl Iterator<Item = &Scope> + '_ {
+        self.exact.iter().chain(&self.wildcards)
+    }
+}
+
+impl<'a> IntoIterator for &'a ScopeSet {
+    type Item = &'a Scope;
+    type IntoIter = core::iter::Chain<core::slice::Iter<'a, Scope>, core::slice::Iter<'a, Scope>>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.exact.iter().chain(&self.wildcards)
     }
 }
 
@@ -220,7 +316,7 @@ impl FromStr for ScopeSet {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let parts = s.split([' ', ',']).filter(|p| !p.is_empty());
-        // Count before validating anything, so huge inputs are refused in one pass.
+        // Count before validating anything, so huge inputs are refused after a short scan.
         if parts.clone().nth(MAX_SCOPES).is_some() {
             return Err(ScopeError::TooMany);
         }
@@ -249,14 +345,34 @@ impl fmt::Debug for ScopeSet {
 
 impl Serialize for ScopeSet {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.iter().map(|s| s.0))
+        serializer.collect_seq(self.iter())
     }
 }
 
 impl<'de> Deserialize<'de> for ScopeSet {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let list = Vec::<Scope>::deserialize(deserializer)?;
-        Self::from_scopes(list).map_err(serde::de::Error::custom)
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = ScopeSet;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "a list of at most {MAX_SCOPES} scopes")
+            }
+            // Stops at the first entry past the limit instead of reading the whole list.
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<ScopeSet, A::Error> {
+                let mut scopes = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(MAX_SCOPES));
+                while let Some(scope) = seq.next_element::<Scope>()? {
+                    if scopes.len() == MAX_SCOPES {
+                        return Err(serde::de::Error::custom(ScopeError::TooMany));
+                    }
+                    scopes.push(scope);
+                }
+                ScopeSet::from_scopes(scopes).map_err(serde::de::Error::custom)
+            }
+        }
+        deserializer.deserialize_seq(Visitor)
     }
 }
 
@@ -274,16 +390,41 @@ mod tests {
         s.parse().expect("valid set")
     }
 
+    fn scope(s: &str) -> Scope {
+        s.parse().expect("valid scope")
+    }
+
     #[test]
     fn normalization() {
         assert_eq!(set("b a a").to_string(), "a b");
+        assert_eq!(set("b,a, c").to_string(), "a b c");
         assert_eq!(
             set("tickets:write tickets:* tickets:a:*").to_string(),
             "tickets:*"
         );
         assert_eq!(set("read, * tickets:*").to_string(), "*");
         assert_eq!(set("tickets tickets:*").to_string(), "tickets tickets:*");
+        // `a-b` sorts between `a` and `a:x`; the wildcard lookup is by ancestor, not order.
+        assert_eq!(set("a-b:* a:x a:* a-b:c").to_string(), "a:* a-b:*");
         assert_eq!(set(""), ScopeSet::new());
+        assert_eq!(set("x:y:* x:*"), set("x:*"));
+    }
+
+    #[test]
+    fn allows_rules() {
+        let s = set("read a-b:* a:x:*");
+        assert!(s.allows(&scope("read")));
+        assert!(!s.allows(&scope("read:more")));
+        assert!(s.allows(&scope("a-b:c")));
+        assert!(!s.allows(&scope("a-b")));
+        assert!(!s.allows(&scope("a:c")));
+        assert!(s.allows(&scope("a:x:y:z")));
+        assert!(s.allows(&scope("a:x:y:*")));
+        assert!(s.allows(&scope("a:x:*")));
+        assert!(!s.allows(&scope("a:*")));
+        assert!(!s.allows(&scope("*")));
+        assert!(ScopeSet::all().allows(&scope("*")));
+        assert!(!ScopeSet::new().allows(&scope("read")));
     }
 
     #[test]
@@ -302,16 +443,23 @@ mod tests {
             set("tickets:*").intersection(&set("tickets")),
             ScopeSet::new()
         );
+        assert_eq!(set("a b c").intersection(&set("b c d")), set("b c"));
+        assert_eq!(set("a b:*").union(&set("b:c d")), set("a b:* d"));
+        assert_eq!(set("a").union(&set("*")), ScopeSet::all());
         assert!(set("tickets:write").is_subset(&set("tickets:*")));
         assert!(!set("tickets").is_subset(&set("tickets:*")));
         assert!(set("a:b:*").is_subset(&set("a:*")));
+        assert!(!set("a:*").is_subset(&set("a:b:*")));
         assert!(!set("*").is_subset(&set("a:*")));
+        assert!(set("").is_subset(&set("")));
     }
 
     #[test]
     fn too_many_is_refused_fast() {
         let huge = "a ".repeat(10_000);
         assert_eq!(huge.parse::<ScopeSet>(), Err(ScopeError::TooMany));
+        let at_limit = "a ".repeat(MAX_SCOPES);
+        assert_eq!(at_limit.parse::<ScopeSet>(), Ok(set("a")));
     }
 
     #[test]
@@ -324,5 +472,9 @@ mod tests {
             s
         );
         assert!(serde_json::from_str::<ScopeSet>(r#"["Bad"]"#).is_err());
+        assert!(serde_json::from_str::<ScopeSet>(r#""read""#).is_err());
+        let huge = serde_json::to_string(&vec!["a"; 10_000]).expect("serialize");
+        let err = serde_json::from_str::<ScopeSet>(&huge).expect_err("too many");
+        assert!(err.to_string().contains("maximum 256"), "{err}");
     }
 }
