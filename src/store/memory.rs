@@ -1,7 +1,7 @@
 //! The in-memory store: the embedded default, safe under concurrent use.
 
 use core::future::{Future, ready};
-use std::collections::BTreeMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use time::OffsetDateTime;
@@ -11,12 +11,51 @@ use crate::key_id::KeyId;
 use crate::record::KeyRecord;
 
 /// Keeps records in memory behind one read-write lock: reads (every verification) run in
-/// parallel, writes are atomic. Clones share the same records. Everything is lost when the
+/// parallel, writes are atomic. Lookups go through a hash map (one or two cache misses per
+/// verification, however many keys); an ordered index of ids serves paged listings. Clones share the same records. Everything is lost when the
 /// process exits: use it for tests, examples and single-process services that re-issue keys
 /// at start; use the SQLite or PostgreSQL store otherwise.
 #[derive(Debug, Clone, Default)]
 pub struct MemoryStore {
-    records: Arc<RwLock<BTreeMap<KeyId, Arc<KeyRecord>>>>,
+    records: Arc<RwLock<Records>>,
+}
+
+#[derive(Debug, Default)]
+struct Records {
+    by_id: HashMap<KeyId, Arc<KeyRecord>>,
+    order: BTreeSet<KeyId>,
+}
+
+impl Records {
+    fn get(&self, id: &KeyId) -> Option<&Arc<KeyRecord>> {
+        self.by_id.get(id)
+    }
+
+    fn contains_key(&self, id: &KeyId) -> bool {
+        self.by_id.contains_key(id)
+    }
+
+    fn insert(&mut self, id: KeyId, record: Arc<KeyRecord>) {
+        self.order.insert(id);
+        self.by_id.insert(id, record);
+    }
+
+    fn get_mut(&mut self, id: &KeyId) -> Option<&mut Arc<KeyRecord>> {
+        self.by_id.get_mut(id)
+    }
+
+    fn remove(&mut self, id: &KeyId) -> Option<Arc<KeyRecord>> {
+        self.order.remove(id);
+        self.by_id.remove(id)
+    }
+
+    fn values(&self) -> impl Iterator<Item = &Arc<KeyRecord>> {
+        self.by_id.values()
+    }
+
+    fn len(&self) -> usize {
+        self.by_id.len()
+    }
 }
 
 impl MemoryStore {
@@ -38,18 +77,18 @@ impl MemoryStore {
         self.len() == 0
     }
 
-    fn read<T>(&self, f: impl FnOnce(&BTreeMap<KeyId, Arc<KeyRecord>>) -> T) -> T {
+    fn read<T>(&self, f: impl FnOnce(&Records) -> T) -> T {
         // A panic while holding the lock cannot leave a half-written record (every write is
         // a single insert or replace), so a poisoned lock is still consistent.
         f(&self.records.read().unwrap_or_else(PoisonError::into_inner))
     }
 
-    fn write<T>(&self, f: impl FnOnce(&mut BTreeMap<KeyId, Arc<KeyRecord>>) -> T) -> T {
+    fn write<T>(&self, f: impl FnOnce(&mut Records) -> T) -> T {
         f(&mut self.records.write().unwrap_or_else(PoisonError::into_inner))
     }
 }
 
-fn cas(map: &BTreeMap<KeyId, Arc<KeyRecord>>, id: KeyId, expected: u64) -> Result<(), StoreError> {
+fn cas(map: &Records, id: KeyId, expected: u64) -> Result<(), StoreError> {
     match map.get(&id) {
         None => Err(StoreError::NotFound(id)),
         Some(current) if current.version != expected => Err(StoreError::Conflict(id)),
@@ -136,16 +175,17 @@ impl KeyStore for MemoryStore {
         let limit = page.limit.clamp(1, Page::MAX_LIMIT);
         ready(Ok(self.read(|map| {
             let range = match page.after {
-                Some(after) => map.range((
+                Some(after) => map.order.range((
                     core::ops::Bound::Excluded(after),
                     core::ops::Bound::Unbounded,
                 )),
-                None => map.range(..),
+                None => map.order.range(..),
             };
             range
-                .filter(|(_, r)| filter.matches(r))
+                .filter_map(|id| map.by_id.get(id))
+                .filter(|r| filter.matches(r))
                 .take(limit)
-                .map(|(_, r)| KeyRecord::clone(r))
+                .map(|r| KeyRecord::clone(r))
                 .collect()
         })))
     }
