@@ -26,6 +26,7 @@
 use core::fmt;
 use core::str::FromStr;
 use std::borrow::Borrow;
+use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -62,7 +63,7 @@ pub const MAX_SCOPE_DEPTH: usize = 8;
 /// # Ok::<(), keyward::ScopeError>(())
 /// ```
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Scope(Box<str>);
+pub struct Scope(Arc<str>);
 
 /// Why a string is not a valid [`Scope`] or [`ScopeSet`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -161,14 +162,16 @@ pub(crate) fn is_below(scope: &str, base: &str) -> bool {
         && scope.as_bytes().get(base.len()) == Some(&b':')
 }
 
-/// The proper ancestors of a scope, nearest last: `a`, `a:b` for `a:b:c`. At most
-/// [`MAX_SCOPE_DEPTH`] - 1 of them.
-pub(crate) fn ancestors(scope: &str) -> impl Iterator<Item = &str> {
-    scope
-        .bytes()
-        .enumerate()
-        .filter(|&(_, b)| b == b':')
-        .filter_map(move |(i, _)| scope.get(..i))
+/// Compares as strings, except that `:` sorts before every other character. In this order
+/// the scopes below `a` come right after `a` (before `a-b`), so among wildcards none of
+/// which is below another, the one covering a scope, if any, is the greatest at or before
+/// it.
+pub(crate) fn segment_order(a: &str, b: &str) -> core::cmp::Ordering {
+    let key = |c: u8| if c == b':' { 0 } else { c };
+    match a.bytes().zip(b.bytes()).find(|(x, y)| x != y) {
+        Some((x, y)) => key(x).cmp(&key(y)),
+        None => a.len().cmp(&b.len()),
+    }
 }
 
 fn validate(s: &str) -> Result<(), ScopeError> {

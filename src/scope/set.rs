@@ -1,11 +1,12 @@
 //! Scope sets and their algebra: allows, union, intersection, subset.
 
+use core::cmp::Ordering;
 use core::fmt;
 use core::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::{Scope, ScopeError, ancestors};
+use super::{Scope, ScopeError, is_below, segment_order};
 
 /// Most scopes in a set read from outside: [`ScopeSet::from_scopes`], [`FromStr`] and serde
 /// refuse more, counting entries before duplicates are removed.
@@ -28,8 +29,9 @@ pub const MAX_SCOPES: usize = 256;
 /// list of strings.
 ///
 /// [`allows`](Self::allows) does not allocate: a binary search among the concrete scopes,
-/// then one among the wildcards for each ancestor of the scope (at most
-/// [`MAX_SCOPE_DEPTH`](crate::MAX_SCOPE_DEPTH) - 1).
+/// then one among the wildcards (kept in an order where each wildcard is followed by what
+/// lies below it, so the only candidate is the nearest one at or before the scope).
+/// Scopes are reference-counted, so set operations copy pointers, not strings.
 ///
 /// ```
 /// use keyward::ScopeSet;
@@ -45,7 +47,8 @@ pub const MAX_SCOPES: usize = 256;
 pub struct ScopeSet {
     /// Concrete scopes, sorted, none granted by a wildcard of the set.
     exact: Vec<Scope>,
-    /// Wildcards sorted by base, none granted by another. `[*]` when the set grants all.
+    /// Wildcards sorted by base in [`segment_order`], none granted by another. `[*]` when
+    /// the set grants all.
     wildcards: Vec<Scope>,
 }
 
@@ -113,34 +116,40 @@ impl ScopeSet {
         if wildcards.iter().any(|w| base(w).is_empty()) {
             return Self::all();
         }
-        wildcards.sort_unstable_by(|a, b| base(a).cmp(base(b)));
+        wildcards.sort_unstable_by(|a, b| segment_order(base(a), base(b)));
         wildcards.dedup();
-        // Sorted by base, a wildcard's ancestors come before it, so they are already kept.
+        // In segment order a wildcard's ancestors come before it, and only the nearest kept
+        // one can cover it.
         let mut set = Self {
             exact: Vec::new(),
             wildcards: Vec::with_capacity(wildcards.len()),
         };
         for w in wildcards {
-            if !set.wildcard_above(base(&w)) {
+            if !set.wildcard_covers(base(&w), false) {
                 set.wildcards.push(w);
             }
         }
         exact.sort_unstable();
         exact.dedup();
-        exact.retain(|s| !set.wildcard_above(s.as_str()));
+        exact.retain(|s| !set.wildcard_covers(s.as_str(), false));
         set.exact = exact;
         set
     }
 
-    /// Whether a wildcard of the set has its base at a proper ancestor of `scope`.
-    /// Ignores `*` (checked by [`Self::is_all`]).
-    fn wildcard_above(&self, scope: &str) -> bool {
-        !self.wildcards.is_empty() && ancestors(scope).any(|a| self.has_wildcard_at(a))
-    }
-
-    /// Whether the set holds the wildcard `{base}:*`.
-    fn has_wildcard_at(&self, at: &str) -> bool {
-        self.wildcards.binary_search_by(|w| base(w).cmp(at)).is_ok()
+    /// Whether a wildcard of the set covers everything strictly below `scope`, or, when
+    /// `inclusive`, sits at `scope` itself. Ignores `*` (checked by [`Self::is_all`]).
+    fn wildcard_covers(&self, scope: &str, inclusive: bool) -> bool {
+        // The greatest base at or before `scope` is the only candidate.
+        let at = match self
+            .wildcards
+            .binary_search_by(|w| segment_order(base(w), scope))
+        {
+            Ok(_) => return inclusive,
+            Err(at) => at,
+        };
+        at.checked_sub(1)
+            .and_then(|i| self.wildcards.get(i))
+            .is_some_and(|w| is_below(scope, base(w)))
     }
 
     /// Whether the set grants `scope`. A wildcard argument is granted when every scope it
@@ -163,10 +172,11 @@ impl ScopeSet {
         match scope.wildcard_base() {
             None => {
                 let s = scope.as_str();
-                self.exact.binary_search_by(|e| e.as_str().cmp(s)).is_ok() || self.wildcard_above(s)
+                self.exact.binary_search_by(|e| e.as_str().cmp(s)).is_ok()
+                    || self.wildcard_covers(s, false)
             }
             Some("") => false,
-            Some(base) => self.has_wildcard_at(base) || self.wildcard_above(base),
+            Some(base) => self.wildcard_covers(base, true),
         }
     }
 
@@ -225,18 +235,49 @@ impl ScopeSet {
             return self.clone();
         }
         // A scope granted by both is an entry of one set granted by the other: a concrete
-        // scope, or the narrower of two wildcards on its path.
-        let both = |a: &Self, b: &Self, entries: fn(&Self) -> &[Scope]| {
-            entries(a)
-                .iter()
-                .filter(|s| b.allows(s))
-                .cloned()
-                .collect::<Vec<_>>()
-        };
-        let mut exact = both(self, other, |s| &s.exact);
-        exact.extend(both(other, self, |s| &s.exact));
-        let mut wildcards = both(self, other, |s| &s.wildcards);
-        wildcards.extend(both(other, self, |s| &s.wildcards));
+        // scope, or the narrower of two wildcards on its path. Concrete scopes are merged
+        // in one pass, as both lists are sorted.
+        let (a, b) = (&self.exact, &other.exact);
+        let mut exact = Vec::with_capacity(a.len().min(b.len()));
+        let (mut i, mut j) = (0, 0);
+        while let (Some(x), Some(y)) = (a.get(i), b.get(j)) {
+            match x.cmp(y) {
+                Ordering::Equal => {
+                    exact.push(x.clone());
+                    i += 1;
+                    j += 1;
+                }
+                Ordering::Less => {
+                    if other.wildcard_covers(x.as_str(), false) {
+                        exact.push(x.clone());
+                    }
+                    i += 1;
+                }
+                Ordering::Greater => {
+                    if self.wildcard_covers(y.as_str(), false) {
+                        exact.push(y.clone());
+                    }
+                    j += 1;
+                }
+            }
+        }
+        let rest_a = a.iter().skip(i);
+        exact.extend(
+            rest_a
+                .filter(|x| other.wildcard_covers(x.as_str(), false))
+                .cloned(),
+        );
+        let rest_b = b.iter().skip(j);
+        exact.extend(
+            rest_b
+                .filter(|y| self.wildcard_covers(y.as_str(), false))
+                .cloned(),
+        );
+        let mut wildcards: Vec<Scope> = (self.wildcards.iter())
+            .filter(|w| other.allows(w))
+            .cloned()
+            .collect();
+        wildcards.extend((other.wildcards.iter()).filter(|w| self.allows(w)).cloned());
         Self::normalized(exact, wildcards)
     }
 
