@@ -4,11 +4,15 @@
 mod alphabet;
 mod api_key;
 mod audit;
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub mod axum;
 mod bearer;
 mod checksum;
 mod clock;
 mod format;
 mod hash;
+mod http;
 mod key_id;
 mod manager;
 mod parse;
@@ -39,6 +43,7 @@ pub use hash::{
     MAX_STORED_HASH_LEN, MIN_PEPPER_LEN, Mismatch, Pepper, PepperError, PepperId, PepperIdError,
     StoredHash,
 };
+pub use http::{AuthError, ErrorResponse};
 pub use key_id::{KeyId, KeyIdError, MAX_KEY_ID_LEN, MIN_KEY_ID_LEN};
 pub use manager::{
     BoxFuture, IssueError, IssueHook, IssueRequest, Issued, KeyManager, LifecycleError,
