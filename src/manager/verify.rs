@@ -147,6 +147,31 @@ impl<S: KeyStore> KeyManager<S> {
         Ok(Verified::new(record, effective, now))
     }
 
+    /// Checks again a key that verified earlier (for example when a session made from it is
+    /// used): re-reads its record and returns a fresh proof if it is still active, unexpired
+    /// and its owner still has the permissions, with effective scopes recomputed. The secret
+    /// is not needed, since only a proof can be refreshed.
+    ///
+    /// # Errors
+    /// [`VerifyError::Invalid`] if the key was deleted, `Disabled`, `Revoked`, `Expired`, or
+    /// `Unavailable`.
+    pub async fn refresh(&self, proof: &Verified) -> Result<Verified, VerifyError> {
+        let now = self.clock.now();
+        let record = match self.store.get(&proof.key_id()).await {
+            Ok(Some(record)) => record,
+            Ok(None) => return Err(VerifyError::Invalid),
+            Err(e) => return Err(VerifyError::Unavailable(Box::new(e))),
+        };
+        match record.status {
+            KeyStatus::Revoked => return Err(VerifyError::Revoked),
+            KeyStatus::Disabled => return Err(VerifyError::Disabled),
+            KeyStatus::Active if record.is_expired(now) => return Err(VerifyError::Expired),
+            KeyStatus::Active => {}
+        }
+        let effective = self.effective_scopes(&record).await?;
+        Ok(Verified::new(record, effective, now))
+    }
+
     /// The key's scopes and roles with implications, bounded by its owner's permissions;
     /// `None` means the record's own scopes, unchanged (no catalog, no owner bound).
     pub(crate) async fn effective_scopes(
