@@ -163,6 +163,20 @@ pub enum AuditKind {
     },
     /// A key was deleted.
     Deleted,
+    /// A secret scanner reported the key's token in a public place and the token verified
+    /// (see [`KeyManager::revoke_leaked`](crate::KeyManager::revoke_leaked)).
+    LeakReported {
+        /// The scanner's token type.
+        token_type: String,
+        /// Where the token was found, when the scanner said.
+        url: Option<String>,
+        /// What kind of place (such as `commit`), when the scanner said.
+        source: Option<String>,
+        /// Which scanner reported it (such as `github`), when known.
+        scanner: Option<String>,
+        /// Whether this report revoked the key (`false`: it was revoked already).
+        revoked: bool,
+    },
 }
 
 impl AuditKind {
@@ -180,6 +194,7 @@ impl AuditKind {
             Self::Revoked { .. } => "revoked",
             Self::Rotated { .. } => "rotated",
             Self::Deleted => "deleted",
+            Self::LeakReported { .. } => "leak_reported",
         }
     }
 }
@@ -272,6 +287,7 @@ impl AuditSink for TracingAudit {
         match e.kind {
             AuditKind::VerifyFailed { .. }
             | AuditKind::Revoked { .. }
+            | AuditKind::LeakReported { .. }
             | AuditKind::RefusedByPolicy { .. } => {
                 emit!(tracing::Level::WARN);
             }

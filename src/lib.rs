@@ -46,8 +46,9 @@ pub use hash::{
 pub use http::{AuthError, ErrorResponse};
 pub use key_id::{KeyId, KeyIdError, MAX_KEY_ID_LEN, MIN_KEY_ID_LEN};
 pub use manager::{
-    BoxFuture, IssueError, IssueHook, IssueRequest, Issued, KeyManager, LifecycleError,
-    OwnerPermissions, PermissionTable, VerifyError,
+    BoxFuture, IssueError, IssueHook, IssueRequest, Issued, KeyManager, LEAKED_REASON, LeakError,
+    LeakLabel, LeakReport, LeakVerdict, LifecycleError, OwnerPermissions, PermissionTable,
+    VerifyError,
 };
 pub use parse::{ParseError, ParsedKey, parse_any};
 pub use policy::{Expiry, ExpiryPreset, IssuancePolicy, PolicyError};

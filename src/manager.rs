@@ -17,11 +17,13 @@ use crate::scope::{ScopeCatalog, ScopeSet};
 use crate::store::KeyStore;
 
 mod issue;
+mod leaked;
 mod lifecycle;
 mod permissions;
 mod verify;
 
 pub use issue::{IssueError, IssueRequest, Issued};
+pub use leaked::{LEAKED_REASON, LeakError, LeakLabel, LeakReport, LeakVerdict};
 pub use lifecycle::LifecycleError;
 pub use permissions::PermissionTable;
 pub use verify::VerifyError;
