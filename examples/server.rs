@@ -412,13 +412,13 @@ async fn admin_disable(
     Path(id): Path<String>,
 ) -> Response {
     let ctx = RequestContext::new().actor(caller.key_id().to_string());
-    match key_id(&id) {
+    match id.parse::<KeyId>() {
         Ok(id) => app
             .manager
             .disable(&id, &ctx)
             .await
             .map_or_else(|e| lifecycle_error(&e), |r| Json(view(&r)).into_response()),
-        Err(r) => r,
+        Err(e) => not_found(e),
     }
 }
 
@@ -428,13 +428,13 @@ async fn admin_enable(
     Path(id): Path<String>,
 ) -> Response {
     let ctx = RequestContext::new().actor(caller.key_id().to_string());
-    match key_id(&id) {
+    match id.parse::<KeyId>() {
         Ok(id) => app
             .manager
             .enable(&id, &ctx)
             .await
             .map_or_else(|e| lifecycle_error(&e), |r| Json(view(&r)).into_response()),
-        Err(r) => r,
+        Err(e) => not_found(e),
     }
 }
 
@@ -444,13 +444,13 @@ async fn admin_revoke(
     Path(id): Path<String>,
 ) -> Response {
     let ctx = RequestContext::new().actor(caller.key_id().to_string());
-    match key_id(&id) {
+    match id.parse::<KeyId>() {
         Ok(id) => app
             .manager
             .revoke(&id, Some("admin"), &ctx)
             .await
             .map_or_else(|e| lifecycle_error(&e), |r| Json(view(&r)).into_response()),
-        Err(r) => r,
+        Err(e) => not_found(e),
     }
 }
 
@@ -468,7 +468,7 @@ async fn admin_rotate(
 ) -> Response {
     let ctx = RequestContext::new().actor(caller.key_id().to_string());
     let grace = Duration::seconds(body.map(|Json(b)| b.grace_seconds).unwrap_or_default());
-    match key_id(&id) {
+    match id.parse::<KeyId>() {
         Ok(id) => match app.manager.rotate(&id, grace, &ctx).await {
             Ok(issued) => {
                 Json(json!({ "id": issued.record.id, "key": issued.key.expose_secret() }))
@@ -476,7 +476,7 @@ async fn admin_rotate(
             }
             Err(e) => lifecycle_error(&e),
         },
-        Err(r) => r,
+        Err(e) => not_found(e),
     }
 }
 
@@ -486,12 +486,12 @@ async fn admin_delete(
     Path(id): Path<String>,
 ) -> Response {
     let ctx = RequestContext::new().actor(caller.key_id().to_string());
-    match key_id(&id) {
+    match id.parse::<KeyId>() {
         Ok(id) => app.manager.delete(&id, &ctx).await.map_or_else(
             |e| lifecycle_error(&e),
             |()| StatusCode::NO_CONTENT.into_response(),
         ),
-        Err(r) => r,
+        Err(e) => not_found(e),
     }
 }
 
