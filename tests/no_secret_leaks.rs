@@ -132,3 +132,100 @@ async fn no_secret_in_logs_audit_or_debug() {
         }
     }
 }
+
+/// The Argon2id path: a key issued under the fast hash is verified by a manager whose hasher
+/// is Argon2id with the verification cache, so it is rehashed, then hits the cache, fails,
+/// rotates and is revoked; at each tracing level from ERROR to TRACE, nothing carries a secret.
+#[tokio::test]
+async fn argon2_cache_and_rehash_leak_nothing_at_any_level() {
+    use keyward::{Argon2Params, HashAlgorithm};
+    use tracing::Level;
+
+    for level in [
+        Level::ERROR,
+        Level::WARN,
+        Level::INFO,
+        Level::DEBUG,
+        Level::TRACE,
+    ] {
+        let capture = Capture::default();
+        let writer = capture.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(level)
+            .with_writer(move || writer.clone())
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+
+        let pepper = || Pepper::new("k1", [3u8; 32]).expect("pepper");
+        let store = MemoryStore::new();
+        let format = KeyFormat::new(["tak"]).expect("format");
+        let audit = AuditLog::new();
+        let fast = KeyManager::new(store.clone(), format.clone(), Hasher::fast(pepper()));
+        let argon = Hasher::argon2(Argon2Params::new(8, 1, 1).expect("params"))
+            .accept_pepper(pepper())
+            .expect("pepper")
+            .with_verify_cache(16);
+        let manager =
+            KeyManager::new(store, format, argon).with_audit(Both(audit.clone(), TracingAudit));
+        let ctx = RequestContext::new().actor("admin");
+
+        let issued = fast
+            .issue(IssueRequest::new("k", "u"), &ctx)
+            .await
+            .expect("issue");
+        let id = issued.key.id();
+        let mut secrets = vec![issued.key.expose_secret_part().to_owned()];
+        let mut debug = vec![format!("{:?}", issued.record.hash)];
+        for _ in 0..2 {
+            let verified = manager
+                .verify(issued.key.expose_secret(), &ctx)
+                .await
+                .expect("verify (rehash, then cache hit)");
+            debug.push(format!("{verified:?}"));
+        }
+        let record = manager.get(&id).await.expect("get");
+        assert_eq!(record.hash.algorithm(), HashAlgorithm::Argon2id, "rehashed");
+        debug.push(format!("{record:?} {} {:?}", record.hash, manager.hasher()));
+        let mut tampered = issued.key.expose_secret().to_owned();
+        let last = tampered.pop().expect("non-empty key");
+        tampered.push(if last == 'x' { 'y' } else { 'x' });
+        let e = manager.verify(&tampered, &ctx).await.expect_err("tampered");
+        debug.push(format!("{e:?} {e}"));
+        let rotated = manager
+            .rotate(&id, Duration::minutes(5), &ctx)
+            .await
+            .expect("rotate");
+        secrets.push(rotated.key.expose_secret_part().to_owned());
+        debug.push(format!("{rotated:?} {:?}", rotated.record.hash));
+        manager
+            .revoke(&rotated.key.id(), Some("test"), &ctx)
+            .await
+            .expect("revoke");
+        let e = manager
+            .verify(rotated.key.expose_secret(), &ctx)
+            .await
+            .expect_err("revoked");
+        debug.push(format!("{e:?} {e} {manager:?}"));
+
+        let logs = String::from_utf8(capture.0.lock().expect("capture").clone()).expect("utf8");
+        assert_eq!(
+            logs.contains("keyward audit event"),
+            level >= Level::WARN,
+            "audit events reach tracing at {level} and above only when enabled: {logs}"
+        );
+        let events = format!("{:?}", audit.events());
+        assert!(events.contains("Rehashed"), "{events}");
+        let json = serde_json::to_string(&audit.events()).expect("audit events serialize");
+        for secret in &secrets {
+            assert!(
+                !logs.contains(secret.as_str()),
+                "secret in tracing at {level}"
+            );
+            assert!(!events.contains(secret.as_str()), "secret in audit events");
+            assert!(!json.contains(secret.as_str()), "secret in audit JSON");
+            for d in &debug {
+                assert!(!d.contains(secret.as_str()), "secret in Debug/Display: {d}");
+            }
+        }
+    }
+}
