@@ -113,7 +113,7 @@ fn deeply_nested_scopes_are_refused() {
     let wildcard = format!("{}*", "a:".repeat(10_000));
     assert_eq!(Scope::new(&wildcard), Err(ScopeError::TooLong));
     // Within the length limit, depth is its own error.
-    let one_too_deep = vec!["a"; MAX_SCOPE_DEPTH + 1].join(":");
+    let one_too_deep = ["a"; MAX_SCOPE_DEPTH + 1].join(":");
     assert_eq!(Scope::new(&one_too_deep), Err(ScopeError::TooDeep));
     assert_eq!(one_too_deep.parse::<ScopeSet>(), Err(ScopeError::TooDeep));
 }
@@ -139,7 +139,7 @@ fn a_1mb_resource_path_is_refused() {
     let deep = "a:1/".repeat(MB / 4);
     assert_eq!(Resource::new(&deep), Err(ResourceError::Length));
     assert_eq!(Restrictions::only([&long]), Err(ResourceError::Length));
-    let one_too_deep = vec!["a:1"; MAX_RESOURCE_DEPTH + 1].join("/");
+    let one_too_deep = ["a:1"; MAX_RESOURCE_DEPTH + 1].join("/");
     assert_eq!(Resource::new(&one_too_deep), Err(ResourceError::TooDeep));
     let many: Vec<String> = (0..10_000).map(|i| format!("company:{i}")).collect();
     assert_eq!(Restrictions::only(&many), Err(ResourceError::TooMany));
