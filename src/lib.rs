@@ -19,6 +19,9 @@ mod parse;
 mod policy;
 mod prefix;
 mod record;
+#[cfg(feature = "secret-scanning")]
+#[cfg_attr(docsrs, doc(cfg(feature = "secret-scanning")))]
+pub mod scanning;
 mod scope;
 mod store;
 #[cfg(feature = "testing")]
