@@ -20,12 +20,14 @@ mod issue;
 mod leaked;
 mod lifecycle;
 mod permissions;
+mod quota;
 mod verify;
 
 pub use issue::{IssueError, IssueRequest, Issued};
 pub use leaked::{LEAKED_REASON, LeakError, LeakLabel, LeakReport, LeakVerdict};
 pub use lifecycle::LifecycleError;
 pub use permissions::PermissionTable;
+pub use quota::{QuotaError, Remaining};
 pub use verify::VerifyError;
 
 /// A boxed future, for the application hooks that the manager holds as trait objects.
