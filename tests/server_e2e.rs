@@ -578,11 +578,18 @@ fn the_example_service_end_to_end() {
     );
     let session = format!("Cookie: {}", cookie.split(';').next().expect("pair"));
     assert_eq!(
-        http(&s, "GET", "/tickets", &[session.clone()], None).status,
+        http(&s, "GET", "/tickets", std::slice::from_ref(&session), None).status,
         200
     );
     assert_eq!(
-        http(&s, "GET", "/admin/keys", &[session.clone()], None).status,
+        http(
+            &s,
+            "GET",
+            "/admin/keys",
+            std::slice::from_ref(&session),
+            None
+        )
+        .status,
         401,
         "sessions never authorize /admin"
     );
