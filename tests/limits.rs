@@ -95,11 +95,16 @@ fn denied_requests_cost_nothing() {
 fn cost_is_charged_in_units() {
     let (l, _clock) = limiter(LimitPolicy::default());
     let key = Subject::key_id(random_id());
-    let d = l.check_now(&key, "writes", 50).unwrap();
+    let d = l.check_now(&key, "writes", 50).expect("test setup");
     assert_eq!(d.remaining(), 10);
-    let d = l.check_now(&key, "writes", 11).unwrap();
+    let d = l.check_now(&key, "writes", 11).expect("test setup");
     assert_eq!(d.retry_after(), Some(Duration::from_secs(1)));
-    assert_eq!(l.check_now(&key, "writes", 10).unwrap().remaining(), 0);
+    assert_eq!(
+        l.check_now(&key, "writes", 10)
+            .expect("test setup")
+            .remaining(),
+        0
+    );
 }
 
 #[test]
@@ -125,8 +130,12 @@ fn owner_and_key_overrides() {
     let sibling = record("acme");
     let stranger = record("initech");
     let policy = LimitPolicy::default()
-        .owner("acme", "writes", Rate::per_minute(600).unwrap())
-        .key(special.id, "writes", Rate::per_minute(5).unwrap());
+        .owner("acme", "writes", Rate::per_minute(600).expect("test setup"))
+        .key(
+            special.id,
+            "writes",
+            Rate::per_minute(5).expect("test setup"),
+        );
     let (l, _clock) = limiter(policy);
     let subject =
         |r: &keyward::KeyRecord| Subject::key(&verified(r.clone(), r.scopes.clone(), epoch()));
@@ -146,9 +155,13 @@ fn owner_and_key_overrides() {
 #[test]
 fn an_owner_budget_is_shared_by_all_its_keys() {
     let (l, _clock) = limiter(LimitPolicy::default());
-    let a = verified(record("acme"), "read".parse().unwrap(), epoch());
-    let b = verified(record("acme"), "read".parse().unwrap(), epoch());
-    let c = verified(record("initech"), "read".parse().unwrap(), epoch());
+    let a = verified(record("acme"), "read".parse().expect("test setup"), epoch());
+    let b = verified(record("acme"), "read".parse().expect("test setup"), epoch());
+    let c = verified(
+        record("initech"),
+        "read".parse().expect("test setup"),
+        epoch(),
+    );
     for _ in 0..30 {
         assert!(check(&l, &Subject::owner_of(&a), "writes").is_allowed());
         assert!(check(&l, &Subject::owner_of(&b), "writes").is_allowed());
@@ -192,10 +205,16 @@ async fn failed_verifications_are_throttled_per_client() {
     let neighbour = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 8));
     for _ in 0..10 {
         assert_eq!(throttle.blocked(guesser), None);
-        assert!(throttle.record_failure(guesser).await.unwrap().is_allowed());
+        assert!(
+            throttle
+                .record_failure(guesser)
+                .await
+                .expect("test setup")
+                .is_allowed()
+        );
     }
     // The eleventh failure is refused and blocks the client for one refill interval.
-    let d = throttle.record_failure(guesser).await.unwrap();
+    let d = throttle.record_failure(guesser).await.expect("test setup");
     assert_eq!(d.retry_after(), Some(Duration::from_secs(6)));
     assert_eq!(throttle.blocked(guesser), Some(Duration::from_secs(6)));
     assert_eq!(throttle.blocked(neighbour), None);
@@ -203,7 +222,7 @@ async fn failed_verifications_are_throttled_per_client() {
         throttle
             .record_failure(neighbour)
             .await
-            .unwrap()
+            .expect("test setup")
             .is_allowed()
     );
     clock.advance(secs(5));
@@ -211,15 +230,27 @@ async fn failed_verifications_are_throttled_per_client() {
     clock.advance(secs(1));
     assert_eq!(throttle.blocked(guesser), None);
     // One guess per refill interval from now on.
-    assert!(throttle.record_failure(guesser).await.unwrap().is_allowed());
-    assert!(!throttle.record_failure(guesser).await.unwrap().is_allowed());
+    assert!(
+        throttle
+            .record_failure(guesser)
+            .await
+            .expect("test setup")
+            .is_allowed()
+    );
+    assert!(
+        !throttle
+            .record_failure(guesser)
+            .await
+            .expect("test setup")
+            .is_allowed()
+    );
     // A key's budget is a different subject: failures never touch it.
     let key = Subject::key_id(random_id());
     assert_eq!(
         throttle
             .limiter()
             .check_now(&key, "reads", 1)
-            .unwrap()
+            .expect("test setup")
             .remaining(),
         599
     );
@@ -249,7 +280,7 @@ fn memory_stays_bounded_as_keys_come_and_go() {
 
 #[test]
 fn concurrent_decisions_admit_exactly_the_limit() {
-    let policy = LimitPolicy::empty().limit("calls", Rate::per_hour(10_000).unwrap());
+    let policy = LimitPolicy::empty().limit("calls", Rate::per_hour(10_000).expect("test setup"));
     let (l, _clock) = limiter(policy);
     let l = Arc::new(l);
     let key = Subject::key_id(random_id());
@@ -263,14 +294,17 @@ fn concurrent_decisions_admit_exactly_the_limit() {
             })
         })
         .collect();
-    let admitted: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    let admitted: usize = threads
+        .into_iter()
+        .map(|t| t.join().expect("test setup"))
+        .sum();
     assert_eq!(admitted, 10_000);
 }
 
 #[tokio::test]
 async fn the_trait_works_through_references_and_arcs() {
     async fn spend(l: impl Limiter, s: &Subject) -> Decision {
-        l.check(s, "writes", 1).await.unwrap()
+        l.check(s, "writes", 1).await.expect("test setup")
     }
     let (l, _clock) = limiter(LimitPolicy::default());
     let key = Subject::key_id(random_id());
@@ -282,6 +316,6 @@ async fn the_trait_works_through_references_and_arcs() {
         retry_after: Duration::from_millis(1),
         reset_after: Duration::from_secs(60),
     };
-    let response = keyward::ErrorResponse::new(&denied.into_result().unwrap_err(), "api");
+    let response = keyward::ErrorResponse::new(&denied.into_result().expect_err("an error"), "api");
     assert_eq!((response.status, response.retry_after), (429, Some(1)));
 }

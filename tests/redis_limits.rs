@@ -25,7 +25,7 @@ fn redis_url() -> String {
 }
 
 fn policy() -> LimitPolicy {
-    LimitPolicy::empty().limit("writes", Rate::per_day(60).unwrap())
+    LimitPolicy::empty().limit("writes", Rate::per_day(60).expect("test setup"))
 }
 
 /// A prefix of its own for every test run, so runs never share state.
@@ -38,16 +38,16 @@ async fn two_instances_share_one_budget() {
     let url = redis_url();
     let prefix = prefix();
     let a = RedisLimiter::connect(&url, policy())
-        .unwrap()
+        .expect("test setup")
         .with_key_prefix(&prefix);
     let b = RedisLimiter::connect(&url, policy())
-        .unwrap()
+        .expect("test setup")
         .with_key_prefix(&prefix);
     let key = Subject::key_id(random_id());
     let mut admitted = 0;
     for i in 0..120 {
         let limiter = if i % 2 == 0 { &a } else { &b };
-        let d = limiter.check(&key, "writes", 1).await.unwrap();
+        let d = limiter.check(&key, "writes", 1).await.expect("test setup");
         admitted += usize::from(d.is_allowed());
     }
     assert!(
@@ -63,7 +63,13 @@ async fn two_instances_share_one_budget() {
     for i in 0..120 {
         let limiter = Arc::clone(if i % 2 == 0 { &a } else { &b });
         let key = key.clone();
-        attempts.spawn(async move { limiter.check(&key, "writes", 1).await.unwrap().is_allowed() });
+        attempts.spawn(async move {
+            limiter
+                .check(&key, "writes", 1)
+                .await
+                .expect("test setup")
+                .is_allowed()
+        });
     }
     let admitted = attempts
         .join_all()
@@ -77,20 +83,24 @@ async fn two_instances_share_one_budget() {
 #[tokio::test]
 async fn the_retry_time_is_one_refill_interval() {
     let limiter = RedisLimiter::connect(&redis_url(), policy())
-        .unwrap()
+        .expect("test setup")
         .with_key_prefix(&prefix());
     let key = Subject::key_id(random_id());
-    let first = limiter.check(&key, "writes", 1).await.unwrap();
+    let first = limiter.check(&key, "writes", 1).await.expect("test setup");
     assert_eq!((first.limit(), first.remaining()), (60, 59));
     let interval = Duration::from_secs(24 * 60);
     assert!(
         first.reset_after() <= interval && first.reset_after() > interval - Duration::from_secs(5)
     );
     assert_eq!(
-        limiter.check(&key, "writes", 59).await.unwrap().remaining(),
+        limiter
+            .check(&key, "writes", 59)
+            .await
+            .expect("test setup")
+            .remaining(),
         0
     );
-    let denied = limiter.check(&key, "writes", 1).await.unwrap();
+    let denied = limiter.check(&key, "writes", 1).await.expect("test setup");
     let retry = denied.retry_after().expect("denied");
     // The first unit comes back one interval after the first request (real server time).
     assert!(
@@ -167,16 +177,17 @@ async fn when_redis_dies_limits_fall_back_and_recover() {
     let server = Server::start(port);
     let url = format!("redis://127.0.0.1:{}", server.port);
     let timeout = Duration::from_millis(200);
-    let falls_back = RedisLimiter::connect_with_timeout(&url, policy(), timeout).unwrap();
+    let falls_back =
+        RedisLimiter::connect_with_timeout(&url, policy(), timeout).expect("test setup");
     let fails_closed = RedisLimiter::connect_with_timeout(&url, policy(), timeout)
-        .unwrap()
+        .expect("test setup")
         .with_fallback(RedisFallback::FailClosed);
     let key = Subject::key_id(random_id());
     assert_eq!(
         falls_back
             .check(&key, "writes", 10)
             .await
-            .unwrap()
+            .expect("test setup")
             .remaining(),
         50
     );
@@ -184,7 +195,7 @@ async fn when_redis_dies_limits_fall_back_and_recover() {
         fails_closed
             .check(&key, "writes", 1)
             .await
-            .unwrap()
+            .expect("test setup")
             .remaining(),
         49
     );
@@ -193,14 +204,17 @@ async fn when_redis_dies_limits_fall_back_and_recover() {
     server.kill();
     // Rate limits: this instance's memory answers, with its own full budget.
     for expected in (0..60).rev() {
-        let d = falls_back.check(&key, "writes", 1).await.unwrap();
+        let d = falls_back
+            .check(&key, "writes", 1)
+            .await
+            .expect("test setup");
         assert_eq!(d.remaining(), expected);
     }
     assert!(
         !falls_back
             .check(&key, "writes", 1)
             .await
-            .unwrap()
+            .expect("test setup")
             .is_allowed()
     );
     assert!(falls_back.is_degraded());
@@ -225,7 +239,10 @@ async fn when_redis_dies_limits_fall_back_and_recover() {
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let d = falls_back.check(&key, "writes", 1).await.unwrap();
+        let d = falls_back
+            .check(&key, "writes", 1)
+            .await
+            .expect("test setup");
         if !falls_back.is_degraded() {
             assert_eq!(d.remaining(), 58, "shared again");
             break;

@@ -115,7 +115,7 @@ impl Rate {
 ///     .owner("acme", "writes", Rate::per_minute(600)?);
 /// assert_eq!(policy.rate_for(&keyward::Subject::owner("acme"), "writes"), Some(Rate::per_minute(600)?));
 /// # Ok(()) }
-/// # demo().unwrap();
+/// # demo().expect("test setup");
 /// ```
 #[derive(Debug, Clone)]
 pub struct LimitPolicy {
@@ -269,18 +269,18 @@ mod tests {
             Rate::new(1, Duration::from_secs(400 * 86_400)),
             Err(RateError::Period)
         );
-        let r = Rate::per_minute(60).unwrap();
+        let r = Rate::per_minute(60).expect("test setup");
         assert_eq!(r.interval(), Duration::from_secs(1));
         assert_eq!(r.limit(), 60);
     }
 
     #[test]
     fn most_specific_wins() {
-        let id = KeyId::new("aaaaaaaaaaaa").unwrap();
-        let other = KeyId::new("bbbbbbbbbbbb").unwrap();
+        let id = KeyId::new("aaaaaaaaaaaa").expect("test setup");
+        let other = KeyId::new("bbbbbbbbbbbb").expect("test setup");
         let p = LimitPolicy::default()
-            .owner("acme", "writes", Rate::per_minute(600).unwrap())
-            .key(id, "writes", Rate::per_minute(5).unwrap());
+            .owner("acme", "writes", Rate::per_minute(600).expect("test setup"))
+            .key(id, "writes", Rate::per_minute(5).expect("test setup"));
         let key = Subject(SubjectKind::Key {
             id,
             owner: Some("acme".into()),

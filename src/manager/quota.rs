@@ -120,8 +120,8 @@ mod tests {
     fn manager() -> KeyManager<MemoryStore> {
         KeyManager::new(
             MemoryStore::new(),
-            KeyFormat::new(["test"]).unwrap(),
-            Hasher::fast(Pepper::random("k1").unwrap()),
+            KeyFormat::new(["test"]).expect("test setup"),
+            Hasher::fast(Pepper::random("k1").expect("test setup")),
         )
     }
 
@@ -131,23 +131,41 @@ mod tests {
         let mut limited = record("acme");
         limited.remaining_uses = Some(3);
         let unlimited = record("acme");
-        m.store().insert(limited.clone()).await.unwrap();
-        m.store().insert(unlimited.clone()).await.unwrap();
+        m.store().insert(limited.clone()).await.expect("test setup");
+        m.store()
+            .insert(unlimited.clone())
+            .await
+            .expect("test setup");
         let v = verified(limited.clone(), limited.scopes.clone(), epoch());
         let u = verified(unlimited.clone(), unlimited.scopes.clone(), epoch());
-        assert_eq!(m.consume(&v, 2).await.unwrap(), Remaining::Uses(1));
+        assert_eq!(
+            m.consume(&v, 2).await.expect("test setup"),
+            Remaining::Uses(1)
+        );
         assert!(matches!(m.consume(&v, 2).await, Err(QuotaError::Exhausted)));
-        assert_eq!(m.consume(&v, 1).await.unwrap(), Remaining::Uses(0));
+        assert_eq!(
+            m.consume(&v, 1).await.expect("test setup"),
+            Remaining::Uses(0)
+        );
         assert!(matches!(m.consume(&v, 1).await, Err(QuotaError::Exhausted)));
-        assert_eq!(m.consume(&u, 1_000).await.unwrap(), Remaining::Unlimited);
+        assert_eq!(
+            m.consume(&u, 1_000).await.expect("test setup"),
+            Remaining::Unlimited
+        );
         let n = m
             .refill_quotas(&ListFilter::Owner("acme".into()), 10)
             .await
-            .unwrap();
+            .expect("test setup");
         assert_eq!(n, 1, "only the key with a quota");
-        assert_eq!(m.consume(&v, 1).await.unwrap(), Remaining::Uses(9));
-        assert_eq!(m.consume(&u, 1).await.unwrap(), Remaining::Unlimited);
-        m.store().delete(&limited.id).await.unwrap();
+        assert_eq!(
+            m.consume(&v, 1).await.expect("test setup"),
+            Remaining::Uses(9)
+        );
+        assert_eq!(
+            m.consume(&u, 1).await.expect("test setup"),
+            Remaining::Unlimited
+        );
+        m.store().delete(&limited.id).await.expect("test setup");
         assert!(
             matches!(m.consume(&v, 1).await, Err(QuotaError::NotFound(id)) if id == limited.id)
         );
