@@ -401,9 +401,8 @@ async fn admin_list(State(app): State<Arc<App>>, Query(q): Query<OwnerQuery>) ->
     }
 }
 
-fn key_id(id: &str) -> Result<KeyId, Response> {
-    id.parse()
-        .map_err(|e| error(StatusCode::NOT_FOUND, "not_found", e))
+fn not_found(e: keyward::KeyIdError) -> Response {
+    error(StatusCode::NOT_FOUND, "not_found", e)
 }
 
 async fn admin_disable(
