@@ -62,5 +62,11 @@ pub use scope::{
     MAX_SCOPE_LEN, MAX_SCOPES, Resource, ResourceError, Restrictions, Scope, ScopeCatalog,
     ScopeCatalogBuilder, ScopeError, ScopeSet, authorize,
 };
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use store::PostgresStore;
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+pub use store::SqliteStore;
 pub use store::{Consumed, KeyStore, ListFilter, MemoryStore, Page, StoreError};
 pub use verified::Verified;

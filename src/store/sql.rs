@@ -1,0 +1,339 @@
+//! What the SQL stores share: the columns of a record, how a record becomes column values
+//! and a row becomes a record (or a [`StoreError::Corrupt`] naming the key), and how driver
+//! errors map to [`StoreError`].
+
+use core::fmt;
+use std::error::Error as StdError;
+
+use sqlx::{ColumnIndex, Database, Decode, Encode, QueryBuilder, Row, Type};
+use time::OffsetDateTime;
+
+use super::{ListFilter, Page, StoreError};
+use crate::hash::StoredHash;
+use crate::key_id::KeyId;
+use crate::prefix::Prefix;
+use crate::record::{KeyRecord, KeyStatus, Metadata};
+use crate::scope::{Restrictions, ScopeSet};
+
+/// The record columns, in the order both stores bind and select them (`$1` to `$19`).
+macro_rules! columns {
+    () => {
+        "id, prefix, tenant, name, owner, scopes, roles, restrictions, metadata, created_at, \
+         expires_at, last_used_at, status, hash, version, rotated_from, rotated_to, issued_by, \
+         remaining_uses"
+    };
+}
+
+// Statements both databases run as written (SQLite accepts `$n` parameters too).
+
+/// Reads one record: `$1` id.
+pub(super) const SELECT: &str = concat!("SELECT ", columns!(), " FROM keyward_keys WHERE id = $1");
+
+/// Inserts a record: `$1` to `$19` in column order.
+pub(super) const INSERT: &str = concat!(
+    "INSERT INTO keyward_keys (",
+    columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+     $18, $19)"
+);
+
+/// Compare-and-set: `$1` to `$19` as for [`INSERT`] (with `$15` the new version), `$20` the
+/// expected version.
+pub(super) const UPDATE: &str = "UPDATE keyward_keys SET prefix = $2, tenant = $3, name = $4, \
+     owner = $5, scopes = $6, roles = $7, restrictions = $8, metadata = $9, created_at = $10, \
+     expires_at = $11, last_used_at = $12, status = $13, hash = $14, version = $15, \
+     rotated_from = $16, rotated_to = $17, issued_by = $18, remaining_uses = $19 \
+     WHERE id = $1 AND version = $20";
+
+/// The version of one record (after a compare-and-set that changed nothing): `$1` id.
+pub(super) const VERSION: &str = "SELECT version FROM keyward_keys WHERE id = $1";
+
+/// Whether a record exists: `$1` id.
+pub(super) const EXISTS: &str = "SELECT 1 FROM keyward_keys WHERE id = $1";
+
+/// Live keys of an owner that count against the cap (see
+/// [`KeyRecord::counts_against_cap`]): `$1` owner, `$2` now.
+pub(super) const COUNT_LIVE: &str = "SELECT COUNT(*) FROM keyward_keys WHERE owner = $1 \
+     AND status = 'active' AND (expires_at IS NULL OR expires_at > $2) AND rotated_to IS NULL";
+
+/// Takes `$2` uses from key `$1` if that many are left.
+pub(super) const CONSUME: &str = "UPDATE keyward_keys SET remaining_uses = remaining_uses - $2 \
+     WHERE id = $1 AND remaining_uses >= $2 RETURNING remaining_uses";
+
+/// What is left of a quota (after a consume that took nothing): `$1` id.
+pub(super) const REMAINING: &str = "SELECT remaining_uses FROM keyward_keys WHERE id = $1";
+
+/// Moves `last_used_at` of key `$1` forward to `$2`.
+pub(super) const TOUCH: &str = "UPDATE keyward_keys SET last_used_at = $2 \
+     WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $2)";
+
+/// Deletes key `$1`.
+pub(super) const DELETE: &str = "DELETE FROM keyward_keys WHERE id = $1";
+
+/// The start of a listing, to which [`list_query`] adds conditions.
+pub(super) const LIST: &str = concat!("SELECT ", columns!(), " FROM keyward_keys WHERE 1 = 1");
+
+/// The current keyward schema version (the table exists).
+pub(super) const SCHEMA_VERSION: &str =
+    "SELECT COALESCE(MAX(version), 0) FROM keyward_schema_version";
+
+/// Records that a migration was applied: `$1` version, `$2` description.
+pub(super) const RECORD_MIGRATION: &str =
+    "INSERT INTO keyward_schema_version (version, description) VALUES ($1, $2)";
+
+/// One step of keyward's schema: applied once, in order, recorded in
+/// `keyward_schema_version`.
+pub(super) struct Migration {
+    pub(super) version: i64,
+    pub(super) description: &'static str,
+    pub(super) statements: &'static [&'static str],
+}
+
+/// A listing query: [`LIST`] plus the filter, the page start, the order and the limit.
+pub(super) fn list_query<'a, DB>(filter: &'a ListFilter, page: Page) -> QueryBuilder<'a, DB>
+where
+    DB: Database,
+    &'a str: Encode<'a, DB> + Type<DB>,
+    String: Encode<'a, DB> + Type<DB>,
+    i64: Encode<'a, DB> + Type<DB>,
+{
+    let mut q = QueryBuilder::new(LIST);
+    match filter {
+        ListFilter::Owner(owner) => {
+            q.push(" AND owner = ").push_bind(owner.as_str());
+        }
+        ListFilter::Tenant(tenant) => {
+            q.push(" AND tenant = ").push_bind(tenant.as_str());
+        }
+        ListFilter::All => {}
+    }
+    if let Some(after) = page.after {
+        q.push(" AND id > ").push_bind(after.as_str().to_owned());
+    }
+    q.push(" ORDER BY id LIMIT ")
+        .push_bind(saturating_usize(page.limit.clamp(1, Page::MAX_LIMIT)));
+    q
+}
+
+/// The columns of a record that both databases store the same way: text, JSON text and
+/// 64-bit integers. Timestamps are left to each store.
+pub(super) struct Encoded<'a> {
+    pub(super) record: &'a KeyRecord,
+    pub(super) scopes: String,
+    pub(super) roles: String,
+    pub(super) restrictions: String,
+    pub(super) metadata: String,
+    pub(super) version: i64,
+    pub(super) remaining_uses: Option<i64>,
+}
+
+impl<'a> Encoded<'a> {
+    /// Encodes `record`. Scopes, roles, restrictions and metadata become JSON text, which
+    /// reads back exactly.
+    pub(super) fn new(record: &'a KeyRecord) -> Result<Self, StoreError> {
+        let json = |column: &'static str, value: Result<String, serde_json::Error>| {
+            value.map_err(|e| StoreError::corrupt(record.id, ColumnError::new(column, e)))
+        };
+        Ok(Self {
+            record,
+            scopes: json("scopes", serde_json::to_string(&record.scopes))?,
+            roles: json("roles", serde_json::to_string(&record.roles))?,
+            restrictions: json("restrictions", serde_json::to_string(&record.restrictions))?,
+            metadata: json("metadata", serde_json::to_string(&record.metadata))?,
+            version: saturating_i64(record.version),
+            remaining_uses: record.remaining_uses.map(saturating_i64),
+        })
+    }
+
+    pub(super) fn id(&self) -> &'a str {
+        self.record.id.as_str()
+    }
+
+    pub(super) fn status(&self) -> &'static str {
+        self.record.status.as_str()
+    }
+
+    pub(super) fn hash(&self) -> String {
+        self.record.hash.to_string()
+    }
+}
+
+/// A key id column that may be null.
+pub(super) fn optional_id(id: Option<&KeyId>) -> Option<&str> {
+    id.map(KeyId::as_str)
+}
+
+/// Both databases store integers as signed 64 bits. A version or a quota above
+/// `i64::MAX` (9.2 × 10¹⁸) cannot occur in practice; it is stored as `i64::MAX`.
+pub(super) fn saturating_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// `usize` to `i64`, saturating (a cap larger than `i64::MAX` is no cap).
+pub(super) fn saturating_usize(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// One column of a row did not decode.
+#[derive(Debug, thiserror::Error)]
+#[error("column {column} does not decode")]
+pub(super) struct ColumnError {
+    column: &'static str,
+    #[source]
+    source: Box<dyn StdError + Send + Sync>,
+}
+
+impl ColumnError {
+    pub(super) fn new(
+        column: &'static str,
+        source: impl Into<Box<dyn StdError + Send + Sync>>,
+    ) -> Self {
+        Self {
+            column,
+            source: source.into(),
+        }
+    }
+}
+
+/// A row's id column is not a key id, so the row cannot even be named (the schema's check
+/// constraint normally prevents this).
+#[derive(Debug, thiserror::Error)]
+#[error("a stored row has an invalid key id")]
+pub(super) struct UnnamedRow(#[source] pub(super) Box<dyn StdError + Send + Sync>);
+
+/// The database holds keyward tables written by a newer version of keyward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "keyward schema version {found} in the database is newer than this version of keyward \
+     supports (up to {supported})"
+)]
+pub(super) struct SchemaTooNew {
+    pub(super) found: i64,
+    pub(super) supported: i64,
+}
+
+/// A value that must not be null was null.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Null;
+
+impl fmt::Display for Null {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("unexpected null")
+    }
+}
+
+impl StdError for Null {}
+
+/// Reads column `name` of `row`, naming the column on failure.
+pub(super) fn column<'r, R, T>(row: &'r R, name: &'static str) -> Result<T, ColumnError>
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    T: Decode<'r, R::Database> + Type<R::Database>,
+{
+    row.try_get::<T, _>(name)
+        .map_err(|e| ColumnError::new(name, e))
+}
+
+/// Decodes a row selected with the record columns into a record. `time` reads a (nullable)
+/// timestamp column the way the store keeps it. `known` is the id the row was looked up by,
+/// if any. A row that does not decode is [`StoreError::Corrupt`] naming its key.
+pub(super) fn decode<R>(
+    row: &R,
+    known: Option<KeyId>,
+    time: impl Fn(&R, &'static str) -> Result<Option<OffsetDateTime>, ColumnError>,
+) -> Result<KeyRecord, StoreError>
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let id = match known {
+        Some(id) => id,
+        None => {
+            let raw: String =
+                column(row, "id").map_err(|e| StoreError::unavailable(UnnamedRow(e.into())))?;
+            raw.parse::<KeyId>()
+                .map_err(|e| StoreError::unavailable(UnnamedRow(e.into())))?
+        }
+    };
+    decode_fields(row, id, time).map_err(|e| StoreError::corrupt(id, e))
+}
+
+fn decode_fields<R>(
+    row: &R,
+    id: KeyId,
+    time: impl Fn(&R, &'static str) -> Result<Option<OffsetDateTime>, ColumnError>,
+) -> Result<KeyRecord, ColumnError>
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let text = |name: &'static str| column::<R, String>(row, name);
+    let optional_text = |name: &'static str| column::<R, Option<String>>(row, name);
+    let parsed = |name: &'static str, raw: String| {
+        raw.parse::<KeyId>().map_err(|e| ColumnError::new(name, e))
+    };
+    let optional_id = |name: &'static str| -> Result<Option<KeyId>, ColumnError> {
+        optional_text(name)?
+            .map(|raw| parsed(name, raw))
+            .transpose()
+    };
+    let unsigned =
+        |name: &'static str, n: i64| u64::try_from(n).map_err(|e| ColumnError::new(name, e));
+
+    let prefix = Prefix::new(&text("prefix")?).map_err(|e| ColumnError::new("prefix", e))?;
+    let scopes: ScopeSet = json(&text("scopes")?, "scopes")?;
+    let roles: Vec<String> = json(&text("roles")?, "roles")?;
+    let restrictions: Restrictions = json(&text("restrictions")?, "restrictions")?;
+    let metadata: Metadata = json(&text("metadata")?, "metadata")?;
+    let status = text("status")?
+        .parse::<KeyStatus>()
+        .map_err(|e| ColumnError::new("status", e))?;
+    let hash = text("hash")?
+        .parse::<StoredHash>()
+        .map_err(|e| ColumnError::new("hash", e))?;
+    let version = unsigned("version", column::<R, i64>(row, "version")?)?;
+    let remaining_uses = column::<R, Option<i64>>(row, "remaining_uses")?
+        .map(|n| unsigned("remaining_uses", n))
+        .transpose()?;
+    Ok(KeyRecord {
+        id,
+        prefix,
+        tenant: optional_text("tenant")?,
+        name: text("name")?,
+        owner: text("owner")?,
+        scopes,
+        roles,
+        restrictions,
+        metadata,
+        created_at: time(row, "created_at")?.ok_or(ColumnError::new("created_at", Null))?,
+        expires_at: time(row, "expires_at")?,
+        last_used_at: time(row, "last_used_at")?,
+        status,
+        hash,
+        version,
+        rotated_from: optional_id("rotated_from")?,
+        rotated_to: optional_id("rotated_to")?,
+        issued_by: optional_id("issued_by")?,
+        remaining_uses,
+    })
+}
+
+fn json<T: serde::de::DeserializeOwned>(raw: &str, name: &'static str) -> Result<T, ColumnError> {
+    serde_json::from_str(raw).map_err(|e| ColumnError::new(name, e))
+}
+
+/// Whether a driver error is a unique-key violation (the id exists).
+pub(super) fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+/// Any other driver error: connection, protocol, pool timeout, a statement the database
+/// refused. The manager fails closed on it.
+pub(super) fn unavailable(e: sqlx::Error) -> StoreError {
+    StoreError::unavailable(e)
+}

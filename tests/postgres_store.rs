@@ -1,0 +1,509 @@
+//! The PostgreSQL store against a real server: the conformance suite, hand-corrupted rows,
+//! migrations beside another application's sqlx migrations (also run concurrently), two
+//! services over one database, the per-owner cap with 50 concurrent issuers over several
+//! connections, a connection cut mid-run (through a TCP proxy inside the test, so other
+//! tests keep their server) and pool exhaustion.
+//!
+//! The server's URL comes from `KEYWARD_TEST_POSTGRES_URL`; without it every test here
+//! fails, saying how to provide one. Each test works in its own fresh schema.
+
+#[path = "sql/scenarios.rs"]
+mod scenarios;
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use keyward::{
+    IssueError, IssueRequest, KeyId, KeyStore, ListFilter, Page, PostgresStore, RequestContext,
+    StoreError, VerifyError, testing,
+};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+const URL_VAR: &str = "KEYWARD_TEST_POSTGRES_URL";
+
+/// The test server's URL.
+///
+/// # Panics
+/// When the variable is absent: these tests never pass without a server.
+fn server_url() -> String {
+    match std::env::var(URL_VAR) {
+        Ok(url) if !url.is_empty() => url,
+        _ => panic!(
+            "{URL_VAR} is not set: these tests need a PostgreSQL server. Start one and run \
+             `{URL_VAR}=postgres://postgres:postgres@127.0.0.1:5432/keyward_test cargo test \
+             --all-features` (the database must exist; .ci/run shows how CI installs and \
+             starts PostgreSQL from Debian packages). Plain `cargo test` does not build these \
+             tests."
+        ),
+    }
+}
+
+fn server_options() -> PgConnectOptions {
+    PgConnectOptions::from_str(&server_url()).expect("valid KEYWARD_TEST_POSTGRES_URL")
+}
+
+/// A schema of its own for one test (or one conformance check), dropped by [`Schema::drop`].
+struct Schema {
+    name: String,
+    admin: PgPool,
+}
+
+impl Schema {
+    async fn new() -> Self {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let name = format!(
+            "keyward_test_{}_{nanos}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let admin = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_with(server_options())
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to {URL_VAR}: {e}"));
+        sqlx::query(&format!("CREATE SCHEMA {name}"))
+            .execute(&admin)
+            .await
+            .expect("create schema");
+        Self { name, admin }
+    }
+
+    /// Connection options that work in this schema, through `via` instead of the server
+    /// when given.
+    fn options(&self, via: Option<SocketAddr>) -> PgConnectOptions {
+        let options = server_options().options([("search_path", self.name.as_str())]);
+        match via {
+            Some(addr) => options.host(&addr.ip().to_string()).port(addr.port()),
+            None => options,
+        }
+    }
+
+    /// A store with a pool of `connections` over this schema.
+    async fn store(&self, connections: u32) -> PostgresStore {
+        let pool = PgPoolOptions::new()
+            .max_connections(connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(self.options(None))
+            .await
+            .expect("connect");
+        PostgresStore::from_pool(pool)
+    }
+
+    async fn migrated(&self, connections: u32) -> PostgresStore {
+        let store = self.store(connections).await;
+        store.migrate().await.expect("migrate");
+        store
+    }
+
+    async fn drop(self) {
+        let _ = sqlx::query(&format!("DROP SCHEMA {} CASCADE", self.name))
+            .execute(&self.admin)
+            .await;
+        self.admin.close().await;
+    }
+}
+
+#[tokio::test]
+async fn postgres_store_passes_the_conformance_suite() {
+    let schemas = std::sync::Mutex::new(Vec::new());
+    testing::conformance(|| async {
+        let schema = Schema::new().await;
+        let store = schema.migrated(5).await;
+        schemas.lock().expect("lock").push(schema);
+        store
+    })
+    .await;
+    let schemas = std::mem::take(&mut *schemas.lock().expect("lock"));
+    assert_eq!(schemas.len(), 11, "one fresh schema per check");
+    for schema in schemas {
+        schema.drop().await;
+    }
+}
+
+#[tokio::test]
+async fn schema_has_keyward_tables_and_indexes_only() {
+    let schema = Schema::new().await;
+    let store = schema.store(2).await;
+    assert_eq!(store.schema_version().await.expect("version"), 0);
+    store.migrate().await.expect("migrate");
+    assert_eq!(
+        store.schema_version().await.expect("version"),
+        PostgresStore::SCHEMA_VERSION
+    );
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.tables WHERE table_schema = $1 \
+         ORDER BY table_name",
+    )
+    .bind(&schema.name)
+    .fetch_all(store.pool())
+    .await
+    .expect("tables");
+    assert_eq!(tables, ["keyward_keys", "keyward_schema_version"]);
+    let indexes: Vec<String> = sqlx::query_scalar(
+        "SELECT indexname::text FROM pg_indexes WHERE schemaname = $1 \
+         AND tablename = 'keyward_keys' ORDER BY indexname",
+    )
+    .bind(&schema.name)
+    .fetch_all(store.pool())
+    .await
+    .expect("indexes");
+    assert_eq!(
+        indexes,
+        [
+            "keyward_keys_owner",
+            "keyward_keys_pkey",
+            "keyward_keys_tenant"
+        ]
+    );
+    let types: Vec<(String, String)> = sqlx::query_as(
+        "SELECT column_name::text, data_type::text FROM information_schema.columns \
+         WHERE table_schema = $1 AND table_name = 'keyward_keys' AND column_name LIKE '%_at' \
+         ORDER BY column_name",
+    )
+    .bind(&schema.name)
+    .fetch_all(store.pool())
+    .await
+    .expect("columns");
+    assert!(
+        types.iter().all(|(_, t)| t == "timestamp with time zone"),
+        "{types:?}"
+    );
+    // Only the hash is stored, never the key.
+    let manager = scenarios::manager(store.clone());
+    let issued = manager
+        .issue(IssueRequest::new("k", "u"), &RequestContext::new())
+        .await
+        .expect("issue");
+    let row: String = sqlx::query_scalar("SELECT row_to_json(k)::text FROM keyward_keys k")
+        .fetch_one(store.pool())
+        .await
+        .expect("row");
+    let secret = issued.key.expose_secret();
+    assert!(!row.contains(&secret[secret.len() - 20..]), "{row}");
+    assert!(row.contains(&issued.record.hash.to_string()));
+    schema.drop().await;
+}
+
+#[tokio::test]
+async fn corrupt_rows_are_typed_errors_naming_the_key() {
+    let schema = Schema::new().await;
+    let store = schema.migrated(3).await;
+    let pool = store.pool().clone();
+    scenarios::corrupt_rows(store, |id: KeyId, assignment| {
+        let pool = pool.clone();
+        async move {
+            let done = sqlx::query(&format!(
+                "UPDATE keyward_keys SET {assignment} WHERE id = $1"
+            ))
+            .bind(id.as_str())
+            .execute(&pool)
+            .await
+            .expect("hand edit");
+            assert_eq!(done.rows_affected(), 1, "{assignment}");
+        }
+    })
+    .await;
+    schema.drop().await;
+}
+
+#[tokio::test]
+async fn migrations_coexist_with_the_applications_sqlx_migrations() {
+    let schema = Schema::new().await;
+    let store = schema.store(3).await;
+    let pool = store.pool();
+    for statement in [
+        "CREATE TABLE _sqlx_migrations (version BIGINT PRIMARY KEY, description TEXT NOT NULL, \
+         installed_on TIMESTAMPTZ NOT NULL DEFAULT now(), success BOOLEAN NOT NULL, \
+         checksum BYTEA NOT NULL, execution_time BIGINT NOT NULL)",
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (20240101000000, 'create todos', TRUE, '\\x00ff', 42)",
+        "CREATE TABLE todos (id bigserial PRIMARY KEY, title text NOT NULL)",
+        "INSERT INTO todos (title) VALUES ('ship keyward')",
+    ] {
+        sqlx::query(statement)
+            .execute(pool)
+            .await
+            .expect("application setup");
+    }
+    let snapshot = || async {
+        let migrations: Vec<(i64, String, Vec<u8>, i64)> = sqlx::query_as(
+            "SELECT version, description, checksum, execution_time FROM _sqlx_migrations \
+             ORDER BY version",
+        )
+        .fetch_all(pool)
+        .await
+        .expect("sqlx migrations");
+        let todos: Vec<(i64, String)> = sqlx::query_as("SELECT id, title FROM todos")
+            .fetch_all(pool)
+            .await
+            .expect("todos");
+        (migrations, todos)
+    };
+    let before = snapshot().await;
+    assert_eq!(before.0.len(), 1);
+
+    // Two instances starting at once: the advisory lock lets each step run once.
+    let other = schema.store(3).await;
+    let (a, b) = tokio::join!(store.migrate(), other.migrate());
+    a.expect("migrate");
+    b.expect("concurrent migrate");
+    assert_eq!(
+        snapshot().await,
+        before,
+        "the application's tables are untouched"
+    );
+    let manager = scenarios::manager(store.clone());
+    let ctx = RequestContext::new();
+    let issued = manager
+        .issue(IssueRequest::new("k", "u"), &ctx)
+        .await
+        .expect("issue");
+
+    store.migrate().await.expect("migrate again");
+    assert_eq!(snapshot().await, before);
+    let versions: Vec<i64> = sqlx::query_scalar("SELECT version FROM keyward_schema_version")
+        .fetch_all(pool)
+        .await
+        .expect("keyward versions");
+    assert_eq!(
+        versions,
+        [PostgresStore::SCHEMA_VERSION],
+        "each version once"
+    );
+    scenarios::manager(other)
+        .verify(issued.key.expose_secret(), &ctx)
+        .await
+        .expect("the key survives migrations");
+
+    // A schema from a newer keyward is refused, not downgraded.
+    sqlx::query("INSERT INTO keyward_schema_version (version, description) VALUES (99, 'x')")
+        .execute(pool)
+        .await
+        .expect("insert");
+    match store.migrate().await {
+        Err(ref e @ StoreError::Unavailable(_)) => {
+            assert!(scenarios::chain(e).contains("99"), "{e:?}");
+        }
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+    schema.drop().await;
+}
+
+#[tokio::test]
+async fn two_managers_over_one_database() {
+    let schema = Schema::new().await;
+    let one = schema.migrated(3).await;
+    let two = schema.store(3).await;
+    scenarios::two_managers(one, two).await;
+    schema.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cap_holds_with_50_concurrent_issuers_over_several_connections() {
+    let schema = Schema::new().await;
+    let one = schema.migrated(8).await;
+    let two = schema.store(8).await;
+    scenarios::concurrent_cap(vec![one, two]).await;
+    schema.drop().await;
+}
+
+/// A TCP proxy between the store's pool and the server that the test can cut (closing every
+/// connection and refusing new ones) and restore.
+struct Proxy {
+    addr: SocketAddr,
+    up: watch::Sender<bool>,
+}
+
+impl Proxy {
+    async fn start(upstream: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy address");
+        let (up, state) = watch::channel(true);
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else {
+                    return;
+                };
+                if !*state.borrow() {
+                    continue; // cut: close at once
+                }
+                let mut state = state.clone();
+                tokio::spawn(async move {
+                    let Ok(mut server) = TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = state.wait_for(|up| !*up) => {}
+                    }
+                });
+            }
+        });
+        Self { addr, up }
+    }
+
+    fn cut(&self) {
+        self.up.send_replace(false);
+    }
+
+    fn restore(&self) {
+        self.up.send_replace(true);
+    }
+}
+
+async fn upstream() -> SocketAddr {
+    let options = server_options();
+    let host = options.get_host().to_owned();
+    tokio::net::lookup_host((host.as_str(), options.get_port()))
+        .await
+        .expect("resolve the server")
+        .next()
+        .expect("server address")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cut_connection_fails_closed_and_recovers() {
+    let schema = Schema::new().await;
+    let proxy = Proxy::start(upstream().await).await;
+    let acquire_timeout = Duration::from_secs(2);
+    let pool = PgPoolOptions::new()
+        .max_connections(3)
+        .acquire_timeout(acquire_timeout)
+        .connect_with(schema.options(Some(proxy.addr)))
+        .await
+        .expect("connect through the proxy");
+    let store = PostgresStore::from_pool(pool);
+    store.migrate().await.expect("migrate");
+    let manager = Arc::new(scenarios::manager(store.clone()));
+    let ctx = RequestContext::new();
+    let mut keys = Vec::new();
+    for i in 0..5 {
+        keys.push(
+            manager
+                .issue(IssueRequest::new(format!("k{i}"), "u"), &ctx)
+                .await
+                .expect("issue"),
+        );
+    }
+    let secret = keys[0].key.expose_secret().to_owned();
+
+    // Verifications run continuously while the connection is cut and restored.
+    let (stop, stopped) = watch::channel(false);
+    let runner = {
+        let manager = Arc::clone(&manager);
+        let secret = secret.clone();
+        tokio::spawn(async move {
+            let (mut ok, mut unavailable) = (0usize, 0usize);
+            while !*stopped.borrow() {
+                match manager.verify(&secret, &RequestContext::new()).await {
+                    Ok(_) => ok += 1,
+                    Err(VerifyError::Unavailable(_)) => unavailable += 1,
+                    Err(e) => panic!("only Unavailable is allowed while cut, got {e:?}"),
+                }
+            }
+            (ok, unavailable)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    proxy.cut();
+    let started = Instant::now();
+    match manager.verify(&secret, &ctx).await {
+        Err(VerifyError::Unavailable(_)) => {}
+        other => panic!("verify while cut must fail closed, got {other:?}"),
+    }
+    assert!(
+        started.elapsed() < acquire_timeout + Duration::from_secs(3),
+        "failed after {:?}",
+        started.elapsed()
+    );
+    assert!(matches!(
+        manager
+            .issue(IssueRequest::new("while cut", "u"), &ctx)
+            .await,
+        Err(IssueError::Store(StoreError::Unavailable(_)))
+    ));
+    proxy.restore();
+    manager
+        .verify(&secret, &ctx)
+        .await
+        .expect("works again once the connection is back");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.send_replace(true);
+    let (ok, unavailable) = runner.await.expect("no panic in the verifying task");
+    assert!(
+        ok > 0 && unavailable > 0,
+        "ok {ok}, unavailable {unavailable}"
+    );
+
+    // Nothing lost, nothing half-written.
+    for issued in &keys {
+        manager
+            .verify(issued.key.expose_secret(), &ctx)
+            .await
+            .expect("every key still verifies");
+    }
+    let listed = store
+        .list(&ListFilter::Owner("u".into()), Page::first(100))
+        .await
+        .expect("list");
+    assert_eq!(listed.len(), keys.len());
+    store.pool().close().await;
+    schema.drop().await;
+}
+
+#[tokio::test]
+async fn pool_exhaustion_is_a_typed_error_within_the_timeout() {
+    let schema = Schema::new().await;
+    schema.migrated(1).await.pool().close().await;
+    let acquire_timeout = Duration::from_millis(500);
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(acquire_timeout)
+        .connect_with(schema.options(None))
+        .await
+        .expect("connect");
+    let store = PostgresStore::from_pool(pool);
+    let manager = scenarios::manager(store.clone());
+    let ctx = RequestContext::new();
+    let issued = manager
+        .issue(IssueRequest::new("k", "u"), &ctx)
+        .await
+        .expect("issue");
+
+    let held = store
+        .pool()
+        .begin()
+        .await
+        .expect("hold the only connection");
+    let started = Instant::now();
+    match store.get(&issued.key.id()).await {
+        Err(StoreError::Unavailable(source)) => {
+            assert!(source.to_string().contains("timed out"), "{source}");
+        }
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+    let waited = started.elapsed();
+    assert!(
+        waited >= acquire_timeout.mul_f32(0.9) && waited < acquire_timeout * 4,
+        "gave up after {waited:?}"
+    );
+    assert!(matches!(
+        manager.verify(issued.key.expose_secret(), &ctx).await,
+        Err(VerifyError::Unavailable(_))
+    ));
+    held.rollback().await.expect("release");
+    manager
+        .verify(issued.key.expose_secret(), &ctx)
+        .await
+        .expect("works once a connection is free");
+    store.pool().close().await;
+    schema.drop().await;
+}

@@ -1,0 +1,262 @@
+//! The SQLite store against real database files: the conformance suite, hand-corrupted rows,
+//! migrations beside another application's sqlx migrations, two services over one file, and
+//! the per-owner cap under real parallelism.
+
+#[path = "sql/scenarios.rs"]
+mod scenarios;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use keyward::{IssueRequest, KeyId, KeyStore, RequestContext, SqliteStore, StoreError, testing};
+
+/// A fresh directory under the system's temporary directory, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Self {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let path = std::env::temp_dir().join(format!(
+            "keyward-sqlite-{}-{nanos}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&path).expect("create temporary directory");
+        Self(path)
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+async fn migrated(path: &Path) -> SqliteStore {
+    let store = SqliteStore::open(path).await.expect("open");
+    store.migrate().await.expect("migrate");
+    store
+}
+
+#[tokio::test]
+async fn sqlite_store_passes_the_conformance_suite() {
+    let dir = TempDir::new();
+    let n = AtomicUsize::new(0);
+    testing::conformance(|| {
+        let path = dir.file(&format!(
+            "conformance-{}.db",
+            n.fetch_add(1, Ordering::Relaxed)
+        ));
+        async move { migrated(&path).await }
+    })
+    .await;
+    assert_eq!(
+        n.load(Ordering::Relaxed),
+        11,
+        "one fresh database per check"
+    );
+}
+
+#[tokio::test]
+async fn opens_in_wal_mode_with_keyward_schema() {
+    let dir = TempDir::new();
+    let store = SqliteStore::open(dir.file("wal.db")).await.expect("open");
+    assert_eq!(store.schema_version().await.expect("version"), 0);
+    store.migrate().await.expect("migrate");
+    assert_eq!(
+        store.schema_version().await.expect("version"),
+        SqliteStore::SCHEMA_VERSION
+    );
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(store.pool())
+        .await
+        .expect("pragma");
+    assert_eq!(mode, "wal");
+    let indexes: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'keyward_keys' \
+         AND name LIKE 'keyward_%' ORDER BY name",
+    )
+    .fetch_all(store.pool())
+    .await
+    .expect("indexes");
+    assert_eq!(indexes, ["keyward_keys_owner", "keyward_keys_tenant"]);
+}
+
+#[tokio::test]
+async fn no_plaintext_secret_in_the_database_file() {
+    let dir = TempDir::new();
+    let path = dir.file("secrets.db");
+    let store = migrated(&path).await;
+    let manager = scenarios::manager(store.clone());
+    let issued = manager
+        .issue(IssueRequest::new("k", "u"), &RequestContext::new())
+        .await
+        .expect("issue");
+    let stored: String = sqlx::query_scalar("SELECT hash FROM keyward_keys WHERE id = $1")
+        .bind(issued.key.id().as_str())
+        .fetch_one(store.pool())
+        .await
+        .expect("hash");
+    assert_eq!(stored, issued.record.hash.to_string());
+    store.pool().close().await;
+    let secret = issued.key.expose_secret().as_bytes();
+    let body = &secret[secret.len() - 20..];
+    for file in ["secrets.db", "secrets.db-wal"] {
+        let bytes = std::fs::read(dir.file(file)).unwrap_or_default();
+        assert!(
+            !bytes.windows(body.len()).any(|w| w == body),
+            "{file} contains the key's secret"
+        );
+    }
+}
+
+#[tokio::test]
+async fn corrupt_rows_are_typed_errors_naming_the_key() {
+    let dir = TempDir::new();
+    let store = migrated(&dir.file("corrupt.db")).await;
+    let pool = store.pool().clone();
+    scenarios::corrupt_rows(store, |id: KeyId, assignment| {
+        let pool = pool.clone();
+        async move {
+            let done = sqlx::query(&format!(
+                "UPDATE keyward_keys SET {assignment} WHERE id = $1"
+            ))
+            .bind(id.as_str())
+            .execute(&pool)
+            .await
+            .expect("hand edit");
+            assert_eq!(done.rows_affected(), 1, "{assignment}");
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn migrations_coexist_with_the_applications_sqlx_migrations() {
+    let dir = TempDir::new();
+    let path = dir.file("shared.db");
+    let store = SqliteStore::open(&path).await.expect("open");
+    let pool = store.pool();
+    // What an application using sqlx migrations has in its database already.
+    for statement in [
+        "CREATE TABLE _sqlx_migrations (version BIGINT PRIMARY KEY, description TEXT NOT NULL, \
+         installed_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP, success BOOLEAN NOT NULL, \
+         checksum BLOB NOT NULL, execution_time BIGINT NOT NULL)",
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (20240101000000, 'create todos', TRUE, X'00FF', 42)",
+        "CREATE TABLE todos (id INTEGER PRIMARY KEY, title TEXT NOT NULL)",
+        "INSERT INTO todos (title) VALUES ('ship keyward')",
+    ] {
+        sqlx::query(statement)
+            .execute(pool)
+            .await
+            .expect("application setup");
+    }
+    let snapshot = || async {
+        let migrations: Vec<(i64, String, i64)> = sqlx::query_as(
+            "SELECT version, description, execution_time FROM _sqlx_migrations ORDER BY version",
+        )
+        .fetch_all(pool)
+        .await
+        .expect("sqlx migrations");
+        let todos: Vec<(i64, String)> = sqlx::query_as("SELECT id, title FROM todos")
+            .fetch_all(pool)
+            .await
+            .expect("todos");
+        (migrations, todos)
+    };
+    let before = snapshot().await;
+    assert_eq!(before.0.len(), 1);
+
+    store.migrate().await.expect("migrate");
+    assert_eq!(
+        snapshot().await,
+        before,
+        "the application's tables are untouched"
+    );
+    let manager = scenarios::manager(store.clone());
+    let ctx = RequestContext::new();
+    let issued = manager
+        .issue(IssueRequest::new("k", "u"), &ctx)
+        .await
+        .expect("issue");
+
+    // Again, and from a second store over the same file: nothing changes, nothing is lost.
+    store.migrate().await.expect("migrate again");
+    let other = migrated(&path).await;
+    assert_eq!(snapshot().await, before);
+    let versions: Vec<(i64, String)> =
+        sqlx::query_as("SELECT version, description FROM keyward_schema_version")
+            .fetch_all(pool)
+            .await
+            .expect("keyward versions");
+    assert_eq!(
+        versions.len(),
+        1,
+        "each version recorded once: {versions:?}"
+    );
+    assert_eq!(versions[0].0, SqliteStore::SCHEMA_VERSION);
+    scenarios::manager(other)
+        .verify(issued.key.expose_secret(), &ctx)
+        .await
+        .expect("the key survives migrations");
+}
+
+#[tokio::test]
+async fn refuses_a_newer_keyward_schema() {
+    let dir = TempDir::new();
+    let store = migrated(&dir.file("newer.db")).await;
+    sqlx::query("INSERT INTO keyward_schema_version (version, description) VALUES (99, 'x')")
+        .execute(store.pool())
+        .await
+        .expect("insert");
+    match store.migrate().await {
+        Err(ref e @ StoreError::Unavailable(_)) => {
+            let text = scenarios::chain(e);
+            assert!(text.contains("99"), "{text}");
+        }
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn two_managers_over_one_file() {
+    let dir = TempDir::new();
+    let path = dir.file("two.db");
+    let one = migrated(&path).await;
+    let two = SqliteStore::open(&path).await.expect("open second");
+    scenarios::two_managers(one, two).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cap_holds_across_connections_and_pools() {
+    let dir = TempDir::new();
+    let path = dir.file("cap.db");
+    let one = migrated(&path).await;
+    let two = SqliteStore::open(&path).await.expect("open second");
+    scenarios::concurrent_cap(vec![one, two]).await;
+}
+
+#[tokio::test]
+async fn unreachable_database_is_unavailable() {
+    let dir = TempDir::new();
+    let missing = dir.file("no/such/dir/keys.db");
+    match SqliteStore::open(&missing).await {
+        Err(StoreError::Unavailable(_)) => {}
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+    // A store whose tables were never created answers with a typed error, not a panic.
+    let store = SqliteStore::open(dir.file("empty.db")).await.expect("open");
+    let id = testing::random_id();
+    assert!(matches!(
+        store.get(&id).await,
+        Err(StoreError::Unavailable(_))
+    ));
+}
