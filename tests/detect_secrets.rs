@@ -47,12 +47,17 @@ fn require_detect_secrets() {
 
 /// Runs `detect-secrets scan --plugin keyward_plugin.py` on `files` with `env` set, and
 /// returns the plugin's findings as (file name, line number) pairs, in order.
+///
+/// detect-secrets skips files outside its working directory, so it runs in the files'
+/// directory and gets their names.
 fn scan(files: &[&Path], env: &[(&str, &str)]) -> Vec<(String, u64)> {
     require_detect_secrets();
+    let dir = files[0].parent().expect("files are in a scratch directory");
     let mut cmd = Command::new("python3");
     cmd.args(["-m", "detect_secrets", "scan", "--plugin"])
         .arg(plugin())
-        .args(files)
+        .args(files.iter().map(|f| f.file_name().expect("a file name")))
+        .current_dir(dir)
         .env_remove("KEYWARD_PREFIXES")
         .env_remove("KEYWARD_TAIL_LENGTHS");
     for (k, v) in env {
