@@ -280,7 +280,7 @@ mod tests {
     fn token_hash_is_lowercase_hex_sha256() {
         assert_eq!(
             token_hash("abc"),
-            "ba7816bf8f01cfea414140de5dbae2223b00361a396177a9cb410ff61f20015d"
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
     }
 
