@@ -5,6 +5,7 @@
 
 use std::hint::black_box;
 use std::task::{Context, Poll, Waker};
+use std::time::Instant;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use hmac::{Hmac, KeyInit, Mac};
@@ -174,6 +175,34 @@ fn full_verify(c: &mut Criterion) {
     g.bench_function("verify, wrong secret", |b| {
         b.iter(|| block_on(m.verify(black_box(&wrong), &ctx)).is_err())
     });
+    g.finish();
+
+    // Throughput with 1 and 2 threads, each verifying its own key against the shared store.
+    // One iteration is one verification per thread, so ops/s = threads / time.
+    let second = block_on(m.issue(request(), &ctx)).expect("issue");
+    let keys = [key.clone(), second.key.expose_secret().to_owned()];
+    block_on(m.verify(&keys[1], &ctx)).expect("first verify writes last_used");
+    let mut g = c.benchmark_group("manager verify, threads");
+    for threads in [1usize, 2] {
+        let name = format!("{threads} thread(s): verify + authorize, hot record");
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                std::thread::scope(|s| {
+                    for key in &keys[..threads] {
+                        let (m, ctx, read) = (&m, &ctx, &read);
+                        s.spawn(move || {
+                            for _ in 0..iters {
+                                let v = block_on(m.verify(black_box(key), ctx)).expect("valid");
+                                black_box(v.authorize(read, None).is_ok());
+                            }
+                        });
+                    }
+                });
+                start.elapsed()
+            })
+        });
+    }
     g.finish();
 
     // 1,000,000 keys; cycle through 4,096 of them spread over the map so lookups miss the cache.

@@ -185,12 +185,9 @@ impl KeyFormat {
         // Fast path: a prefix followed by `_` and exactly the right number of characters.
         for (index, p) in self.prefixes().iter().enumerate() {
             let p = p.as_str().as_bytes();
-            if bytes.len() == p.len() + 1 + tail_len
-                && bytes.starts_with(p)
-                && bytes[p.len()] == b'_'
-            {
-                let tail = &bytes[p.len() + 1..];
-                if alphabet::all_base62(tail) {
+            if bytes.len() == p.len() + 1 + tail_len {
+                let (head, tail) = bytes.split_at(p.len() + 1);
+                if is_prefix_and_separator(head, p) && alphabet::all_base62(tail) {
                     return finish(input, p.len(), self.id_len(), index);
                 }
             }
@@ -214,6 +211,19 @@ impl KeyFormat {
             }
         }
     }
+}
+
+/// Whether `head` is `prefix` followed by `_` (`head` is one byte longer than `prefix`).
+///
+/// Prefixes are short (at most [`MAX_PREFIX_LEN`] bytes): a branch-free byte loop is cheaper
+/// here than the call to `memcmp` that slice equality makes.
+#[inline]
+fn is_prefix_and_separator(head: &[u8], prefix: &[u8]) -> bool {
+    let diff = prefix
+        .iter()
+        .zip(head)
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+    diff | (head.last().copied().unwrap_or(0) ^ b'_') == 0 && head.len() == prefix.len() + 1
 }
 
 /// Parses a key of any valid prefix whose body (id and secret, without the checksum) has 16
@@ -315,6 +325,7 @@ fn split_checked(
 }
 
 /// Verifies the checksum of an input whose prefix, alphabet and length are known good.
+#[inline]
 fn finish(
     input: &str,
     sep: usize,
