@@ -3,11 +3,12 @@
 //! endpoint.
 //!
 //! ```text
-//! KEYWARD_ADMIN_KEY_FILE=/tmp/admin.key cargo run --example server --features axum
+//! KEYWARD_ADMIN_KEY_FILE=/tmp/admin.key cargo run --example server --features axum,rate-limit,secret-scanning
 //! curl -H "Authorization: Bearer $(cat /tmp/admin.key)" localhost:3000/tickets
 //! ```
 //!
-//! Environment: `KEYWARD_ADDR` (default `127.0.0.1:3000`), `KEYWARD_ADMIN_KEY_FILE` (issue a
+//! Environment: `KEYWARD_SCANNING_KEYS_FILE` (GitHub's secret-scanning public keys as JSON,
+//! `{"public_keys": [...]}`: mounts `POST /secret-scanning/github`), `KEYWARD_ADDR` (default `127.0.0.1:3000`), `KEYWARD_ADMIN_KEY_FILE` (issue a
 //! management key with scope `*` at start and write it there, mode 0600, before listening),
 //! `KEYWARD_PEPPER` (`[id:]base64`; a random one is used when absent, so keys do not survive
 //! a restart).
@@ -23,12 +24,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64ct::{Base64UrlUnpadded, Encoding};
-use keyward::axum::{KeywardLayer, RequireScope, error_response, request_context};
+use keyward::axum::{KeywardLayer, RateLimit, RequireScope, error_response, request_context};
+use keyward::scanning::{PublicKeys, ScanningOrigin, ScanningReceiver};
 use keyward::{
     AuthError, CredentialSource, Expiry, Hasher, IssuancePolicy, IssueError, IssueRequest,
     KeyFormat, KeyId, KeyManager, KeyRecord, LifecycleError, ListFilter, MemoryStore, Page, Pepper,
     RequestContext, Resource, Restrictions, ScopeCatalog, ScopeSet, Verified, VerifyError,
 };
+use keyward::{FailureThrottle, LimitPolicy, MemoryLimiter};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -41,6 +44,11 @@ struct App {
     manager: Arc<KeyManager<Store>>,
     sessions: Mutex<HashMap<[u8; 32], Session>>,
     tickets: Mutex<Vec<Ticket>>,
+    /// Toado's defaults: 600 reads and 60 writes a minute per key, 10 failed
+    /// verifications a minute per client.
+    limiter: Arc<MemoryLimiter>,
+    /// GitHub's secret-scanning public keys, from `KEYWARD_SCANNING_KEYS_FILE`.
+    scanning: Option<ScanningReceiver<Store, PublicKeys>>,
 }
 
 struct Session {
@@ -95,10 +103,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     .with_catalog(catalog()?)
     .with_policy(IssuancePolicy::default().allow_never_expiring(true))
     .with_audit(keyward::TracingAudit);
+    let manager = Arc::new(manager);
+    let scanning = match std::env::var("KEYWARD_SCANNING_KEYS_FILE") {
+        Ok(path) => {
+            let keys = PublicKeys::from_json(&std::fs::read(&path)?)?;
+            Some(ScanningReceiver::new(
+                Arc::clone(&manager),
+                keys,
+                ScanningOrigin::github(),
+            ))
+        }
+        Err(_) => None,
+    };
     let app = Arc::new(App {
-        manager: Arc::new(manager),
+        manager,
         sessions: Mutex::new(HashMap::new()),
         tickets: Mutex::new(seed_tickets()),
+        limiter: Arc::new(MemoryLimiter::new(LimitPolicy::default())),
+        scanning,
     });
 
     if let Ok(path) = std::env::var("KEYWARD_ADMIN_KEY_FILE") {
@@ -167,7 +189,12 @@ fn scope(s: &'static str) -> keyward::Scope {
 }
 
 fn router(app: Arc<App>) -> Router {
-    let bearer = KeywardLayer::new(Arc::clone(&app.manager)).realm(REALM);
+    let throttle = Arc::new(FailureThrottle::new(Arc::clone(&app.limiter)));
+    let bearer = KeywardLayer::new(Arc::clone(&app.manager))
+        .realm(REALM)
+        .throttle_failures(throttle);
+    // Every GET is a read, every POST outside /admin a write (charged after verification).
+    let limits = RateLimit::new(Arc::clone(&app.limiter));
     let admin = Router::new()
         .route("/admin/keys", post(admin_issue).get(admin_list))
         .route("/admin/keys/{id}/disable", post(admin_disable))
@@ -183,21 +210,51 @@ fn router(app: Arc<App>) -> Router {
             "/mcp",
             post(mcp).route_layer(RequireScope::new(scope("read"))),
         )
+        .layer(limits.clone())
         .layer(bearer);
     let api = Router::new()
         .route("/tickets", get(list_tickets).post(create_ticket))
         .route("/tickets/{id}/comments", post(comment))
         .route("/tickets/{id}/assign", post(assign))
         .route("/companies/{c}/projects/{p}/tickets", get(project_tickets))
+        .layer(limits)
         .layer(middleware::from_fn_with_state(
             Arc::clone(&app),
             bearer_or_session,
         ));
+    // Secret-scanning alerts authenticate by their signature, not by a key.
+    let scanning = Router::new().route("/secret-scanning/github", post(secret_scanning));
     Router::new()
         .merge(admin)
         .merge(bearer_only)
         .merge(api)
+        .merge(scanning)
         .with_state(app)
+}
+
+/// GitHub's secret scanning partner programme posts leaked tokens here; genuine keys are
+/// revoked at once (the receiver checks the signature before reading the body).
+async fn secret_scanning(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let Some(receiver) = &app.scanning else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "secret scanning is not configured",
+        );
+    };
+    let ctx = RequestContext::new().actor("github secret scanning");
+    let answer = receiver.handle(&headers, &body, &ctx).await;
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        answer.body,
+    )
+        .into_response()
 }
 
 /// Bearer key, or the session cookie made by automated login (never for /admin).

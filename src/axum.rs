@@ -89,6 +89,8 @@ struct Shared<S> {
     manager: Arc<KeyManager<S>>,
     realm: String,
     source: CredentialSource,
+    #[cfg(feature = "rate-limit")]
+    failures: Option<Arc<dyn rate_limit::FailureGate>>,
 }
 
 impl<S> Clone for KeywardLayer<S> {
@@ -116,6 +118,8 @@ impl<S: KeyStore + 'static> KeywardLayer<S> {
                 manager: manager.into(),
                 realm: DEFAULT_REALM.to_owned(),
                 source: CredentialSource::Bearer,
+                #[cfg(feature = "rate-limit")]
+                failures: None,
             }),
         }
     }
@@ -125,6 +129,8 @@ impl<S: KeyStore + 'static> KeywardLayer<S> {
             manager: Arc::clone(&self.shared.manager),
             realm: self.shared.realm.clone(),
             source: self.shared.source.clone(),
+            #[cfg(feature = "rate-limit")]
+            failures: self.shared.failures.clone(),
         };
         f(&mut shared);
         Self {
@@ -143,6 +149,19 @@ impl<S: KeyStore + 'static> KeywardLayer<S> {
     #[must_use]
     pub fn credentials(self, source: CredentialSource) -> Self {
         self.with(|s| s.source = source)
+    }
+
+    /// Throttles clients whose keys fail to verify (by client address, from axum's
+    /// `ConnectInfo`): once a client has spent its budget of failures it gets 429 until it
+    /// may retry, before any key is looked up, so guessing stays expensive.
+    #[cfg(feature = "rate-limit")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
+    #[must_use]
+    pub fn throttle_failures<L: crate::limit::Limiter + 'static>(
+        self,
+        throttle: Arc<crate::limit::FailureThrottle<L>>,
+    ) -> Self {
+        self.with(|s| s.failures = Some(throttle))
     }
 
     /// The manager.
@@ -230,6 +249,15 @@ where
                 }
             }
             let ctx = request_context(&req);
+            #[cfg(feature = "rate-limit")]
+            if let (Some(gate), Some(ip)) = (&shared.failures, ctx.client_addr) {
+                if let Some(retry_after) = gate.blocked(ip) {
+                    return Ok(error_response(
+                        &AuthError::RateLimited { retry_after },
+                        &shared.realm,
+                    ));
+                }
+            }
             let result = {
                 let headers = req.headers();
                 let token = shared
@@ -249,7 +277,20 @@ where
                     req.extensions_mut().insert(verified);
                     inner.call(req).await
                 }
-                Err(e) => Ok(error_response(&e, &shared.realm)),
+                Err(e) => {
+                    #[cfg(feature = "rate-limit")]
+                    if let (Some(gate), Some(ip)) = (&shared.failures, ctx.client_addr) {
+                        if matches!(
+                            e,
+                            AuthError::Verify(
+                                crate::VerifyError::Invalid | crate::VerifyError::Malformed(_)
+                            )
+                        ) {
+                            gate.record(ip).await;
+                        }
+                    }
+                    Ok(error_response(&e, &shared.realm))
+                }
             }
         })
     }
@@ -330,5 +371,187 @@ where
                 Err(e) => Ok(e.into_response()),
             }
         })
+    }
+}
+
+#[cfg(feature = "rate-limit")]
+pub use rate_limit::{RateLimit, RateLimitService, classify_by_method};
+
+#[cfg(feature = "rate-limit")]
+mod rate_limit {
+    use super::{
+        AuthError, BoxFuture, Context, Future, IntoResponse, Layer, Poll, Request, Response,
+        Service,
+    };
+    use crate::limit::{Decision, Limiter, Subject};
+    use crate::verified::Verified;
+    use core::fmt;
+    use http::HeaderValue;
+    use std::sync::Arc;
+
+    /// What [`KeywardLayer`](super::KeywardLayer) needs of a failure throttle, object-safe.
+    pub(crate) trait FailureGate: Send + Sync {
+        fn blocked(&self, client: std::net::IpAddr) -> Option<core::time::Duration>;
+        fn record<'a>(
+            &'a self,
+            client: std::net::IpAddr,
+        ) -> core::pin::Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+    }
+
+    impl<L: Limiter + 'static> FailureGate for crate::limit::FailureThrottle<L> {
+        fn blocked(&self, client: std::net::IpAddr) -> Option<core::time::Duration> {
+            crate::limit::FailureThrottle::blocked(self, client)
+        }
+
+        fn record<'a>(
+            &'a self,
+            client: std::net::IpAddr,
+        ) -> core::pin::Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+            Box::pin(async move {
+                if let Err(e) = self.record_failure(client).await {
+                    tracing::warn!(target: "keyward", error = %e, "could not count a failed verification");
+                }
+            })
+        }
+    }
+
+    /// GET, HEAD and OPTIONS spend the `reads` limit; every other method `writes`.
+    #[must_use]
+    pub fn classify_by_method(method: &http::Method) -> Option<&'static str> {
+        match *method {
+            http::Method::GET | http::Method::HEAD | http::Method::OPTIONS => Some("reads"),
+            _ => Some("writes"),
+        }
+    }
+
+    /// A layer (inside [`KeywardLayer`](super::KeywardLayer)) that charges each request to
+    /// its verified key's budget — only after the key verified, so forged keys cannot drain
+    /// anyone's budget — and answers 429 with `Retry-After` when it is spent. Every answer
+    /// carries `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset`. A limiter that
+    /// cannot decide (and is configured to fail closed) gives 503.
+    pub struct RateLimit<L> {
+        limiter: Arc<L>,
+        classify: fn(&http::Method) -> Option<&'static str>,
+    }
+
+    impl<L> Clone for RateLimit<L> {
+        fn clone(&self) -> Self {
+            Self {
+                limiter: Arc::clone(&self.limiter),
+                classify: self.classify,
+            }
+        }
+    }
+
+    impl<L> fmt::Debug for RateLimit<L> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("RateLimit").finish_non_exhaustive()
+        }
+    }
+
+    impl<L: Limiter + 'static> RateLimit<L> {
+        /// Charges one unit per request, of the limit named by [`classify_by_method`].
+        pub fn new(limiter: Arc<L>) -> Self {
+            Self {
+                limiter,
+                classify: classify_by_method,
+            }
+        }
+
+        /// Chooses the limit per request method (`None`: not limited).
+        #[must_use]
+        pub fn classify(mut self, classify: fn(&http::Method) -> Option<&'static str>) -> Self {
+            self.classify = classify;
+            self
+        }
+    }
+
+    impl<L, Svc> Layer<Svc> for RateLimit<L> {
+        type Service = RateLimitService<L, Svc>;
+
+        fn layer(&self, inner: Svc) -> Self::Service {
+            RateLimitService {
+                limiter: Arc::clone(&self.limiter),
+                classify: self.classify,
+                inner,
+            }
+        }
+    }
+
+    /// The service made by [`RateLimit`].
+    pub struct RateLimitService<L, Svc> {
+        limiter: Arc<L>,
+        classify: fn(&http::Method) -> Option<&'static str>,
+        inner: Svc,
+    }
+
+    impl<L, Svc: Clone> Clone for RateLimitService<L, Svc> {
+        fn clone(&self) -> Self {
+            Self {
+                limiter: Arc::clone(&self.limiter),
+                classify: self.classify,
+                inner: self.inner.clone(),
+            }
+        }
+    }
+
+    impl<L, Svc> fmt::Debug for RateLimitService<L, Svc> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("RateLimitService").finish_non_exhaustive()
+        }
+    }
+
+    fn add_headers(response: &mut Response, decision: &Decision) {
+        for (name, value) in decision.headers() {
+            response
+                .headers_mut()
+                .insert(name, HeaderValue::from(value));
+        }
+    }
+
+    impl<L, Svc, B> Service<Request<B>> for RateLimitService<L, Svc>
+    where
+        L: Limiter + 'static,
+        Svc: Service<Request<B>, Response = Response> + Clone + Send + 'static,
+        Svc::Future: Send,
+        B: Send + 'static,
+    {
+        type Response = Response;
+        type Error = Svc::Error;
+        type Future = BoxFuture<Result<Response, Svc::Error>>;
+
+        fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            self.inner.poll_ready(cx)
+        }
+
+        fn call(&mut self, req: Request<B>) -> Self::Future {
+            let limiter = Arc::clone(&self.limiter);
+            let name = (self.classify)(req.method());
+            let subject = req.extensions().get::<Verified>().map(Subject::key);
+            let clone = self.inner.clone();
+            let mut inner = core::mem::replace(&mut self.inner, clone);
+            Box::pin(async move {
+                let (Some(name), Some(subject)) = (name, subject) else {
+                    return inner.call(req).await;
+                };
+                match limiter.check(&subject, name, 1).await {
+                    Ok(decision @ Decision::Allowed { .. }) => {
+                        let mut response = inner.call(req).await?;
+                        add_headers(&mut response, &decision);
+                        Ok(response)
+                    }
+                    Ok(decision) => {
+                        let retry_after = decision.retry_after().unwrap_or_default();
+                        let mut response = AuthError::RateLimited { retry_after }.into_response();
+                        add_headers(&mut response, &decision);
+                        Ok(response)
+                    }
+                    Err(e) => {
+                        tracing::warn!(target: "keyward", error = %e, "rate limiter could not decide");
+                        Ok(AuthError::Unavailable.into_response())
+                    }
+                }
+            })
+        }
     }
 }

@@ -14,6 +14,7 @@ mod format;
 mod hash;
 mod http;
 mod key_id;
+mod limit;
 mod manager;
 mod parse;
 mod policy;
@@ -48,10 +49,19 @@ pub use hash::{
 };
 pub use http::{AuthError, ErrorResponse};
 pub use key_id::{KeyId, KeyIdError, MAX_KEY_ID_LEN, MIN_KEY_ID_LEN};
+#[cfg(feature = "rate-limit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
+pub use limit::MemoryLimiter;
+pub use limit::{
+    Decision, FailureThrottle, LimitError, LimitPolicy, Limiter, Rate, RateError, Subject,
+};
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use limit::{RedisFallback, RedisLimiter};
 pub use manager::{
     BoxFuture, IssueError, IssueHook, IssueRequest, Issued, KeyManager, LEAKED_REASON, LeakError,
     LeakLabel, LeakReport, LeakVerdict, LifecycleError, OwnerPermissions, PermissionTable,
-    VerifyError,
+    QuotaError, Remaining, VerifyError,
 };
 pub use parse::{ParseError, ParsedKey, parse_any};
 pub use policy::{Expiry, ExpiryPreset, IssuancePolicy, PolicyError};

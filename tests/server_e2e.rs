@@ -11,6 +11,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use base64ct::{Base64, Encoding};
+use p256::ecdsa::signature::Signer;
+use p256::ecdsa::{Signature, SigningKey};
 use serde_json::{Value, json};
 
 fn server_path() -> PathBuf {
@@ -22,7 +25,7 @@ fn server_path() -> PathBuf {
             "--example",
             "server",
             "--features",
-            "axum",
+            "axum,rate-limit,secret-scanning",
             "--message-format=json",
         ])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
@@ -72,9 +75,13 @@ fn start() -> Server {
     let dir = std::env::temp_dir().join(format!("keyward-e2e-{}-{port}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let key_file = dir.join("admin.key");
+    let scanning_keys = dir.join("scanning-keys.json");
+    let keys = json!({ "public_keys": [{ "key_identifier": SCANNER_KEY_ID, "key": scanner_pem(), "is_current": true }] });
+    std::fs::write(&scanning_keys, keys.to_string()).expect("scanning keys file");
     let child = Command::new(server_path())
         .env("KEYWARD_ADDR", &addr)
         .env("KEYWARD_ADMIN_KEY_FILE", &key_file)
+        .env("KEYWARD_SCANNING_KEYS_FILE", &scanning_keys)
         .env_remove("KEYWARD_PEPPER")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -117,6 +124,72 @@ fn start() -> Server {
         assert_eq!(mode, 0o600, "admin key file must be private");
     }
     server
+}
+
+const SCANNER_KEY_ID: &str = "local-scanner-key";
+
+/// A P-256 key standing in for GitHub's signing key.
+fn scanner() -> SigningKey {
+    let mut bytes = [0u8; 32];
+    bytes[0] = 0x01;
+    bytes[31] = 0x42;
+    SigningKey::from_slice(&bytes).expect("valid scalar")
+}
+
+/// Its SubjectPublicKeyInfo PEM: the fixed DER prefix of a P-256 SPKI, then the point.
+fn scanner_pem() -> String {
+    const SPKI_PREFIX: [u8; 26] = [
+        0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08,
+        0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+    ];
+    let mut der = SPKI_PREFIX.to_vec();
+    der.extend_from_slice(scanner().verifying_key().to_sec1_point(false).as_bytes());
+    let b64 = Base64::encode_string(&der);
+    let lines: Vec<&str> = b64
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).expect("ascii"))
+        .collect();
+    format!(
+        "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+        lines.join("\n")
+    )
+}
+
+fn signed_report(body: &str) -> Vec<String> {
+    let signature: Signature = scanner().sign(body.as_bytes());
+    vec![
+        format!("Github-Public-Key-Identifier: {SCANNER_KEY_ID}"),
+        format!(
+            "Github-Public-Key-Signature: {}",
+            Base64::encode_string(signature.to_der().as_bytes())
+        ),
+    ]
+}
+
+/// Sends a raw body (not re-serialized: the signature covers these exact bytes).
+fn post_raw(server: &Server, path: &str, headers: &[String], body: &str) -> Reply {
+    let mut all = headers.to_vec();
+    all.push("Content-Type: application/json".into());
+    all.push(format!("Content-Length: {}", body.len()));
+    let mut stream = TcpStream::connect(&server.addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
+        server.addr
+    );
+    for h in &all {
+        request.push_str(h);
+        request.push_str("\r\n");
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes()).expect("send");
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).expect("read");
+    parse_reply(&raw)
 }
 
 struct Reply {
@@ -167,6 +240,10 @@ fn http(
     stream.write_all(request.as_bytes()).expect("send");
     let mut raw = String::new();
     stream.read_to_string(&mut raw).expect("read");
+    parse_reply(&raw)
+}
+
+fn parse_reply(raw: &str) -> Reply {
     let (head, rest) = raw.split_once("\r\n\r\n").expect("http response");
     let mut lines = head.split("\r\n");
     let status = lines
@@ -619,6 +696,55 @@ fn the_example_service_end_to_end() {
         http(&s, "GET", "/tickets", &[session], None).status,
         401,
         "a disabled key ends its sessions"
+    );
+
+    // Secret scanning: a signed report revokes a genuine key at once; a wrong secret or a
+    // foreign token changes nothing; an unsigned report is refused.
+    let (_, leaked) = issue(
+        &s,
+        json!({ "name": "ci", "owner": "dev", "scopes": ["read"] }),
+    );
+    assert_eq!(
+        http(&s, "GET", "/tickets", &bearer(&leaked), None).status,
+        200
+    );
+    let report = json!([
+        { "token": leaked, "type": "keyward_key", "url": "https://github.com/acme/app/blob/main/.env", "source": "commit" },
+        { "token": "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", "type": "github", "url": "", "source": "commit" }
+    ])
+    .to_string();
+    let r = post_raw(
+        &s,
+        "/secret-scanning/github",
+        &signed_report(&report),
+        &report,
+    );
+    assert_eq!(r.status, 200, "{}", r.raw);
+    let labels: Vec<&str> = r
+        .body
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|v| v["label"].as_str())
+        .collect();
+    assert_eq!(labels, ["true_positive", "false_positive"]);
+    assert!(
+        !r.raw.contains(&leaked),
+        "the answer must not repeat the token"
+    );
+    let refused = http(&s, "GET", "/tickets", &bearer(&leaked), None);
+    assert_eq!(
+        (refused.status, refused.body["message"].as_str()),
+        (401, Some("key is revoked"))
+    );
+    let r = post_raw(&s, "/secret-scanning/github", &[], &report);
+    assert_eq!(r.status, 401, "unsigned reports are refused: {}", r.raw);
+    let mut tampered = signed_report(&report);
+    tampered[1].pop();
+    tampered[1].push('A');
+    assert_eq!(
+        post_raw(&s, "/secret-scanning/github", &tampered, &report).status,
+        401
     );
 
     // MCP over the Bearer key.

@@ -130,7 +130,8 @@ pub struct LimitPolicy {
 /// A limit resolved for one subject.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Resolved {
-    /// Index of the limit name.
+    /// Index of the limit name (read by the in-memory limiter).
+    #[cfg_attr(not(feature = "rate-limit"), allow(dead_code))]
     pub(crate) index: usize,
     pub(crate) rate: Rate,
 }
@@ -188,6 +189,7 @@ impl LimitPolicy {
     }
 
     /// Every distinct rate in the policy (defaults and overrides).
+    #[cfg_attr(not(feature = "rate-limit"), allow(dead_code))]
     pub(crate) fn rates(&self) -> Vec<Rate> {
         let mut rates: Vec<Rate> = Vec::new();
         let all = self.defaults.iter().map(|(_, r)| *r).chain(
