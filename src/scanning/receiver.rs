@@ -138,6 +138,7 @@ impl<K: AsRef<str>, V: AsRef<[u8]>> Headers for Vec<(K, V)> {
 }
 
 #[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 impl Headers for http::HeaderMap {
     fn get_all<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a [u8]> {
         // An invalid name matches nothing (`HeaderMap::get_all` would panic on it).
