@@ -3,11 +3,12 @@
 //! endpoint.
 //!
 //! ```text
-//! KEYWARD_ADMIN_KEY_FILE=/tmp/admin.key cargo run --example server --features axum,rate-limit,secret-scanning
+//! KEYWARD_ADMIN_KEY_FILE=/tmp/admin.key cargo run --example server --features axum,rate-limit,secret-scanning,sqlite
 //! curl -H "Authorization: Bearer $(cat /tmp/admin.key)" localhost:3000/tickets
 //! ```
 //!
-//! Environment: `KEYWARD_SCANNING_KEYS_FILE` (GitHub's secret-scanning public keys as JSON,
+//! Environment: `KEYWARD_DATABASE_URL` (default `sqlite://keyward-example.db?mode=rwc`; a
+//! `postgres://` URL with the `postgres` feature), `KEYWARD_SCANNING_KEYS_FILE` (GitHub's secret-scanning public keys as JSON,
 //! `{"public_keys": [...]}`: mounts `POST /secret-scanning/github`), `KEYWARD_ADDR` (default `127.0.0.1:3000`), `KEYWARD_ADMIN_KEY_FILE` (issue a
 //! management key with scope `*` at start and write it there, mode 0600, before listening),
 //! `KEYWARD_PEPPER` (`[id:]base64`; a random one is used when absent, so keys do not survive
@@ -27,9 +28,10 @@ use base64ct::{Base64UrlUnpadded, Encoding};
 use keyward::axum::{KeywardLayer, RateLimit, RequireScope, error_response, request_context};
 use keyward::scanning::{PublicKeys, ScanningOrigin, ScanningReceiver};
 use keyward::{
-    AuthError, CredentialSource, Expiry, Hasher, IssuancePolicy, IssueError, IssueRequest,
-    KeyFormat, KeyId, KeyManager, KeyRecord, LifecycleError, ListFilter, MemoryStore, Page, Pepper,
-    RequestContext, Resource, Restrictions, ScopeCatalog, ScopeSet, Verified, VerifyError,
+    AuthError, Consumed, CredentialSource, Expiry, Hasher, IssuancePolicy, IssueError,
+    IssueRequest, KeyFormat, KeyId, KeyManager, KeyRecord, KeyStore, LifecycleError, ListFilter,
+    Page, Pepper, RequestContext, Resource, Restrictions, ScopeCatalog, ScopeSet, SqliteStore,
+    StoreError, Verified, VerifyError,
 };
 use keyward::{FailureThrottle, LimitPolicy, MemoryLimiter};
 use serde::Deserialize;
@@ -37,7 +39,82 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use time::{Duration, OffsetDateTime};
 
-type Store = MemoryStore;
+/// The example's store: SQLite by default, PostgreSQL when `KEYWARD_DATABASE_URL` is a
+/// `postgres://` URL (feature `postgres`).
+#[derive(Clone)]
+enum Store {
+    Sqlite(SqliteStore),
+    #[cfg(feature = "postgres")]
+    Postgres(keyward::PostgresStore),
+}
+
+impl Store {
+    async fn open(url: &str) -> Result<Self, Box<dyn std::error::Error>> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            #[cfg(feature = "postgres")]
+            {
+                let store = keyward::PostgresStore::connect(url).await?;
+                store.migrate().await?;
+                return Ok(Self::Postgres(store));
+            }
+            #[cfg(not(feature = "postgres"))]
+            return Err("a postgres:// KEYWARD_DATABASE_URL needs --features postgres".into());
+        }
+        let store = SqliteStore::connect(url).await?;
+        store.migrate().await?;
+        Ok(Self::Sqlite(store))
+    }
+}
+
+macro_rules! dispatch {
+    ($self:ident, $s:ident => $call:expr) => {
+        match $self {
+            Store::Sqlite($s) => $call.await,
+            #[cfg(feature = "postgres")]
+            Store::Postgres($s) => $call.await,
+        }
+    };
+}
+
+impl KeyStore for Store {
+    async fn insert(&self, record: KeyRecord) -> Result<(), StoreError> {
+        dispatch!(self, s => s.insert(record))
+    }
+    async fn insert_capped(
+        &self,
+        record: KeyRecord,
+        max: usize,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        dispatch!(self, s => s.insert_capped(record, max, now))
+    }
+    async fn get(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+        dispatch!(self, s => s.get(id))
+    }
+    async fn update(&self, record: KeyRecord, expected: u64) -> Result<(), StoreError> {
+        dispatch!(self, s => s.update(record, expected))
+    }
+    async fn rotate(
+        &self,
+        old: KeyRecord,
+        expected: u64,
+        new: KeyRecord,
+    ) -> Result<(), StoreError> {
+        dispatch!(self, s => s.rotate(old, expected, new))
+    }
+    async fn list(&self, filter: &ListFilter, page: Page) -> Result<Vec<KeyRecord>, StoreError> {
+        dispatch!(self, s => s.list(filter, page))
+    }
+    async fn consume(&self, id: &KeyId, cost: u64) -> Result<Consumed, StoreError> {
+        dispatch!(self, s => s.consume(id, cost))
+    }
+    async fn touch(&self, id: &KeyId, at: OffsetDateTime) -> Result<(), StoreError> {
+        dispatch!(self, s => s.touch(id, at))
+    }
+    async fn delete(&self, id: &KeyId) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.delete(id))
+    }
+}
 const REALM: &str = "toado";
 
 struct App {
@@ -95,14 +172,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Ok(text) => Pepper::from_text(&text)?,
         Err(_) => Pepper::random("ephemeral")?,
     };
-    let manager = KeyManager::new(
-        MemoryStore::new(),
-        KeyFormat::new(["tak"])?,
-        Hasher::fast(pepper),
-    )
-    .with_catalog(catalog()?)
-    .with_policy(IssuancePolicy::default().allow_never_expiring(true))
-    .with_audit(keyward::TracingAudit);
+    let url = std::env::var("KEYWARD_DATABASE_URL")
+        .unwrap_or_else(|_| "sqlite://keyward-example.db?mode=rwc".to_owned());
+    let store = Store::open(&url).await?;
+    let manager = KeyManager::new(store, KeyFormat::new(["tak"])?, Hasher::fast(pepper))
+        .with_catalog(catalog()?)
+        .with_policy(IssuancePolicy::default().allow_never_expiring(true))
+        .with_audit(keyward::TracingAudit);
     let manager = Arc::new(manager);
     let scanning = match std::env::var("KEYWARD_SCANNING_KEYS_FILE") {
         Ok(path) => {

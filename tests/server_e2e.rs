@@ -25,7 +25,7 @@ fn server_path() -> PathBuf {
             "--example",
             "server",
             "--features",
-            "axum,rate-limit,secret-scanning",
+            "axum,rate-limit,secret-scanning,sqlite",
             "--message-format=json",
         ])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
@@ -82,6 +82,10 @@ fn start() -> Server {
         .env("KEYWARD_ADDR", &addr)
         .env("KEYWARD_ADMIN_KEY_FILE", &key_file)
         .env("KEYWARD_SCANNING_KEYS_FILE", &scanning_keys)
+        .env(
+            "KEYWARD_DATABASE_URL",
+            format!("sqlite://{}?mode=rwc", dir.join("keys.db").display()),
+        )
         .env_remove("KEYWARD_PEPPER")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
