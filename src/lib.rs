@@ -11,6 +11,9 @@ mod bearer;
 mod checksum;
 mod clock;
 mod format;
+#[cfg(feature = "tonic")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tonic")))]
+pub mod grpc;
 mod hash;
 mod http;
 mod key_id;
