@@ -494,3 +494,103 @@ pub async fn delete(store: &impl KeyStore) {
         "delete: record still there"
     );
 }
+
+/// A store that can be switched off, like a database behind a cut connection: while down,
+/// every operation fails with [`StoreError::Unavailable`]; clones share the switch and the
+/// records. Use it to test that your handlers fail closed and recover.
+///
+/// ```
+/// # async fn demo() {
+/// use keyward::{KeyStore, testing::{FlakyStore, random_id}};
+/// let store: FlakyStore = FlakyStore::default();
+/// store.set_down(true);
+/// assert!(store.get(&random_id()).await.is_err());
+/// store.set_down(false);
+/// assert!(store.get(&random_id()).await.expect("up").is_none());
+/// # }
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct FlakyStore<S = crate::store::MemoryStore> {
+    inner: S,
+    down: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl<S: KeyStore> FlakyStore<S> {
+    /// Wraps `inner`, up.
+    pub fn new(inner: S) -> Self {
+        Self {
+            inner,
+            down: Arc::default(),
+        }
+    }
+
+    /// Switches the store off (`true`) or on again.
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The wrapped store (always reachable, for assertions).
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    fn check(&self) -> Result<(), StoreError> {
+        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            Err(StoreError::unavailable(std::io::Error::new(
+                std::io::ErrorKind::ConnectionRefused,
+                "connection refused (FlakyStore is down)",
+            )))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl<S: KeyStore> KeyStore for FlakyStore<S> {
+    async fn insert(&self, record: KeyRecord) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.insert(record).await
+    }
+    async fn insert_capped(
+        &self,
+        record: KeyRecord,
+        max_live: usize,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.insert_capped(record, max_live, now).await
+    }
+    async fn get(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+        self.check()?;
+        self.inner.get(id).await
+    }
+    async fn update(&self, record: KeyRecord, expected_version: u64) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.update(record, expected_version).await
+    }
+    async fn rotate(
+        &self,
+        old: KeyRecord,
+        expected_version: u64,
+        new: KeyRecord,
+    ) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.rotate(old, expected_version, new).await
+    }
+    async fn list(&self, filter: &ListFilter, page: Page) -> Result<Vec<KeyRecord>, StoreError> {
+        self.check()?;
+        self.inner.list(filter, page).await
+    }
+    async fn consume(&self, id: &KeyId, cost: u64) -> Result<Consumed, StoreError> {
+        self.check()?;
+        self.inner.consume(id, cost).await
+    }
+    async fn touch(&self, id: &KeyId, at: OffsetDateTime) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.touch(id, at).await
+    }
+    async fn delete(&self, id: &KeyId) -> Result<bool, StoreError> {
+        self.check()?;
+        self.inner.delete(id).await
+    }
+}

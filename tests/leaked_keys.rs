@@ -2,15 +2,12 @@
 //! their state, everything else is a false positive that changes nothing, replays are
 //! harmless, store failures fail closed, and the audit log says where each key leaked.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use keyward::{
-    AuditEvent, AuditKind, AuditLog, Consumed, Expiry, FakeClock, Hasher, IssueRequest, KeyFormat,
-    KeyId, KeyManager, KeyRecord, KeyStatus, KeyStore, LEAKED_REASON, LeakError, LeakLabel,
-    LeakReport, ListFilter, MemoryStore, Page, Pepper, RequestContext, StoreError, VerifyError,
+    AuditEvent, AuditKind, AuditLog, Expiry, FakeClock, Hasher, IssueRequest, KeyFormat, KeyId,
+    KeyManager, KeyStatus, KeyStore, LEAKED_REASON, LeakError, LeakLabel, LeakReport, MemoryStore,
+    Pepper, RequestContext, VerifyError,
 };
-use time::{Duration, OffsetDateTime, macros::datetime};
+use time::{Duration, macros::datetime};
 
 struct Fixture<S> {
     manager: KeyManager<S>,
@@ -379,81 +376,15 @@ async fn empty_batch_is_empty() {
     assert!(verdicts.is_empty());
 }
 
-/// A store that can be switched off.
-#[derive(Clone, Default)]
-struct Flaky {
-    inner: MemoryStore,
-    down: Arc<AtomicBool>,
-}
-
-impl Flaky {
-    fn check(&self) -> Result<(), StoreError> {
-        if self.down.load(Ordering::SeqCst) {
-            Err(StoreError::unavailable(std::io::Error::new(
-                std::io::ErrorKind::ConnectionRefused,
-                "connection refused",
-            )))
-        } else {
-            Ok(())
-        }
-    }
-}
-
-impl KeyStore for Flaky {
-    async fn insert(&self, record: KeyRecord) -> Result<(), StoreError> {
-        self.check()?;
-        self.inner.insert(record).await
-    }
-    async fn insert_capped(
-        &self,
-        record: KeyRecord,
-        max_live: usize,
-        now: OffsetDateTime,
-    ) -> Result<(), StoreError> {
-        self.check()?;
-        self.inner.insert_capped(record, max_live, now).await
-    }
-    async fn get(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
-        self.check()?;
-        self.inner.get(id).await
-    }
-    async fn update(&self, record: KeyRecord, expected_version: u64) -> Result<(), StoreError> {
-        self.check()?;
-        self.inner.update(record, expected_version).await
-    }
-    async fn rotate(
-        &self,
-        old: KeyRecord,
-        expected_version: u64,
-        new: KeyRecord,
-    ) -> Result<(), StoreError> {
-        self.check()?;
-        self.inner.rotate(old, expected_version, new).await
-    }
-    async fn list(&self, filter: &ListFilter, page: Page) -> Result<Vec<KeyRecord>, StoreError> {
-        self.check()?;
-        self.inner.list(filter, page).await
-    }
-    async fn consume(&self, id: &KeyId, cost: u64) -> Result<Consumed, StoreError> {
-        self.check()?;
-        self.inner.consume(id, cost).await
-    }
-    async fn touch(&self, id: &KeyId, at: OffsetDateTime) -> Result<(), StoreError> {
-        self.check()?;
-        self.inner.touch(id, at).await
-    }
-    async fn delete(&self, id: &KeyId) -> Result<bool, StoreError> {
-        self.check()?;
-        self.inner.delete(id).await
-    }
-}
+/// A store that can be switched off (the crate's own test helper).
+type Flaky = keyward::testing::FlakyStore;
 
 #[tokio::test]
 async fn store_failure_fails_closed_and_a_retry_completes() {
     let store = Flaky::default();
     let f = fixture_on(store.clone());
     let (key, id) = f.issue("ci", Expiry::Default).await;
-    store.down.store(true, Ordering::SeqCst);
+    store.set_down(true);
     let err = f
         .manager
         .revoke_leaked(
@@ -468,7 +399,7 @@ async fn store_failure_fails_closed_and_a_retry_completes() {
     assert!(matches!(err, LeakError::Store(_)), "{err:?}");
     assert!(!err.to_string().contains(&key));
     assert!(f.audit.take().is_empty());
-    store.down.store(false, Ordering::SeqCst);
+    store.set_down(false);
     assert_eq!(f.status(&id).await, KeyStatus::Active, "nothing half done");
 
     let verdicts = f

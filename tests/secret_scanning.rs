@@ -4,7 +4,7 @@
 //! request gets its status and revokes nothing; the key cache refreshes on an unknown
 //! identifier at most once per interval.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use base64ct::{Base64, Encoding};
@@ -13,14 +13,13 @@ use keyward::scanning::{
     ScanningOrigin, ScanningReceiver, ScanningResponse, SignatureError,
 };
 use keyward::{
-    AuditEvent, AuditKind, AuditLog, Consumed, Expiry, FakeClock, Hasher, IssueRequest, KeyFormat,
-    KeyId, KeyManager, KeyRecord, KeyStatus, KeyStore, LEAKED_REASON, ListFilter, MemoryStore,
-    Page, Pepper, RequestContext, StoreError, VerifyError,
+    AuditEvent, AuditKind, AuditLog, Expiry, FakeClock, Hasher, IssueRequest, KeyFormat, KeyId,
+    KeyManager, KeyStatus, LEAKED_REASON, Pepper, RequestContext, VerifyError,
 };
 use p256::ecdsa::signature::Signer;
 use p256::ecdsa::{Signature, SigningKey};
 use serde_json::Value;
-use time::{Duration, OffsetDateTime, macros::datetime};
+use time::{Duration, macros::datetime};
 
 const VECTORS: &str = include_str!("vectors/github-secret-scanning.json");
 const FOREIGN: &str = "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";
@@ -323,71 +322,8 @@ impl Pair {
     }
 }
 
-/// A store that can be switched off.
-#[derive(Clone, Default)]
-struct Flaky {
-    inner: MemoryStore,
-    down: Arc<AtomicBool>,
-}
-
-impl Flaky {
-    fn check(&self) -> Result<(), StoreError> {
-        if self.down.load(Ordering::SeqCst) {
-            Err(StoreError::unavailable(std::io::Error::other("down")))
-        } else {
-            Ok(())
-        }
-    }
-}
-
-impl KeyStore for Flaky {
-    async fn insert(&self, record: KeyRecord) -> Result<(), StoreError> {
-        self.check()?;
-        self.inner.insert(record).await
-    }
-    async fn insert_capped(
-        &self,
-        record: KeyRecord,
-        max_live: usize,
-        now: OffsetDateTime,
-    ) -> Result<(), StoreError> {
-        self.check()?;
-        self.inner.insert_capped(record, max_live, now).await
-    }
-    async fn get(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
-        self.check()?;
-        self.inner.get(id).await
-    }
-    async fn update(&self, record: KeyRecord, expected_version: u64) -> Result<(), StoreError> {
-        self.check()?;
-        self.inner.update(record, expected_version).await
-    }
-    async fn rotate(
-        &self,
-        old: KeyRecord,
-        expected_version: u64,
-        new: KeyRecord,
-    ) -> Result<(), StoreError> {
-        self.check()?;
-        self.inner.rotate(old, expected_version, new).await
-    }
-    async fn list(&self, filter: &ListFilter, page: Page) -> Result<Vec<KeyRecord>, StoreError> {
-        self.check()?;
-        self.inner.list(filter, page).await
-    }
-    async fn consume(&self, id: &KeyId, cost: u64) -> Result<Consumed, StoreError> {
-        self.check()?;
-        self.inner.consume(id, cost).await
-    }
-    async fn touch(&self, id: &KeyId, at: OffsetDateTime) -> Result<(), StoreError> {
-        self.check()?;
-        self.inner.touch(id, at).await
-    }
-    async fn delete(&self, id: &KeyId) -> Result<bool, StoreError> {
-        self.check()?;
-        self.inner.delete(id).await
-    }
-}
+/// A store that can be switched off (the crate's own test helper).
+type Flaky = keyward::testing::FlakyStore;
 
 struct Fixture<K> {
     receiver: ScanningReceiver<Flaky, K>,
@@ -871,13 +807,13 @@ async fn store_failure_is_503_and_a_retry_revokes() {
     let f = Fixture::new(Pair::keys(&[&pair]));
     let (key, id) = f.issue("deploy", Expiry::Default).await;
     let body = serde_json::to_vec(&serde_json::json!([alert(&key, "commit")])).expect("body");
-    f.store.down.store(true, Ordering::SeqCst);
+    f.store.set_down(true);
     let response = f.send(&pair, &body).await;
     assert_eq!(response.status, 503);
     assert_eq!(json(&response)["error"], "unavailable");
     assert!(!body_text(&response).contains(&key));
     assert!(response.verdicts.is_empty(), "no labels without the store");
-    f.store.down.store(false, Ordering::SeqCst);
+    f.store.set_down(false);
     assert_eq!(f.status(&id).await, KeyStatus::Active);
     let response = f.send(&pair, &body).await;
     assert_eq!(response.status, 200);

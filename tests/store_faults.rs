@@ -1,83 +1,13 @@
 //! Store failures fail closed: while the store cannot answer no key verifies, nothing
 //! panics, and everything works again once it is back, with nothing lost.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use keyward::{
-    Consumed, Hasher, IssueError, IssueRequest, KeyFormat, KeyId, KeyManager, KeyRecord, KeyStore,
-    LifecycleError, ListFilter, MemoryStore, Page, Pepper, RequestContext, StoreError, VerifyError,
+    Hasher, IssueError, IssueRequest, KeyFormat, KeyManager, LifecycleError, Pepper,
+    RequestContext, VerifyError,
 };
-use time::OffsetDateTime;
 
-/// A store that can be switched off, like a database behind a cut connection.
-#[derive(Clone, Default)]
-struct Flaky {
-    inner: MemoryStore,
-    down: Arc<AtomicBool>,
-}
-
-impl Flaky {
-    fn check(&self) -> Result<(), StoreError> {
-        if self.down.load(Ordering::SeqCst) {
-            Err(StoreError::unavailable(std::io::Error::new(
-                std::io::ErrorKind::ConnectionRefused,
-                "connection refused",
-            )))
-        } else {
-            Ok(())
-        }
-    }
-}
-
-impl KeyStore for Flaky {
-    async fn insert(&self, record: KeyRecord) -> Result<(), StoreError> {
-        self.check()?;
-        self.inner.insert(record).await
-    }
-    async fn insert_capped(
-        &self,
-        record: KeyRecord,
-        max_live: usize,
-        now: OffsetDateTime,
-    ) -> Result<(), StoreError> {
-        self.check()?;
-        self.inner.insert_capped(record, max_live, now).await
-    }
-    async fn get(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
-        self.check()?;
-        self.inner.get(id).await
-    }
-    async fn update(&self, record: KeyRecord, expected_version: u64) -> Result<(), StoreError> {
-        self.check()?;
-        self.inner.update(record, expected_version).await
-    }
-    async fn rotate(
-        &self,
-        old: KeyRecord,
-        expected_version: u64,
-        new: KeyRecord,
-    ) -> Result<(), StoreError> {
-        self.check()?;
-        self.inner.rotate(old, expected_version, new).await
-    }
-    async fn list(&self, filter: &ListFilter, page: Page) -> Result<Vec<KeyRecord>, StoreError> {
-        self.check()?;
-        self.inner.list(filter, page).await
-    }
-    async fn consume(&self, id: &KeyId, cost: u64) -> Result<Consumed, StoreError> {
-        self.check()?;
-        self.inner.consume(id, cost).await
-    }
-    async fn touch(&self, id: &KeyId, at: OffsetDateTime) -> Result<(), StoreError> {
-        self.check()?;
-        self.inner.touch(id, at).await
-    }
-    async fn delete(&self, id: &KeyId) -> Result<bool, StoreError> {
-        self.check()?;
-        self.inner.delete(id).await
-    }
-}
+/// A store that can be switched off (the crate's own test helper).
+type Flaky = keyward::testing::FlakyStore;
 
 #[tokio::test]
 async fn verification_fails_closed_and_recovers() {
@@ -93,7 +23,7 @@ async fn verification_fails_closed_and_recovers() {
         .await
         .expect("issue");
 
-    store.down.store(true, Ordering::SeqCst);
+    store.set_down(true);
     let err = manager
         .verify(issued.key.expose_secret(), &ctx)
         .await
@@ -113,11 +43,11 @@ async fn verification_fails_closed_and_recovers() {
         Err(LifecycleError::Store(_))
     ));
 
-    store.down.store(false, Ordering::SeqCst);
+    store.set_down(false);
     let verified = manager
         .verify(issued.key.expose_secret(), &ctx)
         .await
         .expect("works again");
     assert_eq!(verified.key_id(), issued.key.id());
-    assert_eq!(store.inner.len(), 1, "nothing lost, nothing half-written");
+    assert_eq!(store.inner().len(), 1, "nothing lost, nothing half-written");
 }
