@@ -27,8 +27,11 @@ pub(crate) struct VerifyCache {
 }
 
 struct Entry {
-    /// The stored hash's PHC string.
-    stored: String,
+    /// The stored hash (parameters, salt and digest) the key was checked against. Stored
+    /// hashes are not secret, so comparing them structurally (not in constant time) reveals
+    /// nothing about the presented key; the presented key's digest is compared in constant
+    /// time.
+    stored: StoredHash,
     presented: Zeroizing<[u8; 32]>,
 }
 
@@ -53,21 +56,18 @@ impl VerifyCache {
     /// Whether `key` verified against `stored` before (constant-time comparison).
     pub(crate) fn hit(&self, id: KeyId, key: &str, stored: &StoredHash) -> bool {
         let presented = self.presented(key);
-        let stored = stored.to_string();
         let Ok(entries) = self.entries.lock() else {
             return false;
         };
-        entries.get(&id).is_some_and(|e| {
-            bool::from(
-                e.stored.as_bytes().ct_eq(stored.as_bytes()) & e.presented.ct_eq(&presented[..]),
-            )
-        })
+        entries
+            .get(&id)
+            .is_some_and(|e| e.stored == *stored && bool::from(e.presented.ct_eq(&presented[..])))
     }
 
     /// Records that `key` verified against `stored`.
     pub(crate) fn insert(&self, id: KeyId, key: &str, stored: &StoredHash) {
         let entry = Entry {
-            stored: stored.to_string(),
+            stored: stored.clone(),
             presented: self.presented(key),
         };
         let Ok(mut entries) = self.entries.lock() else {
