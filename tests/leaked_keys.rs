@@ -181,8 +181,9 @@ async fn false_positives_change_nothing() {
         "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".to_owned(),
         // Ours in form, unknown id.
         unknown.expose_secret().to_owned(),
-        // Our key with a broken checksum.
-        format!("{}x", &key[..key.len() - 1]),
+        // Our key with a broken checksum (the last character replaced by another one: a
+        // fixed replacement would equal the real character once in 62 runs).
+        broken_checksum(&key),
         // The key with a trailing newline, as a scanner might cut it.
         format!("{key}\n"),
         String::new(),
@@ -417,4 +418,11 @@ fn report_debug_shows_no_token() {
     let debug = format!("{r:?}");
     assert!(!debug.contains("SECRETSECRET"), "{debug}");
     assert!(debug.contains("token_hash"));
+}
+
+/// The key with its last checksum character replaced by a different one.
+fn broken_checksum(key: &str) -> String {
+    let (head, last) = key.split_at(key.len() - 1);
+    let replacement = if last == "x" { "y" } else { "x" };
+    format!("{head}{replacement}")
 }
