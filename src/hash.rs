@@ -3,6 +3,7 @@
 
 mod argon2id;
 mod cache;
+mod compare;
 mod hasher;
 mod pepper;
 mod stored;

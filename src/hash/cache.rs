@@ -5,9 +5,9 @@ use std::sync::Mutex;
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
-use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
+use super::compare::ct_eq;
 use super::stored::StoredHash;
 use crate::key_id::KeyId;
 
@@ -61,7 +61,7 @@ impl VerifyCache {
         };
         entries
             .get(&id)
-            .is_some_and(|e| e.stored == *stored && bool::from(e.presented.ct_eq(&presented[..])))
+            .is_some_and(|e| e.stored == *stored && ct_eq(&e.presented[..], &presented[..]))
     }
 
     /// Records that `key` verified against `stored`.

@@ -5,11 +5,11 @@ use core::fmt;
 use std::collections::BTreeMap;
 
 use hmac::Mac;
-use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use super::argon2id::Argon2Params;
 use super::cache::VerifyCache;
+use super::compare::ct_eq;
 use super::pepper::{Pepper, PepperId};
 use super::stored::{HMAC_LEN, HashAlgorithm, Kind, StoredHash};
 use crate::parse::ParsedKey;
@@ -195,7 +195,7 @@ impl Hasher {
                     return Err(Mismatch);
                 };
                 let digest = hmac_digest(p, presented);
-                let equal = bool::from(digest.ct_eq(stored.digest()));
+                let equal = ct_eq(&digest, stored.digest());
                 if equal && found.is_some() {
                     Ok(())
                 } else {
@@ -213,7 +213,7 @@ impl Hasher {
                 params
                     .compute(presented.as_bytes(), salt, &mut out)
                     .map_err(|()| Mismatch)?;
-                if bool::from(out.as_slice().ct_eq(stored.digest())) {
+                if ct_eq(&out, stored.digest()) {
                     if let Some(cache) = &self.cache {
                         cache.insert(id, presented, stored);
                     }
@@ -236,7 +236,7 @@ impl Hasher {
             Current::Fast => {
                 if let Some(p) = self.peppers.first() {
                     let digest = hmac_digest(p, presented);
-                    core::hint::black_box(bool::from(digest.ct_eq(&[0u8; HMAC_LEN])));
+                    core::hint::black_box(ct_eq(&digest, &[0u8; HMAC_LEN]));
                 }
             }
             Current::Argon2(params) => {

@@ -1,6 +1,7 @@
 //! Peppers: the server-side secret keys of the fast keyed hash, with ids so they can rotate.
 
 use core::fmt;
+use std::sync::Arc;
 
 use base64ct::{Base64, Base64Unpadded, Encoding};
 use hmac::{Hmac, KeyInit};
@@ -18,7 +19,7 @@ pub const MAX_PEPPER_ID_LEN: usize = 32;
 /// [`MAX_PEPPER_ID_LEN`] characters of `a-z`, `0-9`, `.` and `-`, starting with a letter or
 /// digit (for example `2026-11` or `k1`).
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct PepperId(Box<str>);
+pub struct PepperId(Arc<str>);
 
 /// Why a string is not a valid [`PepperId`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

@@ -50,7 +50,31 @@ pub const ARGON2_OUTPUT_LEN: core::ops::RangeInclusive<usize> = 16..=64;
 #[derive(Clone, PartialEq, Eq)]
 pub struct StoredHash {
     kind: Kind,
-    digest: Vec<u8>,
+    digest: Digest,
+}
+
+/// Digest bytes: 32-byte digests (every HMAC-SHA256 one, and Argon2id's default output)
+/// are kept inline, so verifying a key reads no other allocation than its record.
+#[derive(Clone, PartialEq, Eq)]
+enum Digest {
+    Inline([u8; HMAC_LEN]),
+    Heap(Box<[u8]>),
+}
+
+impl Digest {
+    fn new(bytes: Vec<u8>) -> Self {
+        match <[u8; HMAC_LEN]>::try_from(bytes.as_slice()) {
+            Ok(inline) => Self::Inline(inline),
+            Err(_) => Self::Heap(bytes.into_boxed_slice()),
+        }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Self::Inline(bytes) => bytes,
+            Self::Heap(bytes) => bytes,
+        }
+    }
 }
 
 #[derive(Clone, PartialEq, Eq)]
@@ -151,14 +175,14 @@ impl StoredHash {
     pub(crate) fn hmac(pepper: PepperId, digest: [u8; HMAC_LEN]) -> Self {
         Self {
             kind: Kind::Hmac { pepper },
-            digest: digest.to_vec(),
+            digest: Digest::Inline(digest),
         }
     }
 
     pub(crate) fn argon2(params: Argon2Params, salt: Vec<u8>, digest: Vec<u8>) -> Self {
         Self {
             kind: Kind::Argon2 { params, salt },
-            digest,
+            digest: Digest::new(digest),
         }
     }
 
@@ -167,7 +191,7 @@ impl StoredHash {
     }
 
     pub(crate) fn digest(&self) -> &[u8] {
-        &self.digest
+        self.digest.as_slice()
     }
 
     /// The algorithm.
@@ -200,7 +224,7 @@ impl StoredHash {
     /// Length of the digest in bytes.
     #[must_use]
     pub fn digest_len(&self) -> usize {
-        self.digest.len()
+        self.digest.as_slice().len()
     }
 
     /// Length of the salt in bytes (0 for HMAC, which has none).
@@ -245,7 +269,7 @@ impl FromStr for StoredHash {
                 let digest = decode("digest", digest, HMAC_LEN..=HMAC_LEN)?;
                 Ok(Self {
                     kind: Kind::Hmac { pepper },
-                    digest,
+                    digest: Digest::new(digest),
                 })
             }
             "argon2id" => {
@@ -273,7 +297,7 @@ impl FromStr for StoredHash {
                 let digest = decode("digest", digest, ARGON2_OUTPUT_LEN)?;
                 Ok(Self {
                     kind: Kind::Argon2 { params, salt },
-                    digest,
+                    digest: Digest::new(digest),
                 })
             }
             _ => Err(HashParseError::UnsupportedAlgorithm),
@@ -327,7 +351,7 @@ impl fmt::Display for StoredHash {
                 Base64Unpadded::encode_string(salt)
             )?,
         }
-        f.write_str(&Base64Unpadded::encode_string(&self.digest))
+        f.write_str(&Base64Unpadded::encode_string(self.digest.as_slice()))
     }
 }
 

@@ -133,7 +133,9 @@ impl<S: KeyStore> KeyManager<S> {
             .await
             .map_err(|e| (e, Some(record.clone())))?;
         if self.hasher.needs_rehash(&record.hash) {
-            self.rehash(&record, &parsed, now).await;
+            // Rare (once per key after a settings change), and its future holds whole
+            // records: boxed, so it does not grow every verification's future.
+            Box::pin(self.rehash(&record, &parsed, now)).await;
         }
         if record
             .last_used_at

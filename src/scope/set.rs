@@ -3,6 +3,7 @@
 use core::cmp::Ordering;
 use core::fmt;
 use core::str::FromStr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -45,11 +46,36 @@ pub const MAX_SCOPES: usize = 256;
 /// ```
 #[derive(Clone, Default, PartialEq, Eq, Hash)]
 pub struct ScopeSet {
+    /// Shared: a clone copies one pointer, and stores keep one copy of each distinct set
+    /// however many keys hold it (see [`crate::MemoryStore`]). Immutable once built.
+    parts: Arc<Parts>,
+}
+
+#[derive(Default, PartialEq, Eq, Hash)]
+struct Parts {
     /// Concrete scopes, sorted, none granted by a wildcard of the set.
     exact: Vec<Scope>,
     /// Wildcards sorted by base in [`segment_order`], none granted by another. `[*]` when
     /// the set grants all.
     wildcards: Vec<Scope>,
+}
+
+impl Parts {
+    /// Whether a wildcard of the set covers everything strictly below `scope`, or, when
+    /// `inclusive`, sits at `scope` itself. Ignores `*` (checked by [`ScopeSet::is_all`]).
+    fn wildcard_covers(&self, scope: &str, inclusive: bool) -> bool {
+        // The greatest base at or before `scope` is the only candidate.
+        let at = match self
+            .wildcards
+            .binary_search_by(|w| segment_order(base(w), scope))
+        {
+            Ok(_) => return inclusive,
+            Err(at) => at,
+        };
+        at.checked_sub(1)
+            .and_then(|i| self.wildcards.get(i))
+            .is_some_and(|w| is_below(scope, base(w)))
+    }
 }
 
 /// The base of a wildcard (`tickets` for `tickets:*`, `""` for `*`).
@@ -79,8 +105,10 @@ impl ScopeSet {
     #[must_use]
     pub fn all() -> Self {
         Self {
-            exact: Vec::new(),
-            wildcards: vec![Scope::all()],
+            parts: Arc::new(Parts {
+                exact: Vec::new(),
+                wildcards: vec![Scope::all()],
+            }),
         }
     }
 
@@ -120,36 +148,34 @@ impl ScopeSet {
         wildcards.dedup();
         // In segment order a wildcard's ancestors come before it, and only the nearest kept
         // one can cover it.
-        let mut set = Self {
+        let mut parts = Parts {
             exact: Vec::new(),
             wildcards: Vec::with_capacity(wildcards.len()),
         };
         for w in wildcards {
-            if !set.wildcard_covers(base(&w), false) {
-                set.wildcards.push(w);
+            if !parts.wildcard_covers(base(&w), false) {
+                parts.wildcards.push(w);
             }
         }
         exact.sort_unstable();
         exact.dedup();
-        exact.retain(|s| !set.wildcard_covers(s.as_str(), false));
-        set.exact = exact;
-        set
+        exact.retain(|s| !parts.wildcard_covers(s.as_str(), false));
+        parts.exact = exact;
+        Self {
+            parts: Arc::new(parts),
+        }
     }
 
     /// Whether a wildcard of the set covers everything strictly below `scope`, or, when
     /// `inclusive`, sits at `scope` itself. Ignores `*` (checked by [`Self::is_all`]).
     fn wildcard_covers(&self, scope: &str, inclusive: bool) -> bool {
-        // The greatest base at or before `scope` is the only candidate.
-        let at = match self
-            .wildcards
-            .binary_search_by(|w| segment_order(base(w), scope))
-        {
-            Ok(_) => return inclusive,
-            Err(at) => at,
-        };
-        at.checked_sub(1)
-            .and_then(|i| self.wildcards.get(i))
-            .is_some_and(|w| is_below(scope, base(w)))
+        self.parts.wildcard_covers(scope, inclusive)
+    }
+
+    /// Whether another copy of this set exists (a store's interner drops sets it alone
+    /// holds).
+    pub(crate) fn is_shared(&self) -> bool {
+        Arc::strong_count(&self.parts) > 1
     }
 
     /// Whether the set grants `scope`. A wildcard argument is granted when every scope it
@@ -172,7 +198,10 @@ impl ScopeSet {
         match scope.wildcard_base() {
             None => {
                 let s = scope.as_str();
-                self.exact.binary_search_by(|e| e.as_str().cmp(s)).is_ok()
+                self.parts
+                    .exact
+                    .binary_search_by(|e| e.as_str().cmp(s))
+                    .is_ok()
                     || self.wildcard_covers(s, false)
             }
             Some("") => false,
@@ -205,11 +234,18 @@ impl ScopeSet {
     /// ```
     #[must_use]
     pub fn union(&self, other: &Self) -> Self {
-        let exact = self.exact.iter().chain(&other.exact).cloned().collect();
+        let exact = self
+            .parts
+            .exact
+            .iter()
+            .chain(&other.parts.exact)
+            .cloned()
+            .collect();
         let wildcards = self
+            .parts
             .wildcards
             .iter()
-            .chain(&other.wildcards)
+            .chain(&other.parts.wildcards)
             .cloned()
             .collect();
         Self::normalized(exact, wildcards)
@@ -237,7 +273,7 @@ impl ScopeSet {
         // A scope granted by both is an entry of one set granted by the other: a concrete
         // scope, or the narrower of two wildcards on its path. Concrete scopes are merged
         // in one pass, as both lists are sorted.
-        let (a, b) = (&self.exact, &other.exact);
+        let (a, b) = (&self.parts.exact, &other.parts.exact);
         let mut exact = Vec::with_capacity(a.len().min(b.len()));
         let (mut i, mut j) = (0, 0);
         while let (Some(x), Some(y)) = (a.get(i), b.get(j)) {
@@ -273,11 +309,15 @@ impl ScopeSet {
                 .filter(|y| self.wildcard_covers(y.as_str(), false))
                 .cloned(),
         );
-        let mut wildcards: Vec<Scope> = (self.wildcards.iter())
+        let mut wildcards: Vec<Scope> = (self.parts.wildcards.iter())
             .filter(|w| other.allows(w))
             .cloned()
             .collect();
-        wildcards.extend((other.wildcards.iter()).filter(|w| self.allows(w)).cloned());
+        wildcards.extend(
+            (other.parts.wildcards.iter())
+                .filter(|w| self.allows(w))
+                .cloned(),
+        );
         Self::normalized(exact, wildcards)
     }
 
@@ -305,7 +345,7 @@ impl ScopeSet {
     /// ```
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.exact.is_empty() && self.wildcards.is_empty()
+        self.parts.exact.is_empty() && self.parts.wildcards.is_empty()
     }
 
     /// Whether the set grants everything (`*`).
@@ -317,7 +357,10 @@ impl ScopeSet {
     #[must_use]
     pub fn is_all(&self) -> bool {
         // `*` has the empty base, which sorts first.
-        self.wildcards.first().is_some_and(|w| base(w).is_empty())
+        self.parts
+            .wildcards
+            .first()
+            .is_some_and(|w| base(w).is_empty())
     }
 
     /// Number of entries in normal form.
@@ -328,7 +371,7 @@ impl ScopeSet {
     /// ```
     #[must_use]
     pub fn len(&self) -> usize {
-        self.exact.len() + self.wildcards.len()
+        self.parts.exact.len() + self.parts.wildcards.len()
     }
 
     /// The entries in normal form: concrete scopes, then wildcards (`*` alone for all).
@@ -340,7 +383,7 @@ impl ScopeSet {
     /// # Ok::<(), keyward::ScopeError>(())
     /// ```
     pub fn iter(&self) -> impl Iterator<Item = &Scope> + '_ {
-        self.exact.iter().chain(&self.wildcards)
+        self.parts.exact.iter().chain(&self.parts.wildcards)
     }
 }
 
@@ -348,7 +391,7 @@ impl<'a> IntoIterator for &'a ScopeSet {
     type Item = &'a Scope;
     type IntoIter = core::iter::Chain<core::slice::Iter<'a, Scope>, core::slice::Iter<'a, Scope>>;
     fn into_iter(self) -> Self::IntoIter {
-        self.exact.iter().chain(&self.wildcards)
+        self.parts.exact.iter().chain(&self.parts.wildcards)
     }
 }
 

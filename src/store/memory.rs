@@ -1,60 +1,124 @@
 //! The in-memory store: the embedded default, safe under concurrent use.
 
 use core::future::{Future, ready};
-use std::collections::{BTreeSet, HashMap};
+use core::hash::BuildHasher;
+use std::collections::BTreeSet;
 use std::sync::{Arc, PoisonError, RwLock};
 
+use hashbrown::{DefaultHashBuilder, HashTable};
 use time::OffsetDateTime;
 
 use super::{Consumed, KeyStore, ListFilter, Page, StoreError};
 use crate::key_id::KeyId;
 use crate::record::KeyRecord;
+use crate::scope::ScopeSet;
 
 /// Keeps records in memory behind one read-write lock: reads (every verification) run in
-/// parallel, writes are atomic. Lookups go through a hash map (one or two cache misses per
-/// verification, however many keys); an ordered index of ids serves paged listings. Clones share the same records. Everything is lost when the
+/// parallel, writes are atomic. Clones share the same records. Everything is lost when the
 /// process exits: use it for tests, examples and single-process services that re-issue keys
 /// at start; use the SQLite or PostgreSQL store otherwise.
+///
+/// Layout, for services that hold many keys: records are found through a hash table of
+/// pointers (9 bytes per slot, hashed with a per-store random seed, so ids chosen by a
+/// client cannot aim at one slot), an ordered index of ids serves paged listings, and each
+/// distinct scope set is stored once however many keys hold it. A verification touches the
+/// table slot and the record; `BENCHMARKS.md` has the bytes per key at 1,000,000 keys.
+/// [`KeyStore::insert_capped`] counts the owner's keys by a scan of all records: fine for
+/// thousands of keys, slow for millions (a database store uses its owner index).
 #[derive(Debug, Clone, Default)]
 pub struct MemoryStore {
     records: Arc<RwLock<Records>>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct Records {
-    by_id: HashMap<KeyId, Arc<KeyRecord>>,
+    by_id: HashTable<Arc<KeyRecord>>,
+    hasher: DefaultHashBuilder,
     order: BTreeSet<KeyId>,
+    scope_sets: ScopeInterner,
+}
+
+impl core::fmt::Debug for Records {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Records")
+            .field("len", &self.by_id.len())
+            .field("distinct_scope_sets", &self.scope_sets.sets.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Records {
+    fn hash(&self, id: &KeyId) -> u64 {
+        self.hasher.hash_one(id)
+    }
+
     fn get(&self, id: &KeyId) -> Option<&Arc<KeyRecord>> {
-        self.by_id.get(id)
+        self.by_id.find(self.hash(id), |r| r.id == *id)
     }
 
     fn contains_key(&self, id: &KeyId) -> bool {
-        self.by_id.contains_key(id)
-    }
-
-    fn insert(&mut self, id: KeyId, record: Arc<KeyRecord>) {
-        self.order.insert(id);
-        self.by_id.insert(id, record);
+        self.get(id).is_some()
     }
 
     fn get_mut(&mut self, id: &KeyId) -> Option<&mut Arc<KeyRecord>> {
-        self.by_id.get_mut(id)
+        let hash = self.hash(id);
+        self.by_id.find_mut(hash, |r| r.id == *id)
+    }
+
+    /// Inserts or replaces the record with `record.id`.
+    fn insert(&mut self, mut record: KeyRecord) {
+        record.scopes = self.scope_sets.intern(record.scopes);
+        let id = record.id;
+        let hash = self.hash(&id);
+        let hasher = &self.hasher;
+        match self
+            .by_id
+            .entry(hash, |r| r.id == id, |r| hasher.hash_one(r.id))
+        {
+            hashbrown::hash_table::Entry::Occupied(mut slot) => *slot.get_mut() = Arc::new(record),
+            hashbrown::hash_table::Entry::Vacant(slot) => {
+                slot.insert(Arc::new(record));
+                self.order.insert(id);
+            }
+        }
     }
 
     fn remove(&mut self, id: &KeyId) -> Option<Arc<KeyRecord>> {
+        let hash = self.hash(id);
+        let (record, _) = self.by_id.find_entry(hash, |r| r.id == *id).ok()?.remove();
         self.order.remove(id);
-        self.by_id.remove(id)
+        Some(record)
     }
 
     fn values(&self) -> impl Iterator<Item = &Arc<KeyRecord>> {
-        self.by_id.values()
+        self.by_id.iter()
     }
 
     fn len(&self) -> usize {
         self.by_id.len()
+    }
+}
+
+/// One shared copy of each distinct scope set. Sets no record holds any more are dropped
+/// when the table has doubled since the last sweep, so it stays within twice the number of
+/// sets in use.
+#[derive(Default)]
+struct ScopeInterner {
+    sets: hashbrown::HashSet<ScopeSet, DefaultHashBuilder>,
+    swept_at: usize,
+}
+
+impl ScopeInterner {
+    fn intern(&mut self, set: ScopeSet) -> ScopeSet {
+        if let Some(shared) = self.sets.get(&set) {
+            return shared.clone();
+        }
+        if self.sets.len() >= 2 * self.swept_at.max(32) {
+            self.sets.retain(|s| s.is_shared());
+            self.swept_at = self.sets.len();
+        }
+        self.sets.insert(set.clone());
+        set
     }
 }
 
@@ -102,7 +166,7 @@ impl KeyStore for MemoryStore {
             if map.contains_key(&record.id) {
                 return Err(StoreError::Duplicate(record.id));
             }
-            map.insert(record.id, Arc::new(record));
+            map.insert(record);
             Ok(())
         }))
     }
@@ -124,7 +188,7 @@ impl KeyStore for MemoryStore {
             if live >= max_live {
                 return Err(StoreError::LimitReached { limit: max_live });
             }
-            map.insert(record.id, Arc::new(record));
+            map.insert(record);
             Ok(())
         }))
     }
@@ -144,7 +208,7 @@ impl KeyStore for MemoryStore {
         ready(self.write(|map| {
             cas(map, record.id, expected_version)?;
             record.version = expected_version + 1;
-            map.insert(record.id, Arc::new(record));
+            map.insert(record);
             Ok(())
         }))
     }
@@ -161,8 +225,8 @@ impl KeyStore for MemoryStore {
                 return Err(StoreError::Duplicate(new.id));
             }
             old.version = expected_version + 1;
-            map.insert(old.id, Arc::new(old));
-            map.insert(new.id, Arc::new(new));
+            map.insert(old);
+            map.insert(new);
             Ok(())
         }))
     }
@@ -182,7 +246,7 @@ impl KeyStore for MemoryStore {
                 None => map.order.range(..),
             };
             range
-                .filter_map(|id| map.by_id.get(id))
+                .filter_map(|id| map.get(id))
                 .filter(|r| filter.matches(r))
                 .take(limit)
                 .map(|r| KeyRecord::clone(r))
@@ -227,5 +291,88 @@ impl KeyStore for MemoryStore {
 
     fn delete(&self, id: &KeyId) -> impl Future<Output = Result<bool, StoreError>> + Send {
         ready(Ok(self.write(|map| map.remove(id).is_some())))
+    }
+}
+
+#[cfg(all(test, feature = "testing"))]
+mod tests {
+    use super::*;
+    use crate::testing::record;
+
+    /// The memory store's futures are ready at once.
+    fn block_on<F: Future>(f: F) -> F::Output {
+        let mut f = core::pin::pin!(f);
+        let mut cx = core::task::Context::from_waker(core::task::Waker::noop());
+        match f.as_mut().poll(&mut cx) {
+            core::task::Poll::Ready(v) => v,
+            core::task::Poll::Pending => unreachable!("memory store futures are ready"),
+        }
+    }
+
+    fn distinct_sets(store: &MemoryStore) -> usize {
+        store.read(|map| map.scope_sets.sets.len())
+    }
+
+    #[test]
+    fn equal_scope_sets_are_stored_once() {
+        let store = MemoryStore::new();
+        for i in 0..100 {
+            let mut r = record(&format!("owner-{i}"));
+            // Parsed separately for each key: equal sets, distinct allocations.
+            r.scopes = "read comments tickets:write".parse().expect("scopes");
+            block_on(store.insert(r)).expect("insert");
+        }
+        assert_eq!(store.len(), 100);
+        assert_eq!(distinct_sets(&store), 1);
+        let listed = block_on(store.list(&ListFilter::All, Page::first(100))).expect("list");
+        assert!(listed.windows(2).all(|w| w[0].scopes == w[1].scopes));
+        assert_eq!(listed[0].scopes.to_string(), "comments read tickets:write");
+    }
+
+    #[test]
+    fn unused_scope_sets_are_dropped_as_keys_come_and_go() {
+        let store = MemoryStore::new();
+        for round in 0..20 {
+            let mut ids = Vec::new();
+            for i in 0..50 {
+                let mut r = record("churn");
+                r.scopes = format!("s{round}x{i}").parse().expect("scope");
+                ids.push(r.id);
+                block_on(store.insert(r)).expect("insert");
+            }
+            for id in &ids {
+                assert!(block_on(store.delete(id)).expect("delete"));
+            }
+        }
+        assert!(store.is_empty());
+        // 1,000 distinct sets came and went; at most about twice those alive at a sweep stay.
+        assert!(
+            distinct_sets(&store) <= 2 * 50 + 64,
+            "{}",
+            distinct_sets(&store)
+        );
+    }
+
+    #[test]
+    fn replacing_a_record_keeps_one_entry_and_its_order() {
+        let store = MemoryStore::new();
+        let r = record("o");
+        let id = r.id;
+        block_on(store.insert(r.clone())).expect("insert");
+        let mut changed = r;
+        changed.name = "renamed".to_owned();
+        block_on(store.update(changed, 0)).expect("update");
+        assert_eq!(store.len(), 1);
+        let got = block_on(store.get(&id)).expect("get").expect("present");
+        assert_eq!((got.name.as_str(), got.version), ("renamed", 1));
+        let listed = block_on(store.list(&ListFilter::All, Page::first(10))).expect("list");
+        assert_eq!(listed.len(), 1);
+        assert!(block_on(store.delete(&id)).expect("delete"));
+        assert!(block_on(store.get(&id)).expect("get").is_none());
+        assert!(
+            block_on(store.list(&ListFilter::All, Page::first(10)))
+                .expect("list")
+                .is_empty()
+        );
     }
 }
