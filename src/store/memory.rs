@@ -2,7 +2,7 @@
 
 use core::future::{Future, ready};
 use core::hash::BuildHasher;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use hashbrown::{DefaultHashBuilder, HashTable};
@@ -23,8 +23,8 @@ use crate::scope::ScopeSet;
 /// client cannot aim at one slot), an ordered index of ids serves paged listings, and each
 /// distinct scope set is stored once however many keys hold it. A verification touches the
 /// table slot and the record; `BENCHMARKS.md` has the bytes per key at 1,000,000 keys.
-/// [`KeyStore::insert_capped`] counts the owner's keys by a scan of all records: fine for
-/// thousands of keys, slow for millions (a database store uses its owner index).
+/// [`KeyStore::insert_capped`] counts the owner's keys through an owner index, built by the
+/// first capped insert, so stores that never cap keys do not pay for it.
 #[derive(Debug, Clone, Default)]
 pub struct MemoryStore {
     records: Arc<RwLock<Records>>,
@@ -36,6 +36,9 @@ struct Records {
     hasher: DefaultHashBuilder,
     order: BTreeSet<KeyId>,
     scope_sets: ScopeInterner,
+    /// Ids by owner, for the per-owner cap: built by the first capped insert (one scan),
+    /// kept up to date from then on, so stores that never cap pay nothing for it.
+    owners: Option<HashMap<String, Vec<KeyId>>>,
 }
 
 impl core::fmt::Debug for Records {
@@ -71,14 +74,27 @@ impl Records {
         let id = record.id;
         let hash = self.hash(&id);
         let hasher = &self.hasher;
-        match self
+        let new_owner = record.owner.clone();
+        let old_owner = match self
             .by_id
             .entry(hash, |r| r.id == id, |r| hasher.hash_one(r.id))
         {
-            hashbrown::hash_table::Entry::Occupied(mut slot) => *slot.get_mut() = Arc::new(record),
+            hashbrown::hash_table::Entry::Occupied(mut slot) => {
+                let old = core::mem::replace(slot.get_mut(), Arc::new(record));
+                Some(old.owner.clone())
+            }
             hashbrown::hash_table::Entry::Vacant(slot) => {
                 slot.insert(Arc::new(record));
                 self.order.insert(id);
+                None
+            }
+        };
+        if let Some(owners) = &mut self.owners {
+            if old_owner.as_ref() != Some(&new_owner) {
+                if let Some(old) = old_owner {
+                    unlink(owners, &old, id);
+                }
+                owners.entry(new_owner).or_default().push(id);
             }
         }
     }
@@ -87,15 +103,41 @@ impl Records {
         let hash = self.hash(id);
         let (record, _) = self.by_id.find_entry(hash, |r| r.id == *id).ok()?.remove();
         self.order.remove(id);
+        if let Some(owners) = &mut self.owners {
+            unlink(owners, &record.owner, *id);
+        }
         Some(record)
     }
 
-    fn values(&self) -> impl Iterator<Item = &Arc<KeyRecord>> {
-        self.by_id.iter()
+    /// The owner's records, through the owner index (built here on first use).
+    fn of_owner(&mut self, owner: &str) -> impl Iterator<Item = &Arc<KeyRecord>> {
+        if self.owners.is_none() {
+            let mut owners: HashMap<String, Vec<KeyId>> = HashMap::new();
+            for r in self.by_id.iter() {
+                owners.entry(r.owner.clone()).or_default().push(r.id);
+            }
+            self.owners = Some(owners);
+        }
+        let ids = self
+            .owners
+            .as_ref()
+            .and_then(|owners| owners.get(owner))
+            .map_or(&[][..], Vec::as_slice);
+        ids.iter().filter_map(|id| self.get(id))
     }
 
     fn len(&self) -> usize {
         self.by_id.len()
+    }
+}
+
+/// Removes `id` from `owner`'s ids, and the owner when it has none left.
+fn unlink(owners: &mut HashMap<String, Vec<KeyId>>, owner: &str, id: KeyId) {
+    if let Some(ids) = owners.get_mut(owner) {
+        ids.retain(|i| *i != id);
+        if ids.is_empty() {
+            owners.remove(owner);
+        }
     }
 }
 
@@ -182,8 +224,8 @@ impl KeyStore for MemoryStore {
                 return Err(StoreError::Duplicate(record.id));
             }
             let live = map
-                .values()
-                .filter(|r| r.owner == record.owner && r.counts_against_cap(now))
+                .of_owner(&record.owner)
+                .filter(|r| r.counts_against_cap(now))
                 .count();
             if live >= max_live {
                 return Err(StoreError::LimitReached { limit: max_live });
@@ -374,5 +416,42 @@ mod tests {
                 .expect("list")
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn owner_index_follows_inserts_owner_changes_and_deletes() {
+        let store = MemoryStore::new();
+        let now = crate::testing::epoch();
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            let r = record("alice");
+            ids.push(r.id);
+            block_on(store.insert(r)).expect("uncapped insert before the index exists");
+        }
+        let capped = |owner: &str, cap| block_on(store.insert_capped(record(owner), cap, now));
+        assert!(matches!(
+            capped("alice", 3),
+            Err(StoreError::LimitReached { limit: 3 })
+        ));
+        // The index now exists: later changes must keep it exact.
+        assert!(block_on(store.delete(&ids[0])).expect("delete"));
+        capped("alice", 3).expect("a slot was freed");
+        assert!(matches!(
+            capped("alice", 3),
+            Err(StoreError::LimitReached { .. })
+        ));
+        let moved = block_on(store.get(&ids[1])).expect("get").expect("present");
+        let mut to_bob = KeyRecord::clone(&moved);
+        to_bob.owner = "bob".to_owned();
+        block_on(store.update(to_bob, moved.version)).expect("update");
+        capped("alice", 3).expect("alice has one key fewer");
+        assert!(matches!(
+            capped("bob", 1),
+            Err(StoreError::LimitReached { limit: 1 })
+        ));
+        capped("carol", 1).expect("a new owner");
+        let alice = block_on(store.list(&ListFilter::Owner("alice".into()), Page::first(10)))
+            .expect("list");
+        assert_eq!(alice.len(), 3);
     }
 }
