@@ -198,11 +198,15 @@ impl ScopeSet {
         match scope.wildcard_base() {
             None => {
                 let s = scope.as_str();
-                self.parts
-                    .exact
-                    .binary_search_by(|e| e.as_str().cmp(s))
-                    .is_ok()
-                    || self.wildcard_covers(s, false)
+                let exact = &self.parts.exact;
+                // A key holds a handful of scopes: comparing each for equality (lengths
+                // first) is cheaper than ordering comparisons until the set grows.
+                let found = if exact.len() <= 8 {
+                    exact.iter().any(|e| e.as_str() == s)
+                } else {
+                    exact.binary_search_by(|e| e.as_str().cmp(s)).is_ok()
+                };
+                found || self.wildcard_covers(s, false)
             }
             Some("") => false,
             Some(base) => self.wildcard_covers(base, true),
