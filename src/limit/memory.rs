@@ -3,35 +3,43 @@
 use core::fmt;
 use core::future::{Future, ready};
 use core::num::NonZeroU32;
+use core::time::Duration;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use governor::clock::Clock as GovernorClock;
 use governor::middleware::StateInformationMiddleware;
 use governor::nanos::Nanos;
-use governor::state::keyed::DashMapStateStore;
+use governor::state::keyed::{DashMapStateStore, ShrinkableKeyedStateStore};
+use governor::state::{InMemoryState, NotKeyed, StateStore};
 use governor::{Quota, RateLimiter};
+use hashbrown::DefaultHashBuilder;
 use time::OffsetDateTime;
 
-use super::policy::{LimitPolicy, Rate};
+use super::policy::{LimitPolicy, Rate, Resolved};
 use super::{Decision, LimitError, Limiter, Subject, SubjectKind};
 use crate::clock::Clock;
 use crate::key_id::KeyId;
 
-/// Who is charged, as stored in the state map: the limit's index and the subject without
-/// its owner (an id determines its owner).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct Slot {
-    limit: u32,
-    who: Who,
-}
-
+/// Who is charged, as stored in a bucket's state map: the subject without its owner (an id
+/// determines its owner). A key is stored by value (`KeyId` is `Copy`), so a key's decision
+/// neither allocates nor touches a reference count.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Who {
     Key(KeyId),
     Owner(Arc<str>),
     Client(IpAddr),
+}
+
+impl Who {
+    fn of(subject: &Subject) -> Self {
+        match &subject.0 {
+            SubjectKind::Key { id, .. } => Self::Key(*id),
+            SubjectKind::Owner(owner) => Self::Owner(Arc::clone(owner)),
+            SubjectKind::Client(addr) => Self::Client(*addr),
+        }
+    }
 }
 
 /// The limiter's time: the monotonic clock, or a keyward [`Clock`] (tests use
@@ -50,24 +58,146 @@ impl GovernorClock for TimeSource {
 
     fn now(&self) -> Nanos {
         match self {
-            Self::Monotonic(origin) => Nanos::from(origin.elapsed()),
+            Self::Monotonic(origin) => {
+                let nanos = origin.elapsed().as_nanos();
+                Nanos::new(u64::try_from(nanos).unwrap_or(u64::MAX))
+            }
             Self::Injected { clock, origin } => {
                 let nanos = (clock.now() - *origin).whole_nanoseconds().max(0);
-                Nanos::from(u64::try_from(nanos).unwrap_or(u64::MAX))
+                Nanos::new(u64::try_from(nanos).unwrap_or(u64::MAX))
             }
         }
     }
 }
 
-type Gcra = RateLimiter<Slot, DashMapStateStore<Slot>, TimeSource, StateInformationMiddleware>;
+/// The states of one bucket: governor's `InMemoryState` (one atomic word) per subject in
+/// governor's `DashMap` store, hashed with a seeded foldhash instead of SipHash. It counts
+/// the subjects it adds, so the limiter knows when a sweep is due without touching a shared
+/// counter on every decision.
+struct States {
+    map: DashMapStateStore<Who, DefaultHashBuilder>,
+    /// Subjects added since the last sweep.
+    added: AtomicUsize,
+    /// Sweep once `added` reaches this (`usize::MAX` while a sweep runs).
+    sweep_at: AtomicUsize,
+}
+
+/// The state store handed to governor; the bucket keeps a second handle on it.
+#[derive(Clone)]
+struct Store(Arc<States>);
+
+impl StateStore for Store {
+    type Key = Who;
+
+    fn measure_and_replace<T, F, E>(&self, key: &Who, f: F) -> Result<T, E>
+    where
+        F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
+    {
+        // As governor's own DashMap store: a read lock on the shard and one atomic
+        // compare-and-swap for a known subject; the shard's write lock to add a new one.
+        if let Some(state) = self.0.map.get(key) {
+            return InMemoryState::measure_and_replace(&state, &NotKeyed::NonKey, f);
+        }
+        let state = self.0.map.entry(key.clone()).or_insert_with(|| {
+            self.0.added.fetch_add(1, Ordering::Relaxed);
+            InMemoryState::default()
+        });
+        InMemoryState::measure_and_replace(&state, &NotKeyed::NonKey, f)
+    }
+}
+
+impl ShrinkableKeyedStateStore<Who> for Store {
+    fn retain_recent(&self, drop_below: Nanos) {
+        ShrinkableKeyedStateStore::retain_recent(&self.0.map, drop_below);
+    }
+
+    fn shrink_to_fit(&self) {
+        ShrinkableKeyedStateStore::shrink_to_fit(&self.0.map);
+    }
+
+    fn len(&self) -> usize {
+        ShrinkableKeyedStateStore::len(&self.0.map)
+    }
+
+    fn is_empty(&self) -> bool {
+        ShrinkableKeyedStateStore::is_empty(&self.0.map)
+    }
+}
+
+type Gcra = RateLimiter<Who, Store, TimeSource, StateInformationMiddleware>;
+
+/// One limit at one rate: its GCRA and the states of every subject charged at that rate.
+struct Bucket {
+    rate: Rate,
+    /// `rate.interval()`, computed once (it divides 128-bit numbers).
+    interval: Duration,
+    gcra: Gcra,
+    states: Arc<States>,
+}
+
+/// Sweep a bucket at least this rarely (in subjects added), so a small map is not swept all
+/// the time.
+const MIN_SWEEP_INTERVAL: usize = 1024;
+
+impl Bucket {
+    fn new(rate: Rate, clock: &TimeSource) -> Self {
+        let states = Arc::new(States {
+            map: DashMapStateStore::with_hasher(DefaultHashBuilder::default()),
+            added: AtomicUsize::new(0),
+            sweep_at: AtomicUsize::new(MIN_SWEEP_INTERVAL),
+        });
+        let gcra = RateLimiter::new(quota(rate), Store(Arc::clone(&states)), clock.clone());
+        Self {
+            rate,
+            interval: rate.interval(),
+            gcra,
+            states,
+        }
+    }
+
+    /// Forgets every subject whose budget is full again, and releases the memory.
+    fn forget_idle(&self) {
+        self.gcra.retain_recent();
+        self.gcra.shrink_to_fit();
+    }
+
+    /// Amortized cleanup: sweep once the subjects added since the last sweep reach the
+    /// number held after it (so the cost per new subject stays constant). Two relaxed loads
+    /// of words that change only when a subject is added.
+    fn maybe_sweep(&self) {
+        let due = self.states.sweep_at.load(Ordering::Relaxed);
+        let added = self.states.added.load(Ordering::Relaxed);
+        if added < due {
+            return;
+        }
+        // One thread sweeps; the others carry on.
+        if self
+            .states
+            .sweep_at
+            .compare_exchange(due, usize::MAX, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+        {
+            return;
+        }
+        self.forget_idle();
+        self.states.added.fetch_sub(added, Ordering::Relaxed);
+        let held = self.gcra.len();
+        self.states
+            .sweep_at
+            .store(held.max(MIN_SWEEP_INTERVAL), Ordering::Release);
+    }
+}
 
 /// Rate limits counted in this instance's memory, with GCRA from `governor`: one lock-free
-/// keyed state map per distinct rate in the policy, holding one 8-byte state per subject.
+/// keyed state map per limit and rate, holding one 8-byte state per subject.
 ///
 /// Memory stays bounded by the number of *active* subjects: a subject whose budget is full
 /// again is indistinguishable from a new one and is forgotten by a sweep, which runs
-/// automatically (amortized, once the number of decisions since the last sweep reaches the
-/// number of subjects tracked) or on demand with [`MemoryLimiter::forget_idle`].
+/// automatically (amortized, once the number of subjects added since the last sweep reaches
+/// the number tracked after it) or on demand with [`MemoryLimiter::forget_idle`].
+///
+/// A decision for a key allocates nothing: one foldhash lookup of the limit's name, one of
+/// the key's state, one clock reading and one atomic compare-and-swap.
 ///
 /// ```
 /// use keyward::{Decision, LimitPolicy, Limiter, MemoryLimiter, Subject};
@@ -80,16 +210,12 @@ type Gcra = RateLimiter<Slot, DashMapStateStore<Slot>, TimeSource, StateInformat
 /// # Ok(()) }
 /// ```
 pub struct MemoryLimiter {
-    policy: Arc<LimitPolicy>,
-    /// One per distinct rate, in the order of `rates`.
-    gcras: Vec<(Rate, Gcra)>,
+    policy: LimitPolicy,
+    /// Indexed by limit (as the policy numbers them): one bucket per rate the limit may
+    /// have, its default first.
+    buckets: Vec<Box<[Bucket]>>,
     clock: TimeSource,
-    decisions: AtomicU64,
-    next_sweep: AtomicU64,
 }
-
-/// Sweep at least this rarely (in decisions), so a small map is not swept all the time.
-const MIN_SWEEP_INTERVAL: u64 = 4096;
 
 impl MemoryLimiter {
     /// A limiter over `policy`, on the monotonic clock.
@@ -108,24 +234,15 @@ impl MemoryLimiter {
     }
 
     fn with_time(policy: LimitPolicy, clock: TimeSource) -> Self {
-        let gcras = policy
-            .rates()
+        let buckets = policy
+            .rates_by_limit()
             .into_iter()
-            .map(|rate| {
-                let gcra: Gcra = RateLimiter::<_, _, _, StateInformationMiddleware>::new(
-                    quota(rate),
-                    DashMapStateStore::default(),
-                    clock.clone(),
-                );
-                (rate, gcra)
-            })
+            .map(|rates| rates.into_iter().map(|r| Bucket::new(r, &clock)).collect())
             .collect();
         Self {
-            policy: Arc::new(policy),
-            gcras,
+            policy,
+            buckets,
             clock,
-            decisions: AtomicU64::new(0),
-            next_sweep: AtomicU64::new(MIN_SWEEP_INTERVAL),
         }
     }
 
@@ -137,16 +254,13 @@ impl MemoryLimiter {
 
     /// Forgets every subject whose budget is full again, and releases the memory.
     pub fn forget_idle(&self) {
-        for (_, gcra) in &self.gcras {
-            gcra.retain_recent();
-            gcra.shrink_to_fit();
-        }
+        self.buckets.iter().flatten().for_each(Bucket::forget_idle);
     }
 
     /// How many (subject, limit) states are held now.
     #[must_use]
     pub fn tracked(&self) -> usize {
-        self.gcras.iter().map(|(_, g)| g.len()).sum()
+        self.buckets.iter().flatten().map(|b| b.gcra.len()).sum()
     }
 
     /// The decision, synchronously (the [`Limiter`] future is this, ready at once).
@@ -159,11 +273,8 @@ impl MemoryLimiter {
         limit: &str,
         cost: u32,
     ) -> Result<Decision, LimitError> {
-        let resolved = self
-            .policy
-            .resolve(subject, limit)
-            .ok_or_else(|| LimitError::UnknownLimit(limit.to_owned()))?;
-        let rate = resolved.rate;
+        let unknown = || LimitError::UnknownLimit(limit.to_owned());
+        let Resolved { index, rate } = self.policy.resolve(subject, limit).ok_or_else(unknown)?;
         let n = NonZeroU32::new(cost).ok_or(LimitError::ZeroCost)?;
         if cost > rate.limit() {
             return Err(LimitError::CostTooHigh {
@@ -171,73 +282,44 @@ impl MemoryLimiter {
                 limit: rate.limit(),
             });
         }
-        let Some((_, gcra)) = self.gcras.iter().find(|(r, _)| *r == rate) else {
-            // Every rate of the policy has its map, made in `with_time`.
-            return Err(LimitError::UnknownLimit(limit.to_owned()));
-        };
-        let slot = Slot {
-            limit: u32::try_from(resolved.index).unwrap_or(u32::MAX),
-            who: match &subject.0 {
-                SubjectKind::Key { id, .. } => Who::Key(*id),
-                SubjectKind::Owner(owner) => Who::Owner(Arc::clone(owner)),
-                SubjectKind::Client(addr) => Who::Client(*addr),
-            },
-        };
-        let interval = rate.interval();
-        let decision = match gcra.check_key_n(&slot, n) {
-            Ok(Ok(snapshot)) => {
-                let remaining = snapshot.remaining_burst_capacity();
-                Decision::Allowed {
-                    limit: rate.limit(),
-                    remaining,
-                    reset_after: interval
-                        .saturating_mul(rate.limit() - remaining.min(rate.limit())),
-                }
-            }
-            Ok(Err(not_until)) => {
-                let retry_after = not_until.wait_time_from(self.clock.now());
-                Decision::Denied {
-                    limit: rate.limit(),
-                    retry_after,
-                    // The state is full once the request would fit and the other units
-                    // have come back too.
-                    reset_after: retry_after
-                        .saturating_add(interval.saturating_mul(rate.limit() - cost)),
-                }
-            }
-            Err(_) => {
-                return Err(LimitError::CostTooHigh {
-                    cost,
-                    limit: rate.limit(),
-                });
-            }
-        };
-        self.maybe_sweep();
+        // Every rate the policy can resolve to has its bucket, made in `with_time`; the
+        // default is first.
+        let bucket = self
+            .buckets
+            .get(index)
+            .and_then(|buckets| buckets.iter().find(|b| b.rate == rate))
+            .ok_or_else(unknown)?;
+        let decision = self.decide(bucket, &Who::of(subject), n)?;
+        bucket.maybe_sweep();
         Ok(decision)
     }
 
-    /// Amortized cleanup: sweep once the decisions since the last sweep reach the number
-    /// of states held after it (so the cost per decision stays constant).
-    fn maybe_sweep(&self) {
-        let n = self.decisions.fetch_add(1, Ordering::Relaxed);
-        let due = self.next_sweep.load(Ordering::Relaxed);
-        if n < due {
-            return;
+    fn decide(&self, bucket: &Bucket, who: &Who, n: NonZeroU32) -> Result<Decision, LimitError> {
+        let rate = bucket.rate;
+        let (limit, cost) = (rate.limit(), n.get());
+        let interval = bucket.interval;
+        match bucket.gcra.check_key_n(who, n) {
+            Ok(Ok(snapshot)) => {
+                let remaining = snapshot.remaining_burst_capacity().min(limit);
+                Ok(Decision::Allowed {
+                    limit,
+                    remaining,
+                    reset_after: interval.saturating_mul(limit - remaining),
+                })
+            }
+            Ok(Err(not_until)) => {
+                // Denied: a second clock reading, so the wait is counted from now.
+                let retry_after = not_until.wait_time_from(self.clock.now());
+                Ok(Decision::Denied {
+                    limit,
+                    retry_after,
+                    // The state is full once the request would fit and the other units
+                    // have come back too.
+                    reset_after: retry_after.saturating_add(interval.saturating_mul(limit - cost)),
+                })
+            }
+            Err(_) => Err(LimitError::CostTooHigh { cost, limit }),
         }
-        // One thread sweeps; the others carry on.
-        if self
-            .next_sweep
-            .compare_exchange(due, u64::MAX, Ordering::AcqRel, Ordering::Relaxed)
-            .is_err()
-        {
-            return;
-        }
-        self.forget_idle();
-        let held = u64::try_from(self.tracked()).unwrap_or(u64::MAX);
-        self.next_sweep.store(
-            n.saturating_add(held.max(MIN_SWEEP_INTERVAL)),
-            Ordering::Release,
-        );
     }
 }
 
@@ -271,8 +353,6 @@ impl fmt::Debug for MemoryLimiter {
 
 #[cfg(test)]
 mod tests {
-    use core::time::Duration;
-
     use super::*;
     use crate::clock::FakeClock;
 

@@ -1,7 +1,8 @@
 //! Which budget applies: named limits with defaults, per-owner and per-key overrides.
 
 use core::time::Duration;
-use std::collections::HashMap;
+
+use hashbrown::{DefaultHashBuilder, HashMap};
 
 use super::{Subject, SubjectKind};
 use crate::key_id::KeyId;
@@ -119,12 +120,30 @@ impl Rate {
 /// ```
 #[derive(Debug, Clone)]
 pub struct LimitPolicy {
-    /// Limit name → index into `defaults` (and the index used in storage keys).
-    names: HashMap<Box<str>, usize>,
+    /// Limit name → index into `defaults` (and into the in-memory limiter's buckets). Every
+    /// decision looks a name up here, so the maps hash with a seeded foldhash, not SipHash:
+    /// names and owners come from the service, and key ids from its own random generator.
+    names: HashMap<Box<str>, usize, DefaultHashBuilder>,
     /// Indexed by limit: (name, default rate).
     defaults: Vec<(Box<str>, Rate)>,
-    owners: HashMap<Box<str>, HashMap<usize, Rate>>,
-    keys: HashMap<KeyId, HashMap<usize, Rate>>,
+    owners: HashMap<Box<str>, Overrides, DefaultHashBuilder>,
+    keys: HashMap<KeyId, Overrides, DefaultHashBuilder>,
+}
+
+/// Overrides of one owner or key, indexed by limit (`None`: not overridden).
+type Overrides = Vec<Option<Rate>>;
+
+fn set_override(overrides: &mut Overrides, index: usize, rate: Rate) {
+    if overrides.len() <= index {
+        overrides.resize(index + 1, None);
+    }
+    if let Some(slot) = overrides.get_mut(index) {
+        *slot = Some(rate);
+    }
+}
+
+fn get_override(overrides: Option<&Overrides>, index: usize) -> Option<Rate> {
+    overrides?.get(index).copied().flatten()
 }
 
 /// A limit resolved for one subject.
@@ -144,10 +163,10 @@ impl LimitPolicy {
     #[must_use]
     pub fn empty() -> Self {
         Self {
-            names: HashMap::new(),
+            names: HashMap::default(),
             defaults: Vec::new(),
-            owners: HashMap::new(),
-            keys: HashMap::new(),
+            owners: HashMap::default(),
+            keys: HashMap::default(),
         }
     }
 
@@ -166,10 +185,7 @@ impl LimitPolicy {
     #[must_use]
     pub fn owner(mut self, owner: &str, name: &str, rate: Rate) -> Self {
         let index = self.index_or_insert(name, rate);
-        self.owners
-            .entry(owner.into())
-            .or_default()
-            .insert(index, rate);
+        set_override(self.owners.entry(owner.into()).or_default(), index, rate);
         self
     }
 
@@ -178,7 +194,7 @@ impl LimitPolicy {
     #[must_use]
     pub fn key(mut self, id: KeyId, name: &str, rate: Rate) -> Self {
         let index = self.index_or_insert(name, rate);
-        self.keys.entry(id).or_default().insert(index, rate);
+        set_override(self.keys.entry(id).or_default(), index, rate);
         self
     }
 
@@ -188,29 +204,31 @@ impl LimitPolicy {
         self.resolve(subject, name).map(|r| r.rate)
     }
 
-    /// Every distinct rate in the policy (defaults and overrides).
+    /// For each limit (by index), every distinct rate it may have: its default first, then
+    /// the rates of its overrides.
     #[cfg_attr(not(feature = "rate-limit"), allow(dead_code))]
-    pub(crate) fn rates(&self) -> Vec<Rate> {
-        let mut rates: Vec<Rate> = Vec::new();
-        let all = self.defaults.iter().map(|(_, r)| *r).chain(
-            self.owners
-                .values()
-                .chain(self.keys.values())
-                .flat_map(|m| m.values().copied()),
-        );
-        for rate in all {
-            if !rates.contains(&rate) {
-                rates.push(rate);
+    pub(crate) fn rates_by_limit(&self) -> Vec<Vec<Rate>> {
+        let mut rates: Vec<Vec<Rate>> = self.defaults.iter().map(|(_, r)| vec![*r]).collect();
+        for overrides in self.owners.values().chain(self.keys.values()) {
+            for (index, rate) in overrides.iter().enumerate() {
+                if let (Some(rate), Some(known)) = (rate, rates.get_mut(index)) {
+                    if !known.contains(rate) {
+                        known.push(*rate);
+                    }
+                }
             }
         }
         rates
     }
 
+    /// The limit's index and the rate that applies to `subject`: the key's override, else
+    /// its owner's, else the default. One foldhash lookup of the name when the policy has no
+    /// overrides.
     pub(crate) fn resolve(&self, subject: &Subject, name: &str) -> Option<Resolved> {
         let index = *self.names.get(name)?;
         let key_override = match &subject.0 {
             SubjectKind::Key { id, .. } if !self.keys.is_empty() => {
-                self.keys.get(id).and_then(|m| m.get(&index))
+                get_override(self.keys.get(id), index)
             }
             _ => None,
         };
@@ -218,11 +236,10 @@ impl LimitPolicy {
             if self.owners.is_empty() {
                 return None;
             }
-            let owner = subject.owner_name()?;
-            self.owners.get(owner).and_then(|m| m.get(&index))
+            get_override(self.owners.get(subject.owner_name()?), index)
         };
         let rate = match key_override.or_else(owner_override) {
-            Some(rate) => *rate,
+            Some(rate) => rate,
             None => self.defaults.get(index)?.1,
         };
         Some(Resolved { index, rate })
@@ -299,6 +316,15 @@ mod tests {
         );
         assert_eq!(p.rate_for(&key, "reads"), Rate::per_minute(600).ok());
         assert_eq!(p.rate_for(&key, "nope"), None);
-        assert_eq!(p.rates().len(), 4);
+        let (writes, reads) = (p.names["writes"], p.names["reads"]);
+        assert_eq!(
+            p.rates_by_limit()[writes],
+            [60, 600, 5].map(|n| Rate::per_minute(n).expect("test setup"))
+        );
+        assert_eq!(
+            p.rates_by_limit()[reads],
+            [Rate::per_minute(600).expect("test setup")]
+        );
+        assert_eq!(p.rates_by_limit().len(), 3);
     }
 }
