@@ -30,14 +30,29 @@ fn memory(c: &mut Criterion) {
         });
     });
 
+    // The deny path: the budget is spent, so every decision computes the exact retry time
+    // (from a second clock reading).
+    let spent =
+        MemoryLimiter::new(LimitPolicy::empty().limit("writes", Rate::per_hour(1).expect("rate")));
+    let subject = &subjects[0];
+    assert!(
+        spent
+            .check_now(subject, "writes", 1)
+            .expect("known limit")
+            .is_allowed()
+    );
+    c.bench_function("memory limiter: check, denied (1 key)", |b| {
+        b.iter(|| black_box(spent.check_now(black_box(subject), "writes", 1)));
+    });
+
     // The primitive the limiter is built on: governor's keyed GCRA, `check_key` on the same
     // key type (a `KeyId` by value) in governor's DashMap store with the same seeded foldhash
-    // and the same clock (`Instant`), so the ratio is the cost of names, policy, cost `n`,
-    // the decision's numbers and the sweep.
+    // and the same clock (governor's `QuantaClock`), so the ratio is the cost of the limit's
+    // name, the policy, cost `n`, the decision's numbers and the sweep.
     let quota = governor::Quota::per_second(NonZeroU32::new(1_000_000).expect("nonzero"));
     let same = governor::RateLimiter::dashmap_with_clock_and_hasher(
         quota,
-        governor::clock::MonotonicClock,
+        governor::clock::QuantaClock::default(),
         hashbrown::DefaultHashBuilder::default(),
     );
     let keys = ids(1024);
@@ -52,7 +67,8 @@ fn memory(c: &mut Criterion) {
         },
     );
 
-    // governor's defaults (SipHash), as measured before.
+    // governor's default keyed limiter: SipHash, and its default clock (`QuantaClock` with
+    // the `quanta` feature keyward enables).
     let raw = governor::RateLimiter::keyed(quota);
     let mut j = 0;
     c.bench_function("raw governor keyed check_key (1,024 keys)", |b| {

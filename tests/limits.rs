@@ -196,6 +196,52 @@ fn errors() {
     assert_eq!(check(&l, &key, "writes").remaining(), 59);
 }
 
+#[test]
+fn limits_with_the_same_rate_keep_separate_budgets() {
+    let rate = Rate::per_minute(2).expect("test setup");
+    let id = random_id();
+    let policy = LimitPolicy::empty()
+        .limit("a", rate)
+        .limit("b", rate)
+        .limit("c", Rate::per_minute(5).expect("test setup"))
+        .key(id, "c", rate);
+    let (l, _clock) = limiter(policy);
+    let key = Subject::key_id(id);
+    for name in ["a", "b", "c"] {
+        let allowed = (0..10)
+            .filter(|_| check(&l, &key, name).is_allowed())
+            .count();
+        assert_eq!(allowed, 2, "limit {name}");
+    }
+    // Another key gets the default of `c`, in its own budget.
+    let other = Subject::key_id(random_id());
+    assert_eq!(check(&l, &other, "c").remaining(), 4);
+    assert_eq!(check(&l, &other, "a").remaining(), 1);
+}
+
+#[test]
+fn the_monotonic_clock_gives_exact_retry_times() {
+    let interval = Duration::from_secs(20 * 60);
+    let l = MemoryLimiter::new(
+        LimitPolicy::empty().limit("calls", Rate::per_hour(3).expect("test setup")),
+    );
+    let key = Subject::key_id(random_id());
+    let started = std::time::Instant::now();
+    for i in 0..3 {
+        assert_eq!(check(&l, &key, "calls").remaining(), 2 - i);
+    }
+    let denied = check(&l, &key, "calls");
+    let elapsed = started.elapsed();
+    let retry = denied.retry_after().expect("the fourth call is denied");
+    // One interval from the first call, counted from the denial: at most the interval, and
+    // short of it by no more than the time the four calls took (plus 1 ms for the two
+    // clocks' rounding).
+    assert!(
+        retry <= interval && retry + elapsed + Duration::from_millis(1) >= interval,
+        "retry after {retry:?}, {elapsed:?} after the first call"
+    );
+}
+
 #[tokio::test]
 async fn failed_verifications_are_throttled_per_client() {
     let clock = FakeClock::new(epoch());
