@@ -16,11 +16,15 @@ WARMUP="${WARMUP:-1}"
 MEASURE="${MEASURE:-3}"
 LOG=target/bench-run.log
 META=target/bench-run.meta
-CMD=(cargo bench --features rate-limit --bench '*' -- --warm-up-time "$WARMUP" --measurement-time "$MEASURE")
+CMD=(cargo bench --features rate-limit,redis --bench '*' -- --warm-up-time "$WARMUP" --measurement-time "$MEASURE")
+# The Redis round trip is measured against a local server when one answers.
+if [[ -z "${KEYWARD_TEST_REDIS_URL:-}" ]] && redis-cli ping >/dev/null 2>&1; then
+    export KEYWARD_TEST_REDIS_URL=redis://127.0.0.1:6379/
+fi
 
 if [[ -z "${NO_RUN:-}" ]]; then
     # Build first so that the timed part is the measurement alone.
-    cargo bench --features rate-limit --bench '*' --no-run
+    cargo bench --features rate-limit,redis --bench '*' --no-run
     load_before=$(cut -d' ' -f1-3 /proc/loadavg)
     start=$(date +%s)
     "${CMD[@]}" 2>&1 | tee "$LOG"
@@ -38,7 +42,7 @@ if [[ -z "${NO_RUN:-}" ]]; then
         echo "l2=$(lscpu | sed -n 's/^L2 cache: *//p' | head -1)"
         echo "l3=$(lscpu | sed -n 's/^L3 cache: *//p' | head -1)"
         echo "mem=$(free -g | awk '/^Mem:/ {print $2}') GiB"
-        echo "cmd=scripts/bench.sh (runs: cargo bench --features rate-limit --bench '*' -- --warm-up-time $WARMUP --measurement-time $MEASURE)"
+        echo "cmd=scripts/bench.sh (runs: cargo bench --features rate-limit,redis --bench '*' -- --warm-up-time $WARMUP --measurement-time $MEASURE; Redis at ${KEYWARD_TEST_REDIS_URL:-none})"
     } >"$META"
 fi
 
@@ -50,7 +54,10 @@ meta = dict(line.rstrip("\n").split("=", 1) for line in open(meta_path) if "=" i
 start = int(meta["start"])
 
 est = {}
-for bj in glob.glob("target/criterion/*/*/new/benchmark.json"):
+# Grouped benches live two levels down; `c.bench_function` ones (no group) one level down.
+for bj in glob.glob("target/criterion/*/*/new/benchmark.json") + glob.glob(
+    "target/criterion/*/new/benchmark.json"
+):
     if os.path.getmtime(bj) < start:
         continue  # stale: not measured in this run
     b = json.load(open(bj))
@@ -273,6 +280,29 @@ w(f"| peak bytes allocated by one verify (hot record) | {mem.get('verify peak by
 w(f"| bytes still allocated after it | {mem.get('verify retained bytes')} | |")
 w("")
 
+# ---- rate limits -----------------------------------------------------------------------
+w("## Rate limits (`benches/limits.rs`)")
+w("")
+w("One decision of the in-memory limiter (GCRA through governor, per key and named limit,")
+w("1,024 keys in turn) beside the raw primitive: governor's keyed `check_key` with the same")
+w("key type, hasher and clock. The Redis row is one `EVALSHA` round trip on loopback (the")
+w("GCRA script), measured when `KEYWARD_TEST_REDIS_URL` points at a running server.")
+w("")
+w("| operation | time | primitive (same run) | ratio | target |")
+w("|---|---|---|---|---|")
+lim = t("memory limiter: check (1,024 keys)", None)
+lim_raw = t("raw governor keyed check_key, same key, hasher and clock (1,024 keys)", None)
+lim_deny = t("memory limiter: check, denied (1 key)", None)
+lim_gov = t("raw governor keyed check_key (1,024 keys)", None)
+lim_redis = t("redis limiter: check (loopback round trip)", None)
+ok = None if lim is None else lim <= 100
+w(f"| in-memory decision, allowed | {fmt(lim)} | governor `check_key`, same key/hasher/clock: "
+  f"{fmt(lim_raw)} | {ratio(lim, lim_raw)} | ≤ 100 ns: {check('limiter', ok)} |")
+w(f"| in-memory decision, denied (retry time computed) | {fmt(lim_deny)} | | | |")
+w(f"| governor's default keyed limiter (SipHash), for reference | {fmt(lim_gov)} | | | |")
+w(f"| Redis decision, loopback round trip | {fmt(lim_redis) if lim_redis else 'not measured (no server)'} | | | |")
+w("")
+
 # ---- scopes and other groups -----------------------------------------------------------
 w("## Other groups")
 w("")
@@ -283,7 +313,7 @@ w("| group | bench | time |")
 w("|---|---|---|")
 for (g, b), ns in sorted(est.items()):
     if (g, b) not in used:
-        w(f"| {g} | {b} | {fmt(ns)} |")
+        w(f"| {g} | {b or ''} | {fmt(ns)} |")
 w("")
 
 # ---- notes on misses -------------------------------------------------------------------
