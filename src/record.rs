@@ -1,11 +1,12 @@
-//! What the store keeps about a key: [`KeyRecord`], its [`KeyStatus`] and [`Metadata`].
+//! What the store keeps about a key: [`KeyRecord`], its [`KeyStatus`], [`Metadata`] and
+//! the refill schedule of its usage quota ([`QuotaRefill`]).
 
 use core::fmt;
 use core::str::FromStr;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
+use time::{Date, Month, OffsetDateTime, UtcOffset};
 
 use crate::hash::StoredHash;
 use crate::key_id::KeyId;
@@ -60,6 +61,17 @@ pub struct KeyRecord {
     pub issued_by: Option<KeyId>,
     /// Uses left when the key has a usage quota; `None` means unlimited.
     pub remaining_uses: Option<u64>,
+    /// When the quota refills by itself: the key manager sets `remaining_uses` back to
+    /// [`QuotaRefill::uses`] on the first use of each new period. `None`: never (the
+    /// application may still refill with
+    /// [`KeyManager::refill_quotas`](crate::KeyManager::refill_quotas)).
+    #[serde(default)]
+    pub refill: Option<QuotaRefill>,
+    /// When the quota was last refilled (or given, at issuance). A key whose
+    /// [`refill`](KeyRecord::refill) schedule has a period that started after this time is
+    /// due for a refill; `None` with a schedule means due at once.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub refilled_at: Option<OffsetDateTime>,
 }
 
 impl KeyRecord {
@@ -83,10 +95,254 @@ impl KeyRecord {
         self.is_live(now) && self.rotated_to.is_none()
     }
 
+    /// Whether the quota's refill schedule calls for a refill at `now`: the key has a
+    /// schedule, and the period containing `now` started after the last refill (see
+    /// [`QuotaRefill::is_due`]).
+    #[must_use]
+    pub fn refill_due(&self, now: OffsetDateTime) -> bool {
+        self.refill
+            .is_some_and(|refill| refill.is_due(self.refilled_at, now))
+    }
+
     /// A preview for UIs, such as `tak_bUiB…`.
     #[must_use]
     pub fn preview(&self) -> String {
         self.id.preview(self.prefix.as_str())
+    }
+}
+
+/// How often a usage quota refills. Periods start at 00:00 UTC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RefillInterval {
+    /// Every day at 00:00 UTC.
+    Daily,
+    /// Every month on `day` (1 to 31) at 00:00 UTC. In a month shorter than `day`, on the
+    /// month's last day: `day` 31 refills on January 31, February 28 (29 in a leap year),
+    /// March 31, April 30, and so on, as Unkey's `refillDay` does.
+    Monthly {
+        /// The day of the month, 1 to 31.
+        day: u8,
+    },
+}
+
+impl RefillInterval {
+    /// `daily` or `monthly`: the form stores write.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Daily => "daily",
+            Self::Monthly { .. } => "monthly",
+        }
+    }
+
+    /// The day of the month of a monthly interval.
+    #[must_use]
+    pub const fn day(self) -> Option<u8> {
+        match self {
+            Self::Daily => None,
+            Self::Monthly { day } => Some(day),
+        }
+    }
+}
+
+/// A usage quota that refills on a schedule: `uses` uses every day, or every month on a
+/// given day, at 00:00 UTC.
+///
+/// The refill sets the uses left to [`QuotaRefill::uses`] (unused uses do not carry over),
+/// and is lazy: it happens on the first [`KeyManager::consume`](crate::KeyManager::consume)
+/// of a new period, atomically, once per period however many requests race at the
+/// boundary. A key nobody uses is not written to.
+///
+/// ```
+/// use keyward::{QuotaRefill, RefillError, RefillInterval};
+/// let daily = QuotaRefill::daily(1_000)?;
+/// let monthly = QuotaRefill::monthly(50_000, 15)?;
+/// assert_eq!(monthly.interval(), RefillInterval::Monthly { day: 15 });
+/// assert_eq!(QuotaRefill::monthly(10, 32), Err(RefillError::Day));
+/// assert_eq!(QuotaRefill::daily(0), Err(RefillError::ZeroUses));
+/// # Ok::<(), RefillError>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "RawRefill", into = "RawRefill")]
+pub struct QuotaRefill {
+    uses: u64,
+    interval: RefillInterval,
+}
+
+/// Why a refill schedule was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RefillError {
+    /// A refill of zero uses.
+    #[error("a quota refill must give at least 1 use")]
+    ZeroUses,
+    /// More uses than a store can keep.
+    #[error("too many uses in a quota refill (maximum {})", QuotaRefill::MAX_USES)]
+    TooManyUses,
+    /// A monthly day outside 1 to 31.
+    #[error("refill day must be 1 to 31")]
+    Day,
+    /// An interval name other than `daily` or `monthly`, or a day given with `daily`.
+    #[error("unknown refill interval (expected daily, or monthly with a day)")]
+    Interval,
+}
+
+impl QuotaRefill {
+    /// Most uses a refill gives: `i64::MAX`, the largest count the SQL stores keep exactly.
+    pub const MAX_USES: u64 = i64::MAX.unsigned_abs();
+    /// Latest day of a monthly refill (shorter months refill on their last day).
+    pub const MAX_DAY: u8 = 31;
+
+    /// `uses` uses every `interval`.
+    ///
+    /// # Errors
+    /// [`RefillError::ZeroUses`], [`RefillError::TooManyUses`] above
+    /// [`QuotaRefill::MAX_USES`], or [`RefillError::Day`] for a monthly day outside 1 to 31.
+    pub const fn new(uses: u64, interval: RefillInterval) -> Result<Self, RefillError> {
+        if uses == 0 {
+            return Err(RefillError::ZeroUses);
+        }
+        if uses > Self::MAX_USES {
+            return Err(RefillError::TooManyUses);
+        }
+        if let RefillInterval::Monthly { day } = interval {
+            if day == 0 || day > Self::MAX_DAY {
+                return Err(RefillError::Day);
+            }
+        }
+        Ok(Self { uses, interval })
+    }
+
+    /// `uses` uses every day at 00:00 UTC.
+    ///
+    /// # Errors
+    /// As [`QuotaRefill::new`].
+    pub const fn daily(uses: u64) -> Result<Self, RefillError> {
+        Self::new(uses, RefillInterval::Daily)
+    }
+
+    /// `uses` uses every month on `day` (1 to 31; the last day of shorter months) at
+    /// 00:00 UTC.
+    ///
+    /// # Errors
+    /// As [`QuotaRefill::new`].
+    pub const fn monthly(uses: u64, day: u8) -> Result<Self, RefillError> {
+        Self::new(uses, RefillInterval::Monthly { day })
+    }
+
+    /// The uses left after each refill.
+    #[must_use]
+    pub const fn uses(&self) -> u64 {
+        self.uses
+    }
+
+    /// How often the quota refills.
+    #[must_use]
+    pub const fn interval(&self) -> RefillInterval {
+        self.interval
+    }
+
+    /// The start of the period that contains `now`: 00:00 UTC of `now`'s day, or of the
+    /// latest refill day of a month at or before `now`.
+    ///
+    /// ```
+    /// use keyward::QuotaRefill;
+    /// use time::macros::datetime;
+    /// let on_31st = QuotaRefill::monthly(10, 31)?;
+    /// assert_eq!(on_31st.period_start(datetime!(2026-03-10 12:00 UTC)), datetime!(2026-02-28 0:00 UTC));
+    /// assert_eq!(on_31st.period_start(datetime!(2026-05-01 0:00 UTC)), datetime!(2026-04-30 0:00 UTC));
+    /// # Ok::<(), keyward::RefillError>(())
+    /// ```
+    #[must_use]
+    pub fn period_start(&self, now: OffsetDateTime) -> OffsetDateTime {
+        let today = now.checked_to_offset(UtcOffset::UTC).unwrap_or(now).date();
+        let start = match self.interval {
+            RefillInterval::Daily => Some(today),
+            RefillInterval::Monthly { day } => {
+                match refill_date(today.year(), today.month(), day) {
+                    Some(this_month) if this_month <= today => Some(this_month),
+                    _ => previous_month(today.year(), today.month())
+                        .and_then(|(year, month)| refill_date(year, month, day)),
+                }
+            }
+        };
+        // Only a `now` in the first month `time` can represent has no earlier refill day.
+        start.unwrap_or(Date::MIN).midnight().assume_utc()
+    }
+
+    /// Whether a quota last refilled at `refilled_at` is due for a refill at `now`: the
+    /// period containing `now` started after `refilled_at` (or there was no refill yet).
+    ///
+    /// ```
+    /// use keyward::QuotaRefill;
+    /// use time::macros::datetime;
+    /// let daily = QuotaRefill::daily(100)?;
+    /// let refilled = Some(datetime!(2026-03-01 17:00 UTC));
+    /// assert!(!daily.is_due(refilled, datetime!(2026-03-01 23:59:59.999 UTC)));
+    /// assert!(daily.is_due(refilled, datetime!(2026-03-02 0:00 UTC)));
+    /// # Ok::<(), keyward::RefillError>(())
+    /// ```
+    #[must_use]
+    pub fn is_due(&self, refilled_at: Option<OffsetDateTime>, now: OffsetDateTime) -> bool {
+        refilled_at.is_none_or(|at| at < self.period_start(now))
+    }
+}
+
+/// The refill day of `day` in a month: `day`, or the month's last day when it is shorter.
+fn refill_date(year: i32, month: Month, day: u8) -> Option<Date> {
+    (1..=day)
+        .rev()
+        .find_map(|d| Date::from_calendar_date(year, month, d).ok())
+}
+
+fn previous_month(year: i32, month: Month) -> Option<(i32, Month)> {
+    match month {
+        Month::January => year.checked_sub(1).map(|y| (y, Month::December)),
+        other => Some((year, other.previous())),
+    }
+}
+
+/// How a [`QuotaRefill`] is serialized: `{"uses": 100, "interval": "daily"}` or
+/// `{"uses": 100, "interval": "monthly", "day": 15}`.
+#[derive(Serialize, Deserialize)]
+struct RawRefill {
+    uses: u64,
+    interval: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    day: Option<u8>,
+}
+
+impl QuotaRefill {
+    /// A schedule from its stored parts: an interval name (`daily` or `monthly`), a day for
+    /// `monthly`, and the uses.
+    ///
+    /// # Errors
+    /// [`RefillError::Interval`] for an unknown name, a day with `daily` or none with
+    /// `monthly`; otherwise as [`QuotaRefill::new`].
+    pub fn from_parts(uses: u64, interval: &str, day: Option<u8>) -> Result<Self, RefillError> {
+        match (interval, day) {
+            ("daily", None) => Self::daily(uses),
+            ("monthly", Some(day)) => Self::monthly(uses, day),
+            _ => Err(RefillError::Interval),
+        }
+    }
+}
+
+impl TryFrom<RawRefill> for QuotaRefill {
+    type Error = RefillError;
+    fn try_from(raw: RawRefill) -> Result<Self, Self::Error> {
+        Self::from_parts(raw.uses, &raw.interval, raw.day)
+    }
+}
+
+impl From<QuotaRefill> for RawRefill {
+    fn from(refill: QuotaRefill) -> Self {
+        Self {
+            uses: refill.uses,
+            interval: refill.interval.as_str().to_owned(),
+            day: refill.interval.day(),
+        }
     }
 }
 
@@ -238,5 +494,163 @@ impl<'de> Deserialize<'de> for Metadata {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let map = BTreeMap::<String, String>::deserialize(deserializer)?;
         Self::try_from(map).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use time::macros::datetime;
+
+    use super::{QuotaRefill, RefillError, RefillInterval};
+
+    #[test]
+    fn schedules_are_validated() {
+        assert_eq!(QuotaRefill::daily(0), Err(RefillError::ZeroUses));
+        assert_eq!(
+            QuotaRefill::daily(QuotaRefill::MAX_USES + 1),
+            Err(RefillError::TooManyUses)
+        );
+        assert!(QuotaRefill::daily(QuotaRefill::MAX_USES).is_ok());
+        assert_eq!(QuotaRefill::monthly(1, 0), Err(RefillError::Day));
+        assert_eq!(QuotaRefill::monthly(1, 32), Err(RefillError::Day));
+        for day in 1..=31 {
+            let refill = QuotaRefill::monthly(5, day).expect("days 1 to 31 are valid");
+            assert_eq!(refill.interval(), RefillInterval::Monthly { day });
+            assert_eq!(refill.uses(), 5);
+        }
+        assert_eq!(
+            QuotaRefill::from_parts(3, "daily", Some(1)),
+            Err(RefillError::Interval)
+        );
+        assert_eq!(
+            QuotaRefill::from_parts(3, "monthly", None),
+            Err(RefillError::Interval)
+        );
+        assert_eq!(
+            QuotaRefill::from_parts(3, "weekly", None),
+            Err(RefillError::Interval)
+        );
+        assert_eq!(
+            QuotaRefill::from_parts(3, "monthly", Some(15)),
+            QuotaRefill::monthly(3, 15)
+        );
+    }
+
+    #[test]
+    fn daily_periods_start_at_utc_midnight() {
+        let daily = QuotaRefill::daily(3).expect("valid");
+        assert_eq!(
+            daily.period_start(datetime!(2026-03-01 0:00 UTC)),
+            datetime!(2026-03-01 0:00 UTC)
+        );
+        assert_eq!(
+            daily.period_start(datetime!(2026-03-01 23:59:59.999_999 UTC)),
+            datetime!(2026-03-01 0:00 UTC)
+        );
+        // A time given in another offset is placed in its UTC day.
+        assert_eq!(
+            daily.period_start(datetime!(2026-03-01 23:30 -2)),
+            datetime!(2026-03-02 0:00 UTC)
+        );
+    }
+
+    #[test]
+    fn monthly_periods_start_on_the_day_or_the_months_last_day() {
+        let mid = QuotaRefill::monthly(3, 15).expect("valid");
+        assert_eq!(
+            mid.period_start(datetime!(2026-03-14 23:59 UTC)),
+            datetime!(2026-02-15 0:00 UTC)
+        );
+        assert_eq!(
+            mid.period_start(datetime!(2026-03-15 0:00 UTC)),
+            datetime!(2026-03-15 0:00 UTC)
+        );
+        assert_eq!(
+            mid.period_start(datetime!(2026-01-10 0:00 UTC)),
+            datetime!(2025-12-15 0:00 UTC),
+            "across a year"
+        );
+        let last = QuotaRefill::monthly(3, 31).expect("valid");
+        for (now, start) in [
+            (
+                datetime!(2026-02-27 12:00 UTC),
+                datetime!(2026-01-31 0:00 UTC),
+            ),
+            (
+                datetime!(2026-02-28 0:00 UTC),
+                datetime!(2026-02-28 0:00 UTC),
+            ),
+            (
+                datetime!(2026-03-30 0:00 UTC),
+                datetime!(2026-02-28 0:00 UTC),
+            ),
+            (
+                datetime!(2026-03-31 0:00 UTC),
+                datetime!(2026-03-31 0:00 UTC),
+            ),
+            (
+                datetime!(2026-04-30 0:00 UTC),
+                datetime!(2026-04-30 0:00 UTC),
+            ),
+            (
+                datetime!(2028-02-28 23:00 UTC),
+                datetime!(2028-01-31 0:00 UTC),
+            ),
+            (
+                datetime!(2028-02-29 0:00 UTC),
+                datetime!(2028-02-29 0:00 UTC),
+            ),
+        ] {
+            assert_eq!(last.period_start(now), start, "at {now}");
+        }
+        let first = QuotaRefill::monthly(3, 1).expect("valid");
+        assert_eq!(
+            first.period_start(datetime!(2026-12-31 23:59 UTC)),
+            datetime!(2026-12-01 0:00 UTC)
+        );
+        // The earliest representable month has no earlier refill day: no panic.
+        let earliest = time::Date::MIN.midnight().assume_utc();
+        assert_eq!(mid.period_start(earliest), earliest);
+        assert_eq!(
+            mid.period_start(time::Date::MAX.midnight().assume_utc())
+                .month(),
+            time::Month::December
+        );
+    }
+
+    #[test]
+    fn due_once_per_period() {
+        let daily = QuotaRefill::daily(3).expect("valid");
+        assert!(daily.is_due(None, datetime!(2026-03-01 12:00 UTC)));
+        let at = Some(datetime!(2026-03-01 0:00 UTC));
+        assert!(!daily.is_due(at, datetime!(2026-03-01 0:00 UTC)));
+        assert!(!daily.is_due(at, datetime!(2026-03-01 23:59:59.999_999 UTC)));
+        assert!(daily.is_due(at, datetime!(2026-03-02 0:00 UTC)));
+        // A clock that went back does not refill again.
+        assert!(!daily.is_due(at, datetime!(2026-02-28 12:00 UTC)));
+    }
+
+    #[test]
+    fn serde_round_trip_and_validation() {
+        for refill in [
+            QuotaRefill::daily(100).expect("valid"),
+            QuotaRefill::monthly(7, 31).expect("valid"),
+        ] {
+            let json = serde_json::to_string(&refill).expect("serialize");
+            let back: QuotaRefill = serde_json::from_str(&json).expect("deserialize");
+            assert_eq!(back, refill, "{json}");
+        }
+        assert_eq!(
+            serde_json::to_string(&QuotaRefill::monthly(7, 15).expect("valid")).expect("json"),
+            r#"{"uses":7,"interval":"monthly","day":15}"#
+        );
+        for bad in [
+            r#"{"uses":0,"interval":"daily"}"#,
+            r#"{"uses":7,"interval":"monthly","day":40}"#,
+            r#"{"uses":7,"interval":"monthly"}"#,
+            r#"{"uses":7,"interval":"hourly"}"#,
+        ] {
+            assert!(serde_json::from_str::<QuotaRefill>(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -77,6 +77,8 @@ pub fn record(owner: &str) -> KeyRecord {
         rotated_to: None,
         issued_by: None,
         remaining_uses: None,
+        refill: None,
+        refilled_at: None,
     }
 }
 

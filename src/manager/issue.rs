@@ -7,7 +7,7 @@ use crate::api_key::{ApiKey, GenerateError};
 use crate::audit::{AuditEvent, AuditKind, RequestContext};
 use crate::hash::HashError;
 use crate::policy::{Expiry, PolicyError};
-use crate::record::{KeyRecord, KeyStatus, Metadata};
+use crate::record::{KeyRecord, KeyStatus, Metadata, QuotaRefill};
 use crate::scope::{Restrictions, ScopeSet};
 use crate::store::{KeyStore, StoreError};
 use crate::verified::Verified;
@@ -43,8 +43,10 @@ pub struct IssueRequest {
     pub metadata: Metadata,
     /// Which of the format's prefixes to use (`None`: the first).
     pub prefix: Option<String>,
-    /// A usage quota (`None`: unlimited).
+    /// A usage quota (`None`: unlimited, unless `refill` gives one).
     pub remaining_uses: Option<u64>,
+    /// A schedule that refills the usage quota (`None`: it never refills by itself).
+    pub refill: Option<QuotaRefill>,
 }
 
 impl IssueRequest {
@@ -62,6 +64,7 @@ impl IssueRequest {
             metadata: Metadata::default(),
             prefix: None,
             remaining_uses: None,
+            refill: None,
         }
     }
 
@@ -118,6 +121,22 @@ impl IssueRequest {
     #[must_use]
     pub fn remaining_uses(mut self, uses: u64) -> Self {
         self.remaining_uses = Some(uses);
+        self
+    }
+
+    /// Refills the key's usage quota on a schedule, daily or monthly: on the first use of
+    /// each new period the uses left are set back to [`QuotaRefill::uses`]. The key starts
+    /// with [`IssueRequest::remaining_uses`] when given, and with a full refill otherwise;
+    /// the first automatic refill comes at the start of the next period.
+    ///
+    /// ```
+    /// use keyward::{IssueRequest, QuotaRefill};
+    /// let request = IssueRequest::new("free-plan", "user_42").refill(QuotaRefill::daily(1_000)?);
+    /// # Ok::<(), keyward::RefillError>(())
+    /// ```
+    #[must_use]
+    pub fn refill(mut self, refill: QuotaRefill) -> Self {
+        self.refill = Some(refill);
         self
     }
 }
@@ -313,7 +332,9 @@ impl<S: KeyStore> KeyManager<S> {
                 rotated_from: None,
                 rotated_to: None,
                 issued_by: parent.map(Verified::key_id),
-                remaining_uses: request.remaining_uses,
+                remaining_uses: request.remaining_uses.or(request.refill.map(|r| r.uses())),
+                refill: request.refill,
+                refilled_at: request.refill.map(|_| now),
             };
             let stored = match self.policy.cap() {
                 Some(cap) => self.store.insert_capped(record.clone(), cap, now).await,

@@ -1,11 +1,20 @@
-//! Usage quotas: uses left on a key, taken atomically after it verified, refilled by a job.
+//! Usage quotas: uses left on a key, taken atomically after it verified, refilled on the
+//! key's schedule (lazily, on the first use of each period) or by a job.
 
 use std::error::Error as StdError;
+use std::sync::Arc;
 
 use super::KeyManager;
 use crate::key_id::KeyId;
+use crate::record::{KeyRecord, QuotaRefill};
 use crate::store::{Consumed, KeyStore, ListFilter, Page, StoreError};
 use crate::verified::Verified;
+
+/// Compare-and-set attempts of a refill before giving up with
+/// [`QuotaError::Unavailable`]. A refill loses only to another write of the same record,
+/// and after losing it re-reads the record, which is then refilled already (the usual
+/// case at a period boundary) or changed by a rare lifecycle operation.
+const REFILL_ATTEMPTS: usize = 8;
 
 /// Uses left after [`KeyManager::consume`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,15 +54,25 @@ impl<S: KeyStore> KeyManager<S> {
     /// Takes `cost` uses from a verified key's quota, atomically in the store, and returns
     /// what is left. A key without a quota is [`Remaining::Unlimited`].
     ///
+    /// When the key has a [refill schedule](crate::QuotaRefill) and a new period has begun
+    /// since its last refill (by the manager's clock), the quota is first set back to the
+    /// refill amount: a compare-and-set on the record's version, starting from the record in
+    /// `verified`. Of several uses racing at a period boundary exactly one refills; the others
+    /// lose the compare-and-set, read the refilled record and only take their uses.
+    ///
     /// Call it only with a [`Verified`] key, so a forged key never drains anyone's quota.
     /// Quotas always fail closed: when the store cannot answer, nothing is granted.
     ///
     /// # Errors
     /// [`QuotaError::Exhausted`] when fewer than `cost` uses are left (nothing is taken),
     /// [`QuotaError::NotFound`] when the key was deleted since it verified,
-    /// [`QuotaError::Unavailable`] when the store fails.
+    /// [`QuotaError::Unavailable`] when the store fails (or a refill kept losing to other
+    /// writes of the record).
     pub async fn consume(&self, verified: &Verified, cost: u64) -> Result<Remaining, QuotaError> {
         let id = verified.key_id();
+        if verified.record().refill.is_some() {
+            self.refill_if_due(verified.record()).await?;
+        }
         match self.store.consume(&id, cost).await? {
             Consumed::Unlimited => Ok(Remaining::Unlimited),
             Consumed::Remaining(left) => Ok(Remaining::Uses(left)),
@@ -62,10 +81,86 @@ impl<S: KeyStore> KeyManager<S> {
         }
     }
 
+    /// Refills the quota of `seen` (a possibly stale read of the record) if its schedule
+    /// calls for it now, by compare-and-set, re-reading and deciding again after a lost one.
+    async fn refill_if_due(&self, seen: &KeyRecord) -> Result<(), QuotaError> {
+        let now = self.clock.now();
+        let id = seen.id;
+        let mut fresh: Option<Arc<KeyRecord>> = None;
+        for _ in 0..REFILL_ATTEMPTS {
+            let record = fresh.as_deref().unwrap_or(seen);
+            let Some(refill) = record.refill.filter(|r| r.is_due(record.refilled_at, now)) else {
+                return Ok(());
+            };
+            let mut next = record.clone();
+            next.remaining_uses = Some(refill.uses());
+            next.refilled_at = Some(now);
+            match self.store.update(next, record.version).await {
+                Ok(()) => return Ok(()),
+                Err(StoreError::Conflict(_)) => {
+                    fresh = Some(self.store.get(&id).await?.ok_or(QuotaError::NotFound(id))?);
+                }
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Err(QuotaError::Unavailable(Box::new(StoreError::Conflict(id))))
+    }
+
+    /// Replaces a key's quota, as [`IssueRequest::remaining_uses`](crate::IssueRequest::remaining_uses)
+    /// and [`IssueRequest::refill`](crate::IssueRequest::refill) set it at issuance: the key
+    /// gets `remaining_uses` uses (or, when `None`, a full refill of `refill`, or no quota at
+    /// all when both are `None`) and the refill schedule `refill`, counted from now (the next
+    /// automatic refill comes at the start of the next period). For plan changes. Returns the
+    /// updated record. Uses are counted in the store, so the change applies to every later
+    /// [`consume`](KeyManager::consume); refills by the new schedule start from proofs
+    /// verified after the change (a proof carries the record as it was read).
+    ///
+    /// ```
+    /// # use keyward::{Hasher, IssueRequest, KeyFormat, KeyManager, MemoryStore, Pepper, QuotaRefill, RequestContext};
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let manager = KeyManager::new(MemoryStore::new(), KeyFormat::new(["tak"])?, Hasher::fast(Pepper::random("k1")?));
+    /// # let id = manager.issue(IssueRequest::new("ci", "user_1"), &RequestContext::new()).await?.key.id();
+    /// // An upgrade to the pro plan: 10,000 uses a month, renewed on the 1st.
+    /// let record = manager.set_quota(&id, None, Some(QuotaRefill::monthly(10_000, 1)?)).await?;
+    /// assert_eq!(record.remaining_uses, Some(10_000));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`QuotaError::NotFound`], or [`QuotaError::Unavailable`] when the store fails or the
+    /// record kept changing under concurrent writes.
+    pub async fn set_quota(
+        &self,
+        id: &KeyId,
+        remaining_uses: Option<u64>,
+        refill: Option<QuotaRefill>,
+    ) -> Result<KeyRecord, QuotaError> {
+        let now = self.clock.now();
+        for _ in 0..REFILL_ATTEMPTS {
+            let current = self.store.get(id).await?.ok_or(QuotaError::NotFound(*id))?;
+            let mut next = KeyRecord::clone(&current);
+            next.remaining_uses = remaining_uses.or(refill.map(|r| r.uses()));
+            next.refill = refill;
+            next.refilled_at = refill.map(|_| now);
+            match self.store.update(next.clone(), current.version).await {
+                Ok(()) => {
+                    next.version = current.version.saturating_add(1);
+                    return Ok(next);
+                }
+                Err(StoreError::Conflict(_)) => {}
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Err(QuotaError::Unavailable(Box::new(StoreError::Conflict(*id))))
+    }
+
     /// Sets the quota of every key matching `filter` that has one to `uses`: the refill
-    /// job. Run it from the application's scheduler at each period boundary (daily at
-    /// midnight, monthly on the first); keys without a quota stay unlimited. Returns how many
-    /// keys were refilled.
+    /// job, for schedules the built-in ones do not cover (keys issued with
+    /// [`IssueRequest::refill`](crate::IssueRequest::refill) refill by themselves). Run it
+    /// from the application's scheduler; keys without a quota stay unlimited. Each refilled
+    /// key's [`refilled_at`](KeyRecord::refilled_at) becomes now, so a key that also has a
+    /// schedule is not refilled again by it before its next period. Returns how many keys
+    /// were refilled.
     ///
     /// Each key is refilled by compare-and-set, retried when a concurrent change wins; uses
     /// taken between the read and the write of one key are forgiven (the refill sets, it does
@@ -90,16 +185,17 @@ impl<S: KeyStore> KeyManager<S> {
     }
 
     async fn refill_one(&self, id: KeyId, uses: u64) -> Result<bool, QuotaError> {
-        const ATTEMPTS: usize = 8;
-        for _ in 0..ATTEMPTS {
+        let now = self.clock.now();
+        for _ in 0..REFILL_ATTEMPTS {
             let Some(record) = self.store.get(&id).await? else {
                 return Ok(false);
             };
             if record.remaining_uses.is_none() {
                 return Ok(false);
             }
-            let mut next = crate::record::KeyRecord::clone(&record);
+            let mut next = KeyRecord::clone(&record);
             next.remaining_uses = Some(uses);
+            next.refilled_at = Some(now);
             match self.store.update(next, record.version).await {
                 Ok(()) => return Ok(true),
                 Err(StoreError::Conflict(_)) => {}
@@ -123,6 +219,76 @@ mod tests {
             KeyFormat::new(["test"]).expect("test setup"),
             Hasher::fast(Pepper::random("k1").expect("test setup")),
         )
+    }
+
+    #[tokio::test]
+    async fn a_stale_proof_refills_once_after_losing_the_compare_and_set() {
+        let clock = crate::FakeClock::new(epoch() + time::Duration::hours(12));
+        let m = manager().with_clock(clock.clone());
+        let mut r = record("acme");
+        r.remaining_uses = Some(0);
+        r.refill = Some(QuotaRefill::daily(2).expect("valid"));
+        r.refilled_at = Some(epoch());
+        m.store().insert(r.clone()).await.expect("test setup");
+        let stale = verified(r.clone(), r.scopes.clone(), epoch());
+        // Another write bumps the version: the proof's record is now stale.
+        let mut renamed = r.clone();
+        renamed.name = "renamed".to_owned();
+        m.store().update(renamed, 0).await.expect("test setup");
+
+        assert!(matches!(
+            m.consume(&stale, 1).await,
+            Err(QuotaError::Exhausted)
+        ));
+        clock.advance(time::Duration::days(1));
+        assert_eq!(
+            m.consume(&stale, 1).await.expect("refilled"),
+            Remaining::Uses(1)
+        );
+        assert_eq!(
+            m.consume(&stale, 1).await.expect("same period"),
+            Remaining::Uses(0)
+        );
+        assert!(matches!(
+            m.consume(&stale, 1).await,
+            Err(QuotaError::Exhausted)
+        ));
+        let got = m.store().get(&r.id).await.expect("get").expect("present");
+        assert_eq!(got.name, "renamed", "the refill kept the other change");
+        assert_eq!(got.version, 2, "one rename, one refill");
+        assert_eq!(got.refilled_at, Some(m.now()));
+    }
+
+    #[tokio::test]
+    async fn set_quota_replaces_the_quota_and_its_schedule() {
+        let clock = crate::FakeClock::new(epoch());
+        let m = manager().with_clock(clock.clone());
+        let r = record("acme");
+        m.store().insert(r.clone()).await.expect("test setup");
+        let monthly = QuotaRefill::monthly(5, 1).expect("valid");
+        let set = m.set_quota(&r.id, None, Some(monthly)).await.expect("set");
+        assert_eq!(
+            (set.remaining_uses, set.refill, set.refilled_at, set.version),
+            (Some(5), Some(monthly), Some(epoch()), 1)
+        );
+        assert_eq!(
+            *m.store().get(&r.id).await.expect("get").expect("present"),
+            set
+        );
+        let set = m
+            .set_quota(&r.id, Some(2), Some(monthly))
+            .await
+            .expect("set");
+        assert_eq!(set.remaining_uses, Some(2));
+        let set = m.set_quota(&r.id, None, None).await.expect("set");
+        assert_eq!(
+            (set.remaining_uses, set.refill, set.refilled_at),
+            (None, None, None)
+        );
+        let missing = crate::testing::random_id();
+        assert!(
+            matches!(m.set_quota(&missing, Some(1), None).await, Err(QuotaError::NotFound(id)) if id == missing)
+        );
     }
 
     #[tokio::test]

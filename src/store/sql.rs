@@ -320,6 +320,8 @@ where
         rotated_to: optional_id("rotated_to")?,
         issued_by: optional_id("issued_by")?,
         remaining_uses,
+        refill: None,
+        refilled_at: None,
     })
 }
 
