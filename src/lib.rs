@@ -70,6 +70,7 @@ pub use parse::{ParseError, ParsedKey, parse_any};
 pub use policy::{Expiry, ExpiryPreset, IssuancePolicy, PolicyError};
 pub use prefix::{MAX_PREFIX_LEN, Prefix, PrefixError};
 pub use record::{KeyRecord, KeyStatus, KeyStatusError, Metadata, MetadataError};
+pub use record::{QuotaRefill, RefillError, RefillInterval};
 pub use scope::{
     CatalogError, Denied, MAX_RESOURCE_DEPTH, MAX_RESOURCE_LEN, MAX_RESOURCES, MAX_SCOPE_DEPTH,
     MAX_SCOPE_LEN, MAX_SCOPES, Resource, ResourceError, Restrictions, Scope, ScopeCatalog,
