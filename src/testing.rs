@@ -21,7 +21,7 @@ use time::{Duration, OffsetDateTime};
 use crate::hash::StoredHash;
 use crate::key_id::KeyId;
 use crate::prefix::Prefix;
-use crate::record::{KeyRecord, KeyStatus, Metadata};
+use crate::record::{KeyRecord, KeyStatus, Metadata, QuotaRefill};
 use crate::scope::{Restrictions, ScopeSet};
 use crate::store::{Consumed, KeyStore, ListFilter, Page, StoreError};
 use crate::verified::Verified;
@@ -107,6 +107,7 @@ where
     cap_counts_only_live_keys(&fresh().await).await;
     atomic_rotation(&fresh().await).await;
     quota_under_concurrency(&fresh().await).await;
+    quota_refill_round_trip(&fresh().await).await;
     touch_last_used(&fresh().await).await;
     paging_and_filters(&fresh().await).await;
     delete(&fresh().await).await;
@@ -129,6 +130,8 @@ pub async fn insert_and_get(store: &impl KeyStore) {
     r.rotated_from = Some(random_id());
     r.issued_by = Some(random_id());
     r.remaining_uses = Some(7);
+    r.refill = Some(QuotaRefill::monthly(50, 31).expect("fixture refill"));
+    r.refilled_at = Some(epoch() + Duration::microseconds(1_234_567));
     r.status = KeyStatus::Disabled;
     expect_ok("insert_and_get", store.insert(r.clone()).await);
     let got = expect_ok("insert_and_get", store.get(&r.id).await)
@@ -409,6 +412,66 @@ pub async fn quota_under_concurrency(store: &impl KeyStore) {
     assert_eq!(
         expect_ok("quota", store.consume(&big.id, 3).await),
         Consumed::Remaining(0)
+    );
+}
+
+/// A quota's refill schedule and last refill time round-trip through insert, update and
+/// listing, are replaced and cleared by compare-and-set, and a refilled quota is then
+/// consumed from the refilled amount.
+///
+/// # Panics
+/// When the check fails.
+pub async fn quota_refill_round_trip(store: &impl KeyStore) {
+    let check = "quota_refill";
+    let mut r = record("olivia");
+    r.remaining_uses = Some(0);
+    r.refill = Some(QuotaRefill::daily(QuotaRefill::MAX_USES).expect("fixture refill"));
+    r.refilled_at = Some(epoch());
+    expect_ok(check, store.insert(r.clone()).await);
+    let got = expect_ok(check, store.get(&r.id).await).expect("quota_refill: record missing");
+    assert_eq!(*got, r, "quota_refill: schedule changed in the round trip");
+
+    // The refill the manager makes: uses back to the amount, refill time to now.
+    let mut refilled = r.clone();
+    refilled.refill = Some(QuotaRefill::monthly(3, 15).expect("fixture refill"));
+    refilled.remaining_uses = Some(3);
+    refilled.refilled_at = Some(epoch() + Duration::days(45) + Duration::microseconds(7));
+    expect_ok(check, store.update(refilled.clone(), 0).await);
+    let got = expect_ok(check, store.get(&r.id).await).expect("quota_refill: record vanished");
+    refilled.version = 1;
+    assert_eq!(*got, refilled, "quota_refill: refill not stored exactly");
+    assert_eq!(
+        expect_ok(check, store.consume(&r.id, 2).await),
+        Consumed::Remaining(1),
+        "quota_refill: uses are taken from the refilled amount"
+    );
+    let listed = expect_ok(
+        check,
+        store
+            .list(&ListFilter::Owner("olivia".into()), Page::first(10))
+            .await,
+    );
+    assert_eq!(listed.len(), 1, "quota_refill: listing");
+    assert_eq!(
+        (
+            listed[0].refill,
+            listed[0].refilled_at,
+            listed[0].remaining_uses
+        ),
+        (refilled.refill, refilled.refilled_at, Some(1)),
+        "quota_refill: listing reads the schedule"
+    );
+
+    // Removing the schedule clears it.
+    let mut cleared = KeyRecord::clone(&listed[0]);
+    cleared.refill = None;
+    cleared.refilled_at = None;
+    expect_ok(check, store.update(cleared.clone(), 1).await);
+    let got = expect_ok(check, store.get(&r.id).await).expect("quota_refill: record vanished");
+    assert_eq!(
+        (got.refill, got.refilled_at, got.remaining_uses, got.version),
+        (None, None, Some(1), 2),
+        "quota_refill: schedule not cleared"
     );
 }
 

@@ -122,7 +122,7 @@ async fn postgres_store_passes_the_conformance_suite() {
     })
     .await;
     let schemas = std::mem::take(&mut *schemas.lock().expect("lock"));
-    assert_eq!(schemas.len(), 11, "one fresh schema per check");
+    assert_eq!(schemas.len(), 12, "one fresh schema per check");
     for schema in schemas {
         schema.drop().await;
     }
@@ -269,13 +269,14 @@ async fn migrations_coexist_with_the_applications_sqlx_migrations() {
 
     store.migrate().await.expect("migrate again");
     assert_eq!(snapshot().await, before);
-    let versions: Vec<i64> = sqlx::query_scalar("SELECT version FROM keyward_schema_version")
-        .fetch_all(pool)
-        .await
-        .expect("keyward versions");
+    let versions: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM keyward_schema_version ORDER BY version")
+            .fetch_all(pool)
+            .await
+            .expect("keyward versions");
     assert_eq!(
         versions,
-        [PostgresStore::SCHEMA_VERSION],
+        (1..=PostgresStore::SCHEMA_VERSION).collect::<Vec<_>>(),
         "each version once"
     );
     scenarios::manager(other)
@@ -504,6 +505,112 @@ async fn pool_exhaustion_is_a_typed_error_within_the_timeout() {
         .verify(issued.key.expose_secret(), &ctx)
         .await
         .expect("works once a connection is free");
+    store.pool().close().await;
+    schema.drop().await;
+}
+
+/// keyward's PostgreSQL schema version 1, exactly as keyward created it before version 2
+/// (copied from `src/store/postgres.rs`), and the row it recorded.
+const VERSION_1: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS keyward_schema_version (
+    version bigint PRIMARY KEY,
+    description text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+)",
+    r#"CREATE TABLE IF NOT EXISTS keyward_keys (
+            id text COLLATE "C" PRIMARY KEY CHECK (id ~ '^[0-9A-Za-z]{11,32}$'),
+            prefix text NOT NULL,
+            tenant text,
+            name text NOT NULL,
+            owner text NOT NULL,
+            scopes text NOT NULL,
+            roles text NOT NULL,
+            restrictions text NOT NULL,
+            metadata text NOT NULL,
+            created_at timestamptz NOT NULL,
+            expires_at timestamptz,
+            last_used_at timestamptz,
+            status text NOT NULL,
+            hash text NOT NULL,
+            version bigint NOT NULL,
+            rotated_from text,
+            rotated_to text,
+            issued_by text,
+            remaining_uses bigint
+        )"#,
+    "CREATE INDEX IF NOT EXISTS keyward_keys_owner ON keyward_keys (owner)",
+    "CREATE INDEX IF NOT EXISTS keyward_keys_tenant ON keyward_keys (tenant)",
+    "INSERT INTO keyward_schema_version (version, description) \
+     VALUES (1, 'keys table with owner and tenant indexes')",
+];
+
+/// Version 1's insert: its 19 columns.
+const VERSION_1_INSERT: &str = "INSERT INTO keyward_keys (id, prefix, tenant, name, owner, \
+     scopes, roles, restrictions, metadata, created_at, expires_at, last_used_at, status, \
+     hash, version, rotated_from, rotated_to, issued_by, remaining_uses) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
+     $19)";
+
+#[tokio::test]
+async fn upgrades_a_version_1_database_in_place() {
+    let schema = Schema::new().await;
+    let store = schema.store(2).await;
+    let pool = store.pool();
+    for statement in VERSION_1 {
+        sqlx::query(statement)
+            .execute(pool)
+            .await
+            .expect("version 1 schema");
+    }
+    let (key, old) = scenarios::version_1_keys();
+    for r in &old {
+        let json = |v: Result<String, serde_json::Error>| v.expect("json");
+        sqlx::query(VERSION_1_INSERT)
+            .bind(r.id.as_str())
+            .bind(r.prefix.as_str())
+            .bind(r.tenant.as_deref())
+            .bind(r.name.as_str())
+            .bind(r.owner.as_str())
+            .bind(json(serde_json::to_string(&r.scopes)))
+            .bind(json(serde_json::to_string(&r.roles)))
+            .bind(json(serde_json::to_string(&r.restrictions)))
+            .bind(json(serde_json::to_string(&r.metadata)))
+            .bind(r.created_at)
+            .bind(r.expires_at)
+            .bind(r.last_used_at)
+            .bind(r.status.as_str())
+            .bind(r.hash.to_string())
+            .bind(i64::try_from(r.version).expect("fixture version"))
+            .bind(r.rotated_from.as_ref().map(|id| id.as_str().to_owned()))
+            .bind(r.rotated_to.as_ref().map(|id| id.as_str().to_owned()))
+            .bind(r.issued_by.as_ref().map(|id| id.as_str().to_owned()))
+            .bind(
+                r.remaining_uses
+                    .map(|n| i64::try_from(n).expect("fixture uses")),
+            )
+            .execute(pool)
+            .await
+            .expect("version 1 row");
+    }
+    assert_eq!(store.schema_version().await.expect("version"), 1);
+
+    store.migrate().await.expect("upgrade");
+    assert_eq!(store.schema_version().await.expect("version"), 2);
+    let versions: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM keyward_schema_version ORDER BY version")
+            .fetch_all(pool)
+            .await
+            .expect("keyward versions");
+    assert_eq!(versions, [1, 2], "1 kept, 2 recorded once");
+    let sqlx_table: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NULL")
+        .fetch_one(pool)
+        .await
+        .expect("to_regclass");
+    assert!(sqlx_table, "sqlx's migrations table is never created");
+    store.migrate().await.expect("migrate again");
+    assert_eq!(store.schema_version().await.expect("version"), 2);
+
+    scenarios::check_upgraded_keys(schema.store(2).await, &key, &old).await;
     store.pool().close().await;
     schema.drop().await;
 }

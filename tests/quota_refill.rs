@@ -1,7 +1,7 @@
 //! Usage quotas that refill on a schedule, with the fake clock: a daily quota refills at
 //! 00:00 UTC and not before, a monthly one on its day, a key without a schedule never
 //! refills, and exactly one refill happens per period however many uses race at the
-//! boundary.
+//! boundary, on the memory store and on SQLite.
 
 use std::sync::Arc;
 
@@ -195,7 +195,7 @@ async fn set_quota_changes_the_plan_of_a_live_key() {
 
 /// `tasks` concurrent uses of one stale proof right after a period boundary: exactly
 /// `uses` succeed and the record is written once (one refill).
-pub(crate) async fn one_refill_at_the_boundary<S: KeyStore + 'static>(store: S, tasks: usize) {
+async fn one_refill_at_the_boundary<S: KeyStore + 'static>(store: S, tasks: usize) {
     const USES: u64 = 3;
     let start: OffsetDateTime = datetime!(2026-03-01 09:30 UTC);
     let clock = FakeClock::new(start);
@@ -246,4 +246,41 @@ pub(crate) async fn one_refill_at_the_boundary<S: KeyStore + 'static>(store: S, 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_refill_per_period_on_the_memory_store() {
     one_refill_at_the_boundary(MemoryStore::new(), 64).await;
+}
+
+/// A SQLite database file in a fresh temporary directory, removed on drop.
+#[cfg(feature = "sqlite")]
+struct TempDb(std::path::PathBuf);
+
+#[cfg(feature = "sqlite")]
+impl TempDb {
+    fn new(name: &str) -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let dir = std::env::temp_dir().join(format!(
+            "keyward-quota-{name}-{}-{nanos}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).expect("create temporary directory");
+        Self(dir)
+    }
+}
+
+#[cfg(feature = "sqlite")]
+impl Drop for TempDb {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[cfg(feature = "sqlite")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_refill_per_period_on_sqlite() {
+    let dir = TempDb::new("race");
+    let store = keyward::SqliteStore::open(dir.0.join("keys.db"))
+        .await
+        .expect("open");
+    store.migrate().await.expect("migrate");
+    one_refill_at_the_boundary(store, 32).await;
 }

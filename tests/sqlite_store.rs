@@ -59,7 +59,7 @@ async fn sqlite_store_passes_the_conformance_suite() {
     .await;
     assert_eq!(
         n.load(Ordering::Relaxed),
-        11,
+        12,
         "one fresh database per check"
     );
 }
@@ -192,17 +192,16 @@ async fn migrations_coexist_with_the_applications_sqlx_migrations() {
     store.migrate().await.expect("migrate again");
     let other = migrated(&path).await;
     assert_eq!(snapshot().await, before);
-    let versions: Vec<(i64, String)> =
-        sqlx::query_as("SELECT version, description FROM keyward_schema_version")
+    let versions: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM keyward_schema_version ORDER BY version")
             .fetch_all(pool)
             .await
             .expect("keyward versions");
     assert_eq!(
-        versions.len(),
-        1,
-        "each version recorded once: {versions:?}"
+        versions,
+        (1..=SqliteStore::SCHEMA_VERSION).collect::<Vec<_>>(),
+        "each version recorded once"
     );
-    assert_eq!(versions[0].0, SqliteStore::SCHEMA_VERSION);
     scenarios::manager(other)
         .verify(issued.key.expose_secret(), &ctx)
         .await
@@ -259,4 +258,122 @@ async fn unreachable_database_is_unavailable() {
         store.get(&id).await,
         Err(StoreError::Unavailable(_))
     ));
+}
+
+/// keyward's SQLite schema version 1, exactly as keyward created it before version 2
+/// (copied from `src/store/sqlite.rs`), and the row it recorded.
+const VERSION_1: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS keyward_schema_version (
+    version INTEGER NOT NULL PRIMARY KEY,
+    description TEXT NOT NULL,
+    applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
+) STRICT",
+    "CREATE TABLE IF NOT EXISTS keyward_keys (
+            id TEXT NOT NULL PRIMARY KEY
+                CHECK (length(id) BETWEEN 11 AND 32 AND id NOT GLOB '*[^0-9A-Za-z]*'),
+            prefix TEXT NOT NULL,
+            tenant TEXT,
+            name TEXT NOT NULL,
+            owner TEXT NOT NULL,
+            scopes TEXT NOT NULL,
+            roles TEXT NOT NULL,
+            restrictions TEXT NOT NULL,
+            metadata TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            expires_at INTEGER,
+            last_used_at INTEGER,
+            status TEXT NOT NULL,
+            hash TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            rotated_from TEXT,
+            rotated_to TEXT,
+            issued_by TEXT,
+            remaining_uses INTEGER
+        ) STRICT",
+    "CREATE INDEX IF NOT EXISTS keyward_keys_owner ON keyward_keys (owner)",
+    "CREATE INDEX IF NOT EXISTS keyward_keys_tenant ON keyward_keys (tenant)",
+    "INSERT INTO keyward_schema_version (version, description) \
+     VALUES (1, 'keys table with owner and tenant indexes')",
+];
+
+/// Version 1's insert: its 19 columns, timestamps in unix microseconds.
+const VERSION_1_INSERT: &str = "INSERT INTO keyward_keys (id, prefix, tenant, name, owner, \
+     scopes, roles, restrictions, metadata, created_at, expires_at, last_used_at, status, \
+     hash, version, rotated_from, rotated_to, issued_by, remaining_uses) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
+     $19)";
+
+fn micros(t: time::OffsetDateTime) -> i64 {
+    i64::try_from(t.unix_timestamp_nanos() / 1000).expect("fixture times fit")
+}
+
+#[tokio::test]
+async fn upgrades_a_version_1_database_in_place() {
+    let dir = TempDir::new();
+    let path = dir.file("v1.db");
+    let store = SqliteStore::open(&path).await.expect("open");
+    let pool = store.pool();
+    for statement in VERSION_1 {
+        sqlx::query(statement)
+            .execute(pool)
+            .await
+            .expect("version 1 schema");
+    }
+    let (key, old) = scenarios::version_1_keys();
+    for r in &old {
+        let json = |v: Result<String, serde_json::Error>| v.expect("json");
+        sqlx::query(VERSION_1_INSERT)
+            .bind(r.id.as_str())
+            .bind(r.prefix.as_str())
+            .bind(r.tenant.as_deref())
+            .bind(r.name.as_str())
+            .bind(r.owner.as_str())
+            .bind(json(serde_json::to_string(&r.scopes)))
+            .bind(json(serde_json::to_string(&r.roles)))
+            .bind(json(serde_json::to_string(&r.restrictions)))
+            .bind(json(serde_json::to_string(&r.metadata)))
+            .bind(micros(r.created_at))
+            .bind(r.expires_at.map(micros))
+            .bind(r.last_used_at.map(micros))
+            .bind(r.status.as_str())
+            .bind(r.hash.to_string())
+            .bind(i64::try_from(r.version).expect("fixture version"))
+            .bind(r.rotated_from.as_ref().map(|id| id.as_str().to_owned()))
+            .bind(r.rotated_to.as_ref().map(|id| id.as_str().to_owned()))
+            .bind(r.issued_by.as_ref().map(|id| id.as_str().to_owned()))
+            .bind(
+                r.remaining_uses
+                    .map(|n| i64::try_from(n).expect("fixture uses")),
+            )
+            .execute(pool)
+            .await
+            .expect("version 1 row");
+    }
+    assert_eq!(store.schema_version().await.expect("version"), 1);
+
+    store.migrate().await.expect("upgrade");
+    assert_eq!(store.schema_version().await.expect("version"), 2);
+    let versions: Vec<(i64, String)> =
+        sqlx::query_as("SELECT version, description FROM keyward_schema_version ORDER BY version")
+            .fetch_all(pool)
+            .await
+            .expect("keyward versions");
+    assert_eq!(
+        versions.iter().map(|v| v.0).collect::<Vec<_>>(),
+        [1, 2],
+        "1 kept, 2 recorded once: {versions:?}"
+    );
+    let sqlx_table: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_master WHERE name = '_sqlx_migrations'")
+            .fetch_one(pool)
+            .await
+            .expect("sqlite_master");
+    assert_eq!(sqlx_table, 0, "sqlx's migrations table is never created");
+    store.migrate().await.expect("migrate again");
+    assert_eq!(store.schema_version().await.expect("version"), 2);
+
+    // Read back through a store opened afresh on the file.
+    store.pool().close().await;
+    scenarios::check_upgraded_keys(SqliteStore::open(&path).await.expect("reopen"), &key, &old)
+        .await;
 }

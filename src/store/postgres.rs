@@ -16,13 +16,14 @@ use crate::key_id::KeyId;
 use crate::record::KeyRecord;
 
 /// keyward's schema on PostgreSQL, one entry per version.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "keys table with owner and tenant indexes",
-    statements: &[
-        // Ids sort by their bytes (COLLATE "C"), whatever the database's collation.
-        // Scopes, roles, restrictions and metadata are JSON text, which reads back exactly.
-        r#"CREATE TABLE IF NOT EXISTS keyward_keys (
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "keys table with owner and tenant indexes",
+        statements: &[
+            // Ids sort by their bytes (COLLATE "C"), whatever the database's collation.
+            // Scopes, roles, restrictions and metadata are JSON text, which reads back exactly.
+            r#"CREATE TABLE IF NOT EXISTS keyward_keys (
             id text COLLATE "C" PRIMARY KEY CHECK (id ~ '^[0-9A-Za-z]{11,32}$'),
             prefix text NOT NULL,
             tenant text,
@@ -43,10 +44,22 @@ const MIGRATIONS: &[Migration] = &[Migration {
             issued_by text,
             remaining_uses bigint
         )"#,
-        "CREATE INDEX IF NOT EXISTS keyward_keys_owner ON keyward_keys (owner)",
-        "CREATE INDEX IF NOT EXISTS keyward_keys_tenant ON keyward_keys (tenant)",
-    ],
-}];
+            "CREATE INDEX IF NOT EXISTS keyward_keys_owner ON keyward_keys (owner)",
+            "CREATE INDEX IF NOT EXISTS keyward_keys_tenant ON keyward_keys (tenant)",
+        ],
+    },
+    Migration {
+        version: 2,
+        description: "usage quota refill schedule and time of the last refill",
+        statements: &[
+            // The schedule: all three null without one. Nullable columns without a default
+            // are added without rewriting the table.
+            "ALTER TABLE keyward_keys ADD COLUMN refill_uses bigint, \
+             ADD COLUMN refill_interval text, ADD COLUMN refill_day bigint, \
+             ADD COLUMN refilled_at timestamptz",
+        ],
+    },
+];
 
 const VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS keyward_schema_version (
     version bigint PRIMARY KEY,
@@ -103,7 +116,7 @@ pub struct PostgresStore {
 
 impl PostgresStore {
     /// keyward's schema version that [`PostgresStore::migrate`] brings a database to.
-    pub const SCHEMA_VERSION: i64 = 1;
+    pub const SCHEMA_VERSION: i64 = 2;
 
     /// Connects a pool of up to 10 connections to a URL such as
     /// `postgres://user:password@host/database`; an operation waits at most 5 seconds for a
@@ -136,7 +149,10 @@ impl PostgresStore {
     }
 
     /// Creates or upgrades keyward's tables to [`PostgresStore::SCHEMA_VERSION`], recording
-    /// each applied version in `keyward_schema_version`. Idempotent, and safe to run from
+    /// each applied version in `keyward_schema_version`. A database of an earlier version
+    /// is upgraded in place, its keys kept as they were: version 2 adds the columns of the
+    /// usage quota's refill schedule ([`QuotaRefill`](crate::QuotaRefill)) and of the time of
+    /// the last refill, null for existing keys (no schedule). Idempotent, and safe to run from
     /// several instances at once: it runs in one transaction holding an advisory lock, so
     /// each step is applied once. Other tables, including sqlx's `_sqlx_migrations`, are
     /// left alone.
@@ -214,7 +230,7 @@ fn decode(row: &PgRow, known: Option<KeyId>) -> Result<KeyRecord, StoreError> {
     sql::decode(row, known, time_column)
 }
 
-/// Binds `$1` to `$19` of [`sql::INSERT`] and [`sql::UPDATE`].
+/// Binds `$1` to `$23` of [`sql::INSERT`] and [`sql::UPDATE`].
 fn bind_record<'q>(query: PgQuery<'q>, e: &Encoded<'q>) -> PgQuery<'q> {
     let r = e.record;
     query
@@ -237,6 +253,10 @@ fn bind_record<'q>(query: PgQuery<'q>, e: &Encoded<'q>) -> PgQuery<'q> {
         .bind(sql::optional_id(r.rotated_to.as_ref()))
         .bind(sql::optional_id(r.issued_by.as_ref()))
         .bind(e.remaining_uses)
+        .bind(e.refill_uses)
+        .bind(e.refill_interval)
+        .bind(e.refill_day)
+        .bind(r.refilled_at)
 }
 
 /// Inserts `record` on `conn`; a taken id is [`StoreError::Duplicate`].

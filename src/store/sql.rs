@@ -12,15 +12,18 @@ use super::{ListFilter, Page, StoreError};
 use crate::hash::StoredHash;
 use crate::key_id::KeyId;
 use crate::prefix::Prefix;
-use crate::record::{KeyRecord, KeyStatus, Metadata};
+use crate::record::{KeyRecord, KeyStatus, Metadata, QuotaRefill, RefillError};
 use crate::scope::{Restrictions, ScopeSet};
 
-/// The record columns, in the order both stores bind and select them (`$1` to `$19`).
+/// The record columns, in the order both stores bind and select them (`$1` to `$23`).
+/// The last four came with schema version 2: the quota's refill schedule (`refill_uses`,
+/// `refill_interval` `daily` or `monthly`, `refill_day` for `monthly`; all null without a
+/// schedule) and the time of the last refill.
 macro_rules! columns {
     () => {
         "id, prefix, tenant, name, owner, scopes, roles, restrictions, metadata, created_at, \
          expires_at, last_used_at, status, hash, version, rotated_from, rotated_to, issued_by, \
-         remaining_uses"
+         remaining_uses, refill_uses, refill_interval, refill_day, refilled_at"
     };
 }
 
@@ -29,21 +32,22 @@ macro_rules! columns {
 /// Reads one record: `$1` id.
 pub(super) const SELECT: &str = concat!("SELECT ", columns!(), " FROM keyward_keys WHERE id = $1");
 
-/// Inserts a record: `$1` to `$19` in column order.
+/// Inserts a record: `$1` to `$23` in column order.
 pub(super) const INSERT: &str = concat!(
     "INSERT INTO keyward_keys (",
     columns!(),
     ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-     $18, $19)"
+     $18, $19, $20, $21, $22, $23)"
 );
 
-/// Compare-and-set: `$1` to `$19` as for [`INSERT`] (with `$15` the new version), `$20` the
+/// Compare-and-set: `$1` to `$23` as for [`INSERT`] (with `$15` the new version), `$24` the
 /// expected version.
 pub(super) const UPDATE: &str = "UPDATE keyward_keys SET prefix = $2, tenant = $3, name = $4, \
      owner = $5, scopes = $6, roles = $7, restrictions = $8, metadata = $9, created_at = $10, \
      expires_at = $11, last_used_at = $12, status = $13, hash = $14, version = $15, \
-     rotated_from = $16, rotated_to = $17, issued_by = $18, remaining_uses = $19 \
-     WHERE id = $1 AND version = $20";
+     rotated_from = $16, rotated_to = $17, issued_by = $18, remaining_uses = $19, \
+     refill_uses = $20, refill_interval = $21, refill_day = $22, refilled_at = $23 \
+     WHERE id = $1 AND version = $24";
 
 /// The version of one record (after a compare-and-set that changed nothing): `$1` id.
 pub(super) const VERSION: &str = "SELECT version FROM keyward_keys WHERE id = $1";
@@ -125,6 +129,9 @@ pub(super) struct Encoded<'a> {
     pub(super) metadata: String,
     pub(super) version: i64,
     pub(super) remaining_uses: Option<i64>,
+    pub(super) refill_uses: Option<i64>,
+    pub(super) refill_interval: Option<&'static str>,
+    pub(super) refill_day: Option<i64>,
 }
 
 impl<'a> Encoded<'a> {
@@ -142,6 +149,12 @@ impl<'a> Encoded<'a> {
             metadata: json("metadata", serde_json::to_string(&record.metadata))?,
             version: saturating_i64(record.version),
             remaining_uses: record.remaining_uses.map(saturating_i64),
+            refill_uses: record.refill.map(|r| saturating_i64(r.uses())),
+            refill_interval: record.refill.map(|r| r.interval().as_str()),
+            refill_day: record
+                .refill
+                .and_then(|r| r.interval().day())
+                .map(i64::from),
         })
     }
 
@@ -300,6 +313,11 @@ where
     let remaining_uses = column::<R, Option<i64>>(row, "remaining_uses")?
         .map(|n| unsigned("remaining_uses", n))
         .transpose()?;
+    let refill = refill(
+        column::<R, Option<i64>>(row, "refill_uses")?,
+        optional_text("refill_interval")?,
+        column::<R, Option<i64>>(row, "refill_day")?,
+    )?;
     Ok(KeyRecord {
         id,
         prefix,
@@ -320,9 +338,38 @@ where
         rotated_to: optional_id("rotated_to")?,
         issued_by: optional_id("issued_by")?,
         remaining_uses,
-        refill: None,
-        refilled_at: None,
+        refill,
+        refilled_at: time(row, "refilled_at")?,
     })
+}
+
+/// The refill schedule from its three columns: all null for none; otherwise uses and an
+/// interval, with a day for `monthly` only. The error names the offending column.
+fn refill(
+    uses: Option<i64>,
+    interval: Option<String>,
+    day: Option<i64>,
+) -> Result<Option<QuotaRefill>, ColumnError> {
+    let (uses, interval) = match (uses, interval) {
+        (None, None) if day.is_none() => return Ok(None),
+        (Some(uses), Some(interval)) => (uses, interval),
+        (None, _) => return Err(ColumnError::new("refill_uses", Null)),
+        (Some(_), None) => return Err(ColumnError::new("refill_interval", Null)),
+    };
+    let uses = u64::try_from(uses).map_err(|e| ColumnError::new("refill_uses", e))?;
+    let day = day
+        .map(|d| u8::try_from(d).map_err(|e| ColumnError::new("refill_day", e)))
+        .transpose()?;
+    QuotaRefill::from_parts(uses, &interval, day)
+        .map(Some)
+        .map_err(|e| {
+            let column = match e {
+                RefillError::ZeroUses | RefillError::TooManyUses => "refill_uses",
+                RefillError::Day => "refill_day",
+                _ => "refill_interval",
+            };
+            ColumnError::new(column, e)
+        })
 }
 
 fn json<T: serde::de::DeserializeOwned>(raw: &str, name: &'static str) -> Result<T, ColumnError> {

@@ -19,13 +19,14 @@ use crate::key_id::KeyId;
 use crate::record::KeyRecord;
 
 /// keyward's schema on SQLite, one entry per version.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "keys table with owner and tenant indexes",
-    statements: &[
-        // Timestamps are UTC unix microseconds; scopes, roles, restrictions and metadata
-        // are JSON text. STRICT keeps every column to its declared type.
-        "CREATE TABLE IF NOT EXISTS keyward_keys (
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "keys table with owner and tenant indexes",
+        statements: &[
+            // Timestamps are UTC unix microseconds; scopes, roles, restrictions and metadata
+            // are JSON text. STRICT keeps every column to its declared type.
+            "CREATE TABLE IF NOT EXISTS keyward_keys (
             id TEXT NOT NULL PRIMARY KEY
                 CHECK (length(id) BETWEEN 11 AND 32 AND id NOT GLOB '*[^0-9A-Za-z]*'),
             prefix TEXT NOT NULL,
@@ -47,10 +48,22 @@ const MIGRATIONS: &[Migration] = &[Migration {
             issued_by TEXT,
             remaining_uses INTEGER
         ) STRICT",
-        "CREATE INDEX IF NOT EXISTS keyward_keys_owner ON keyward_keys (owner)",
-        "CREATE INDEX IF NOT EXISTS keyward_keys_tenant ON keyward_keys (tenant)",
-    ],
-}];
+            "CREATE INDEX IF NOT EXISTS keyward_keys_owner ON keyward_keys (owner)",
+            "CREATE INDEX IF NOT EXISTS keyward_keys_tenant ON keyward_keys (tenant)",
+        ],
+    },
+    Migration {
+        version: 2,
+        description: "usage quota refill schedule and time of the last refill",
+        statements: &[
+            // The schedule: all three null without one; refilled_at in unix microseconds.
+            "ALTER TABLE keyward_keys ADD COLUMN refill_uses INTEGER",
+            "ALTER TABLE keyward_keys ADD COLUMN refill_interval TEXT",
+            "ALTER TABLE keyward_keys ADD COLUMN refill_day INTEGER",
+            "ALTER TABLE keyward_keys ADD COLUMN refilled_at INTEGER",
+        ],
+    },
+];
 
 const VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS keyward_schema_version (
     version INTEGER NOT NULL PRIMARY KEY,
@@ -94,7 +107,7 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     /// keyward's schema version that [`SqliteStore::migrate`] brings a database to.
-    pub const SCHEMA_VERSION: i64 = 1;
+    pub const SCHEMA_VERSION: i64 = 2;
 
     /// Opens (creating it if missing) the database file at `path`, in WAL mode.
     ///
@@ -145,7 +158,10 @@ impl SqliteStore {
     }
 
     /// Creates or upgrades keyward's tables to [`SqliteStore::SCHEMA_VERSION`], recording
-    /// each applied version in `keyward_schema_version`. Idempotent; runs in one
+    /// each applied version in `keyward_schema_version`. A database of an earlier version
+    /// is upgraded in place, its keys kept as they were: version 2 adds the columns of the
+    /// usage quota's refill schedule ([`QuotaRefill`](crate::QuotaRefill)) and of the time of
+    /// the last refill, null for existing keys (no schedule). Idempotent; runs in one
     /// `BEGIN IMMEDIATE` transaction, so concurrent calls apply each step once. Other tables,
     /// including sqlx's `_sqlx_migrations`, are left alone.
     ///
@@ -234,7 +250,7 @@ fn decode(row: &SqliteRow, known: Option<KeyId>) -> Result<KeyRecord, StoreError
     sql::decode(row, known, time_column)
 }
 
-/// Binds `$1` to `$19` of [`sql::INSERT`] and [`sql::UPDATE`].
+/// Binds `$1` to `$23` of [`sql::INSERT`] and [`sql::UPDATE`].
 fn bind_record<'q>(query: SqliteQuery<'q>, e: &Encoded<'q>) -> SqliteQuery<'q> {
     let r = e.record;
     query
@@ -257,6 +273,10 @@ fn bind_record<'q>(query: SqliteQuery<'q>, e: &Encoded<'q>) -> SqliteQuery<'q> {
         .bind(sql::optional_id(r.rotated_to.as_ref()))
         .bind(sql::optional_id(r.issued_by.as_ref()))
         .bind(e.remaining_uses)
+        .bind(e.refill_uses)
+        .bind(e.refill_interval)
+        .bind(e.refill_day)
+        .bind(r.refilled_at.map(micros))
 }
 
 /// Inserts `record` on `conn`; a taken id is [`StoreError::Duplicate`].

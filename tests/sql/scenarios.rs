@@ -7,8 +7,9 @@ use std::error::Error as _;
 use std::sync::Arc;
 
 use keyward::{
-    Hasher, IssuancePolicy, IssueError, IssueRequest, KeyFormat, KeyId, KeyManager, KeyStore,
-    ListFilter, Page, Pepper, RequestContext, StoreError, VerifyError,
+    ApiKey, Hasher, IssuancePolicy, IssueError, IssueRequest, KeyFormat, KeyId, KeyManager,
+    KeyRecord, KeyStatus, KeyStore, ListFilter, Page, Pepper, Prefix, QuotaRefill, Remaining,
+    RequestContext, StoreError, VerifyError, testing,
 };
 use time::Duration;
 
@@ -34,6 +35,85 @@ pub(crate) fn chain(e: &dyn std::error::Error) -> String {
     out
 }
 
+/// Keys as a version-1 database held them (schema version 1 had no refill columns): the
+/// first is the record of a real key of [`manager`]'s format and pepper, returned too, so it
+/// must still verify after an upgrade; the others vary every column version 1 had.
+pub(crate) fn version_1_keys() -> (ApiKey, Vec<KeyRecord>) {
+    let m = manager(keyward::MemoryStore::new());
+    let key = m.format().generate().expect("generate");
+    let mut real = testing::record("old owner");
+    real.id = key.id();
+    real.prefix = Prefix::new("tak").expect("prefix");
+    real.hash = m.hasher().hash(&key.as_parsed()).expect("hash");
+    real.expires_at = None;
+    real.remaining_uses = Some(5);
+
+    let mut disabled = testing::record("old owner");
+    disabled.status = KeyStatus::Disabled;
+    disabled.last_used_at = Some(testing::epoch() + Duration::microseconds(1_500_001));
+    disabled.rotated_from = Some(testing::random_id());
+    disabled.remaining_uses = Some(0);
+    disabled.version = 3;
+
+    let mut revoked = testing::record("someone else");
+    revoked.status = KeyStatus::Revoked;
+    revoked.tenant = None;
+    revoked.roles = Vec::new();
+    revoked.metadata = keyward::Metadata::default();
+    revoked.rotated_to = Some(testing::random_id());
+    revoked.issued_by = Some(real.id);
+    revoked.version = 12;
+    (key, vec![real, disabled, revoked])
+}
+
+/// After an upgrade from version 1: every old key reads back unchanged and without a refill
+/// schedule (through `get` and `list`), the real one still verifies and counts its uses, and
+/// an old key can be given a schedule.
+pub(crate) async fn check_upgraded_keys<S: KeyStore>(store: S, key: &ApiKey, old: &[KeyRecord]) {
+    let m = manager(store);
+    for record in old {
+        assert_eq!((record.refill, record.refilled_at), (None, None));
+        let got = m.get(&record.id).await.expect("old key readable");
+        assert_eq!(got, *record, "old key changed by the upgrade");
+    }
+    let mut listed = m
+        .list(&ListFilter::All, Page::first(100))
+        .await
+        .expect("list");
+    listed.sort_by_key(|r| r.id);
+    let mut expected = old.to_vec();
+    expected.sort_by_key(|r| r.id);
+    assert_eq!(listed, expected, "listing after the upgrade");
+
+    let ctx = RequestContext::new();
+    let verified = m
+        .verify(key.expose_secret(), &ctx)
+        .await
+        .expect("an old key verifies after the upgrade");
+    assert_eq!(verified.record().refill, None);
+    assert_eq!(
+        m.consume(&verified, 1).await.expect("consume"),
+        Remaining::Uses(4)
+    );
+    let daily = QuotaRefill::daily(2).expect("valid");
+    let set = m
+        .set_quota(&key.id(), None, Some(daily))
+        .await
+        .expect("an old key takes a schedule");
+    let got = m.get(&key.id()).await.expect("get");
+    assert_eq!(
+        (got.refill, got.remaining_uses, got.version),
+        (Some(daily), Some(2), set.version)
+    );
+    // The store keeps microseconds; the system clock has more.
+    let stored = got.refilled_at.expect("refill time stored");
+    let set_at = set.refilled_at.expect("refill time set");
+    assert!(
+        (set_at - stored).abs() < Duration::microseconds(1),
+        "{set_at} vs {stored}"
+    );
+}
+
 /// Hand edits that leave a row undecodable, and the column each one breaks.
 const CORRUPTIONS: &[(&str, &str)] = &[
     ("status = 'bogus'", "status"),
@@ -49,6 +129,31 @@ const CORRUPTIONS: &[(&str, &str)] = &[
     ("rotated_to = 'bad id!'", "rotated_to"),
     ("version = -1", "version"),
     ("remaining_uses = -5", "remaining_uses"),
+    (
+        "refill_interval = 'weekly', refill_uses = 5",
+        "refill_interval",
+    ),
+    ("refill_interval = 'daily', refill_uses = 0", "refill_uses"),
+    ("refill_interval = 'daily', refill_uses = -1", "refill_uses"),
+    (
+        "refill_interval = 'daily', refill_uses = 5, refill_day = 3",
+        "refill_interval",
+    ),
+    (
+        "refill_interval = 'monthly', refill_uses = 5, refill_day = 32",
+        "refill_day",
+    ),
+    (
+        "refill_interval = 'monthly', refill_uses = 5, refill_day = 300",
+        "refill_day",
+    ),
+    (
+        "refill_interval = 'monthly', refill_uses = 5",
+        "refill_interval",
+    ),
+    ("refill_uses = 5", "refill_interval"),
+    ("refill_interval = 'daily'", "refill_uses"),
+    ("refill_day = 1", "refill_uses"),
 ];
 
 /// Each hand edit makes the row a `StoreError::Corrupt` naming the key and the column, from
