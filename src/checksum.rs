@@ -21,33 +21,83 @@ pub fn checksum(body: &[u8]) -> [u8; CHECKSUM_LEN] {
 }
 
 /// Whether the six checksum characters `presented` (already known to be base62) encode the
-/// CRC-32 of `body`. Decoding the presented digits is cheaper than encoding the computed CRC,
-/// which keeps rejection of a mistyped key close to the cost of the CRC itself.
+/// CRC-32 of `body`, computed by `crc` (a fresh hasher, see [`Crc32`]). Decoding the presented
+/// digits is cheaper than encoding the computed CRC, which keeps rejection of a mistyped key
+/// close to the cost of the CRC itself.
 #[inline]
-pub(crate) fn matches(body: &[u8], presented: &[u8]) -> bool {
+pub(crate) fn matches(crc: &Crc32, body: &[u8], presented: &[u8]) -> bool {
     let Ok(digits) = <&[u8; CHECKSUM_LEN]>::try_from(presented) else {
         return false;
     };
-    decode(digits) == u64::from(crc32fast::hash(body))
+    decode(digits) == u64::from(crc.hash(body))
 }
+
+/// A CRC-32 engine chosen once: `crc32fast::hash` detects the CPU's features (PCLMULQDQ,
+/// SSE4.1, AVX2, …) on every call, which costs about as much as the rest of a key's parse
+/// outside the CRC; a [`KeyFormat`](crate::KeyFormat) keeps one fresh hasher and copies it.
+#[derive(Clone)]
+pub(crate) struct Crc32(crc32fast::Hasher);
+
+impl Crc32 {
+    /// Detects the CPU's features and picks the fastest implementation.
+    pub(crate) fn new() -> Self {
+        Self(crc32fast::Hasher::new())
+    }
+
+    /// CRC-32 (IEEE) of `bytes`, the same value as `crc32fast::hash(bytes)`.
+    #[inline]
+    pub(crate) fn hash(&self, bytes: &[u8]) -> u32 {
+        let mut hasher = self.0.clone();
+        hasher.update(bytes);
+        hasher.finalize()
+    }
+}
+
+impl Default for Crc32 {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl core::fmt::Debug for Crc32 {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("Crc32")
+    }
+}
+
+// Every `Crc32` computes the same function: the choice of implementation is not part of a
+// format's identity.
+impl PartialEq for Crc32 {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Crc32 {}
 
 /// The value of six base62 digits (each already known to be in `0-9A-Za-z`).
 ///
-/// Branch-free, and in two independent halves of three digits, so the multiply chain is
-/// short and runs beside the CRC instead of after it.
+/// One table load per digit, and two independent halves of three digits, so the multiply
+/// chain is short and runs beside the CRC instead of after it.
 #[inline]
 fn decode(d: &[u8; CHECKSUM_LEN]) -> u64 {
-    #[inline]
-    fn digit(b: u8) -> u64 {
-        // '0'..='9' -> 0..=9, 'A'..='Z' -> 10..=35, 'a'..='z' -> 36..=61, without a branch:
-        // letters sit 7 past '9'+1, lowercase 6 more past 'Z'+1.
-        let v = b.wrapping_sub(b'0') - 7 * u8::from(b > b'9') - 6 * u8::from(b > b'Z');
-        u64::from(v)
-    }
+    let digit = |b: u8| u64::from(DIGIT_VALUE[usize::from(b)]);
     let high = digit(d[0]) * 3_844 + digit(d[1]) * 62 + digit(d[2]);
     let low = digit(d[3]) * 3_844 + digit(d[4]) * 62 + digit(d[5]);
     high * 238_328 + low
 }
+
+/// The value of each base62 digit, indexed by its byte (0 for bytes outside the alphabet,
+/// which the callers have already refused).
+static DIGIT_VALUE: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut value = 0;
+    while value < crate::alphabet::BASE62.len() {
+        table[crate::alphabet::BASE62[value] as usize] = value as u8;
+        value += 1;
+    }
+    table
+};
 
 /// Writes `crc` as exactly six base62 digits, most significant first, zero padded.
 fn encode(crc: u32) -> [u8; CHECKSUM_LEN] {
@@ -84,17 +134,18 @@ mod tests {
 
     #[test]
     fn matches_agrees_with_encode() {
+        let crc = &Crc32::new();
         let body = b"M7H4jxUDDWHP4kZ6A4dxlQYsQIWJuq";
-        assert!(matches(body, b"11T4V4"));
-        assert!(!matches(body, b"11T4V3"));
-        assert!(!matches(body, b"11T4V"));
+        assert!(matches(crc, body, b"11T4V4"));
+        assert!(!matches(crc, body, b"11T4V3"));
+        assert!(!matches(crc, body, b"11T4V"));
         // A checksum above u32::MAX (non-canonical) never matches.
-        assert!(!matches(body, b"zzzzzz"));
-        assert!(matches(b"zQWBuTSOoRi4A9spHcVY5ncnsDkxkJ", b"0mLq17"));
+        assert!(!matches(crc, body, b"zzzzzz"));
+        assert!(matches(crc, b"zQWBuTSOoRi4A9spHcVY5ncnsDkxkJ", b"0mLq17"));
         for i in 0..2000u32 {
             let body = format!("body{i}");
             assert!(
-                matches(body.as_bytes(), &checksum(body.as_bytes())),
+                matches(crc, body.as_bytes(), &checksum(body.as_bytes())),
                 "{body}"
             );
         }

@@ -1,6 +1,6 @@
 //! A key format: which prefixes a service accepts and how long the id and secret are.
 
-use crate::checksum::CHECKSUM_LEN;
+use crate::checksum::{CHECKSUM_LEN, Crc32};
 use crate::key_id::{MAX_KEY_ID_LEN, MIN_KEY_ID_LEN};
 use crate::prefix::{Prefix, PrefixError};
 
@@ -23,6 +23,10 @@ pub struct KeyFormat {
     prefixes: Vec<Prefix>,
     id_len: usize,
     secret_len: usize,
+    // Each prefix followed by `_`, in the order of `prefixes`: what a key starts with.
+    pub(crate) heads: Vec<Box<[u8]>>,
+    // The CRC-32 implementation for this CPU, chosen once rather than on every parse.
+    pub(crate) crc: Crc32,
 }
 
 /// Why a [`KeyFormat`] cannot be built.
@@ -90,10 +94,16 @@ impl KeyFormat {
         if list.is_empty() {
             return Err(FormatError::NoPrefix);
         }
+        let heads = list
+            .iter()
+            .map(|p| [p.as_str().as_bytes(), b"_"].concat().into_boxed_slice())
+            .collect();
         Ok(Self {
+            heads,
             prefixes: list,
             id_len: Self::DEFAULT_ID_LEN,
             secret_len: Self::DEFAULT_SECRET_LEN,
+            crc: Crc32::new(),
         })
     }
 

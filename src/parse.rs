@@ -4,7 +4,7 @@ use core::fmt;
 use core::ops::RangeInclusive;
 
 use crate::alphabet;
-use crate::checksum::{self, CHECKSUM_LEN};
+use crate::checksum::{self, CHECKSUM_LEN, Crc32};
 use crate::format::KeyFormat;
 use crate::key_id::KeyId;
 use crate::prefix::{self, MAX_PREFIX_LEN};
@@ -182,20 +182,40 @@ impl KeyFormat {
     pub fn parse<'a>(&self, input: &'a str) -> Result<ParsedKey<'a>, ParseError> {
         let bytes = input.as_bytes();
         let tail_len = self.tail_len();
-        // Fast path: a prefix followed by `_` and exactly the right number of characters.
-        for (index, p) in self.prefixes().iter().enumerate() {
-            let p = p.as_str().as_bytes();
-            if bytes.len() == p.len() + 1 + tail_len {
-                let (head, tail) = bytes.split_at(p.len() + 1);
-                if is_prefix_and_separator(head, p) && alphabet::all_base62(tail) {
-                    return finish(input, p.len(), self.id_len(), index);
+        // Fast path: a prefix followed by `_`, exactly the right number of characters, all
+        // base62. The checksum is computed before the alphabet is checked (on any bytes: the
+        // verdict is used only when the alphabet is right), so that the CRC's chain of
+        // dependent loads starts first and the alphabet check runs beside it.
+        for (index, head) in self.heads.iter().enumerate() {
+            if bytes.len() != head.len() + tail_len {
+                continue;
+            }
+            let Some((start, tail)) = bytes.split_at_checked(head.len()) else {
+                continue;
+            };
+            if same_bytes(start, head) {
+                let (body, sum) = tail.split_at(tail_len - CHECKSUM_LEN);
+                let checksum_ok = checksum::matches(&self.crc, body, sum);
+                if alphabet::all_base62(tail) {
+                    if !checksum_ok {
+                        return Err(ParseError::ChecksumMismatch);
+                    }
+                    return Ok(ParsedKey {
+                        full: input,
+                        sep: head.len() - 1,
+                        id_len: self.id_len(),
+                        prefix_index: index,
+                    });
                 }
             }
         }
         Err(self.diagnose(input))
     }
 
-    /// Works out the precise error for an input the fast path refused.
+    /// Works out the precise error for an input the fast path refused. Kept out of line so
+    /// the fast path stays small.
+    #[cold]
+    #[inline(never)]
     fn diagnose(&self, input: &str) -> ParseError {
         let max = self.max_len();
         let tail = self.tail_len();
@@ -213,17 +233,38 @@ impl KeyFormat {
     }
 }
 
-/// Whether `head` is `prefix` followed by `_` (`head` is one byte longer than `prefix`).
-///
-/// Prefixes are short (at most [`MAX_PREFIX_LEN`] bytes): a branch-free byte loop is cheaper
-/// here than the call to `memcmp` that slice equality makes.
+/// Whether two byte strings (a prefix, at most [`MAX_PREFIX_LEN`] bytes) are equal, compared
+/// in whole words without a call to `memcmp`: overlapping 8- or 4-byte words cover every
+/// length from 4 up, and shorter ones fold byte by byte.
 #[inline]
-fn is_prefix_and_separator(head: &[u8], prefix: &[u8]) -> bool {
-    let diff = prefix
-        .iter()
-        .zip(head)
-        .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-    diff | (head.last().copied().unwrap_or(0) ^ b'_') == 0 && head.len() == prefix.len() + 1
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    if let (Some(last_a), Some(last_b)) = (a.last_chunk::<8>(), b.last_chunk::<8>()) {
+        // Whole words, then the last 8 bytes (overlapping the previous word): no tail loop.
+        let word = |w: &[u8; 8]| u64::from_le_bytes(*w);
+        let mut diff = word(last_a) ^ word(last_b);
+        let (mut rest_a, mut rest_b) = (a, b);
+        while let (Some((x, next_a)), Some((y, next_b))) = (
+            rest_a.split_first_chunk::<8>(),
+            rest_b.split_first_chunk::<8>(),
+        ) {
+            diff |= word(x) ^ word(y);
+            (rest_a, rest_b) = (next_a, next_b);
+        }
+        return diff == 0;
+    }
+    if let (Some(fa), Some(fb), Some(la), Some(lb)) = (
+        a.first_chunk::<4>(),
+        b.first_chunk::<4>(),
+        a.last_chunk::<4>(),
+        b.last_chunk::<4>(),
+    ) {
+        let word = |w: &[u8; 4]| u32::from_le_bytes(*w);
+        return (word(fa) ^ word(fb)) | (word(la) ^ word(lb)) == 0;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Parses a key of any valid prefix whose body (id and secret, without the checksum) has 16
@@ -256,7 +297,7 @@ pub fn parse_any(input: &str) -> Result<ParsedKey<'_>, ParseError> {
             found: input.len(),
         });
     }
-    finish(input, sep, ID_LEN, 0)
+    finish(&Crc32::new(), input, sep, ID_LEN, 0)
 }
 
 /// Checks emptiness, whitespace, length, prefix and alphabet; returns the separator index and
@@ -326,15 +367,16 @@ fn split_checked(
 
 /// Verifies the checksum of an input whose prefix, alphabet and length are known good.
 #[inline]
-fn finish(
-    input: &str,
+fn finish<'a>(
+    crc: &Crc32,
+    input: &'a str,
     sep: usize,
     id_len: usize,
     prefix_index: usize,
-) -> Result<ParsedKey<'_>, ParseError> {
+) -> Result<ParsedKey<'a>, ParseError> {
     let bytes = input.as_bytes();
     let (body, sum) = bytes[sep + 1..].split_at(bytes.len() - sep - 1 - CHECKSUM_LEN);
-    if !checksum::matches(body, sum) {
+    if !checksum::matches(crc, body, sum) {
         return Err(ParseError::ChecksumMismatch);
     }
     Ok(ParsedKey {
@@ -343,4 +385,45 @@ fn finish(
         id_len,
         prefix_index,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_bytes_compares_every_byte_of_every_length() {
+        // Byte loop (0-3), two overlapping 4-byte words (4-7), 8-byte words (8 up).
+        for len in 0..=(MAX_PREFIX_LEN + 8) {
+            let a: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+            assert!(same_bytes(&a, &a.clone()), "len {len}");
+            for pos in 0..len {
+                for flip in [0x01, 0x20, 0x80] {
+                    let mut b = a.clone();
+                    b[pos] ^= flip;
+                    assert!(!same_bytes(&a, &b), "len {len}, byte {pos} ^ {flip:#x}");
+                }
+            }
+            assert!(!same_bytes(&a, &a[..len.saturating_sub(1)]) || len == 0);
+        }
+    }
+
+    #[test]
+    fn long_and_similar_prefixes_match_exactly() {
+        let format =
+            KeyFormat::new(["acme_production_eu", "acme_production_us", "a"]).expect("format");
+        for (index, prefix) in ["acme_production_eu", "acme_production_us", "a"]
+            .into_iter()
+            .enumerate()
+        {
+            let key = format.generate_with_prefix(prefix).expect("key");
+            let parsed = format.parse(key.expose_secret()).expect("parse");
+            assert_eq!((parsed.prefix(), parsed.prefix_index()), (prefix, index));
+            // The same body under a prefix of the same length that differs in one byte.
+            let mut other = key.expose_secret().as_bytes().to_vec();
+            other[prefix.len() - 1] = b'z';
+            let other = String::from_utf8(other).expect("ascii");
+            assert_eq!(format.parse(&other).err(), Some(ParseError::UnknownPrefix));
+        }
+    }
 }
