@@ -8,7 +8,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::key_id::KeyId;
-use crate::record::KeyRecord;
+use crate::record::{KeyRecord, QuotaRefill};
 
 /// Receives every audit event. Implementations must be fast and must not fail the
 /// operation: buffer, or hand off to another task, if the destination is slow.
@@ -163,6 +163,23 @@ pub enum AuditKind {
     },
     /// A key was deleted.
     Deleted,
+    /// A key's usage quota was replaced
+    /// ([`KeyManager::set_quota`](crate::KeyManager::set_quota): a plan change).
+    QuotaSet {
+        /// The uses the key now has (`None`: unlimited).
+        remaining_uses: Option<u64>,
+        /// The refill schedule it now has, if any.
+        refill: Option<QuotaRefill>,
+    },
+    /// A key's usage quota was refilled.
+    QuotaRefilled {
+        /// The uses the key now has.
+        remaining_uses: u64,
+        /// `true` when the key's own schedule refilled it (on its first use in a new
+        /// period, with no acting principal), `false` for
+        /// [`KeyManager::refill_quotas`](crate::KeyManager::refill_quotas).
+        scheduled: bool,
+    },
     /// A secret scanner reported the key's token in a public place and the token verified
     /// (see [`KeyManager::revoke_leaked`](crate::KeyManager::revoke_leaked)).
     LeakReported {
@@ -194,6 +211,8 @@ impl AuditKind {
             Self::Revoked { .. } => "revoked",
             Self::Rotated { .. } => "rotated",
             Self::Deleted => "deleted",
+            Self::QuotaSet { .. } => "quota_set",
+            Self::QuotaRefilled { .. } => "quota_refilled",
             Self::LeakReported { .. } => "leak_reported",
         }
     }

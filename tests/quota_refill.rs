@@ -179,7 +179,7 @@ async fn set_quota_changes_the_plan_of_a_live_key() {
     assert_eq!(drain(&m, &key).await, [0]);
     let daily = QuotaRefill::daily(2).expect("valid");
     let record = m
-        .set_quota(&issued.key.id(), None, Some(daily))
+        .set_quota(&issued.key.id(), None, Some(daily), &RequestContext::new())
         .await
         .expect("set");
     assert_eq!(

@@ -5,6 +5,7 @@ use std::error::Error as StdError;
 use std::sync::Arc;
 
 use super::KeyManager;
+use crate::audit::{AuditEvent, AuditKind, RequestContext};
 use crate::key_id::KeyId;
 use crate::record::{KeyRecord, QuotaRefill};
 use crate::store::{Consumed, KeyStore, ListFilter, Page, StoreError};
@@ -96,7 +97,15 @@ impl<S: KeyStore> KeyManager<S> {
             next.remaining_uses = Some(refill.uses());
             next.refilled_at = Some(now);
             match self.store.update(next, record.version).await {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    let kind = AuditKind::QuotaRefilled {
+                        remaining_uses: refill.uses(),
+                        scheduled: true,
+                    };
+                    let ctx = RequestContext::new();
+                    self.emit(AuditEvent::new(now, kind, &ctx).about(record));
+                    return Ok(());
+                }
                 Err(StoreError::Conflict(_)) => {
                     fresh = Some(self.store.get(&id).await?.ok_or(QuotaError::NotFound(id))?);
                 }
@@ -121,7 +130,8 @@ impl<S: KeyStore> KeyManager<S> {
     /// # let manager = KeyManager::new(MemoryStore::new(), KeyFormat::new(["tak"])?, Hasher::fast(Pepper::random("k1")?));
     /// # let id = manager.issue(IssueRequest::new("ci", "user_1"), &RequestContext::new()).await?.key.id();
     /// // An upgrade to the pro plan: 10,000 uses a month, renewed on the 1st.
-    /// let record = manager.set_quota(&id, None, Some(QuotaRefill::monthly(10_000, 1)?)).await?;
+    /// let plan = Some(QuotaRefill::monthly(10_000, 1)?);
+    /// let record = manager.set_quota(&id, None, plan, &RequestContext::new()).await?;
     /// assert_eq!(record.remaining_uses, Some(10_000));
     /// # Ok(()) }
     /// ```
@@ -134,6 +144,7 @@ impl<S: KeyStore> KeyManager<S> {
         id: &KeyId,
         remaining_uses: Option<u64>,
         refill: Option<QuotaRefill>,
+        ctx: &RequestContext,
     ) -> Result<KeyRecord, QuotaError> {
         let now = self.clock.now();
         for _ in 0..REFILL_ATTEMPTS {
@@ -145,6 +156,11 @@ impl<S: KeyStore> KeyManager<S> {
             match self.store.update(next.clone(), current.version).await {
                 Ok(()) => {
                     next.version = current.version.saturating_add(1);
+                    let kind = AuditKind::QuotaSet {
+                        remaining_uses: next.remaining_uses,
+                        refill,
+                    };
+                    self.emit(AuditEvent::new(now, kind, ctx).about(&next));
                     return Ok(next);
                 }
                 Err(StoreError::Conflict(_)) => {}
@@ -169,13 +185,18 @@ impl<S: KeyStore> KeyManager<S> {
     /// # Errors
     /// [`QuotaError::Unavailable`] when the store fails; keys refilled before the failure
     /// stay refilled, and running the job again is safe.
-    pub async fn refill_quotas(&self, filter: &ListFilter, uses: u64) -> Result<usize, QuotaError> {
+    pub async fn refill_quotas(
+        &self,
+        filter: &ListFilter,
+        uses: u64,
+        ctx: &RequestContext,
+    ) -> Result<usize, QuotaError> {
         let mut refilled = 0;
         let mut page = Some(Page::first(Page::MAX_LIMIT));
         while let Some(current) = page {
             let records = self.store.list(filter, current).await?;
             for record in &records {
-                if record.remaining_uses.is_some() && self.refill_one(record.id, uses).await? {
+                if record.remaining_uses.is_some() && self.refill_one(record.id, uses, ctx).await? {
                     refilled += 1;
                 }
             }
@@ -184,7 +205,12 @@ impl<S: KeyStore> KeyManager<S> {
         Ok(refilled)
     }
 
-    async fn refill_one(&self, id: KeyId, uses: u64) -> Result<bool, QuotaError> {
+    async fn refill_one(
+        &self,
+        id: KeyId,
+        uses: u64,
+        ctx: &RequestContext,
+    ) -> Result<bool, QuotaError> {
         let now = self.clock.now();
         for _ in 0..REFILL_ATTEMPTS {
             let Some(record) = self.store.get(&id).await? else {
@@ -197,7 +223,14 @@ impl<S: KeyStore> KeyManager<S> {
             next.remaining_uses = Some(uses);
             next.refilled_at = Some(now);
             match self.store.update(next, record.version).await {
-                Ok(()) => return Ok(true),
+                Ok(()) => {
+                    let kind = AuditKind::QuotaRefilled {
+                        remaining_uses: uses,
+                        scheduled: false,
+                    };
+                    self.emit(AuditEvent::new(now, kind, ctx).about(&record));
+                    return Ok(true);
+                }
                 Err(StoreError::Conflict(_)) => {}
                 Err(StoreError::NotFound(_)) => return Ok(false),
                 Err(other) => return Err(other.into()),
@@ -224,7 +257,8 @@ mod tests {
     #[tokio::test]
     async fn a_stale_proof_refills_once_after_losing_the_compare_and_set() {
         let clock = crate::FakeClock::new(epoch() + time::Duration::hours(12));
-        let m = manager().with_clock(clock.clone());
+        let log = crate::AuditLog::new();
+        let m = manager().with_clock(clock.clone()).with_audit(log.clone());
         let mut r = record("acme");
         r.remaining_uses = Some(0);
         r.refill = Some(QuotaRefill::daily(2).expect("valid"));
@@ -257,16 +291,32 @@ mod tests {
         assert_eq!(got.name, "renamed", "the refill kept the other change");
         assert_eq!(got.version, 2, "one rename, one refill");
         assert_eq!(got.refilled_at, Some(m.now()));
+        let kinds: Vec<_> = log.take().into_iter().map(|e| (e.kind, e.key_id)).collect();
+        assert_eq!(
+            kinds,
+            [(
+                AuditKind::QuotaRefilled {
+                    remaining_uses: 2,
+                    scheduled: true
+                },
+                Some(r.id)
+            )]
+        );
     }
 
     #[tokio::test]
     async fn set_quota_replaces_the_quota_and_its_schedule() {
         let clock = crate::FakeClock::new(epoch());
-        let m = manager().with_clock(clock.clone());
+        let log = crate::AuditLog::new();
+        let m = manager().with_clock(clock.clone()).with_audit(log.clone());
+        let ctx = RequestContext::new().actor("billing");
         let r = record("acme");
         m.store().insert(r.clone()).await.expect("test setup");
         let monthly = QuotaRefill::monthly(5, 1).expect("valid");
-        let set = m.set_quota(&r.id, None, Some(monthly)).await.expect("set");
+        let set = m
+            .set_quota(&r.id, None, Some(monthly), &ctx)
+            .await
+            .expect("set");
         assert_eq!(
             (set.remaining_uses, set.refill, set.refilled_at, set.version),
             (Some(5), Some(monthly), Some(epoch()), 1)
@@ -276,24 +326,50 @@ mod tests {
             set
         );
         let set = m
-            .set_quota(&r.id, Some(2), Some(monthly))
+            .set_quota(&r.id, Some(2), Some(monthly), &ctx)
             .await
             .expect("set");
         assert_eq!(set.remaining_uses, Some(2));
-        let set = m.set_quota(&r.id, None, None).await.expect("set");
+        let set = m.set_quota(&r.id, None, None, &ctx).await.expect("set");
         assert_eq!(
             (set.remaining_uses, set.refill, set.refilled_at),
             (None, None, None)
         );
         let missing = crate::testing::random_id();
         assert!(
-            matches!(m.set_quota(&missing, Some(1), None).await, Err(QuotaError::NotFound(id)) if id == missing)
+            matches!(m.set_quota(&missing, Some(1), None, &ctx).await, Err(QuotaError::NotFound(id)) if id == missing)
+        );
+        let events = log.take();
+        let kinds: Vec<_> = events.iter().map(|e| e.kind.clone()).collect();
+        assert_eq!(
+            kinds,
+            [
+                AuditKind::QuotaSet {
+                    remaining_uses: Some(5),
+                    refill: Some(monthly)
+                },
+                AuditKind::QuotaSet {
+                    remaining_uses: Some(2),
+                    refill: Some(monthly)
+                },
+                AuditKind::QuotaSet {
+                    remaining_uses: None,
+                    refill: None
+                },
+            ],
+            "one event per change, none for the missing key"
+        );
+        assert!(
+            events
+                .iter()
+                .all(|e| e.key_id == Some(r.id) && e.context.actor.as_deref() == Some("billing"))
         );
     }
 
     #[tokio::test]
     async fn quota_is_taken_refused_at_zero_and_refilled() {
-        let m = manager();
+        let log = crate::AuditLog::new();
+        let m = manager().with_audit(log.clone());
         let mut limited = record("acme");
         limited.remaining_uses = Some(3);
         let unlimited = record("acme");
@@ -319,10 +395,30 @@ mod tests {
             Remaining::Unlimited
         );
         let n = m
-            .refill_quotas(&ListFilter::Owner("acme".into()), 10)
+            .refill_quotas(
+                &ListFilter::Owner("acme".into()),
+                10,
+                &RequestContext::new(),
+            )
             .await
             .expect("test setup");
         assert_eq!(n, 1, "only the key with a quota");
+        let refills: Vec<_> = log
+            .take()
+            .into_iter()
+            .filter(|e| e.kind.name() == "quota_refilled")
+            .map(|e| (e.kind, e.key_id))
+            .collect();
+        assert_eq!(
+            refills,
+            [(
+                AuditKind::QuotaRefilled {
+                    remaining_uses: 10,
+                    scheduled: false
+                },
+                Some(limited.id)
+            )]
+        );
         assert_eq!(
             m.consume(&v, 1).await.expect("test setup"),
             Remaining::Uses(9)

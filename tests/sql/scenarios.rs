@@ -97,7 +97,7 @@ pub(crate) async fn check_upgraded_keys<S: KeyStore>(store: S, key: &ApiKey, old
     );
     let daily = QuotaRefill::daily(2).expect("valid");
     let set = m
-        .set_quota(&key.id(), None, Some(daily))
+        .set_quota(&key.id(), None, Some(daily), &RequestContext::new())
         .await
         .expect("an old key takes a schedule");
     let got = m.get(&key.id()).await.expect("get");
