@@ -83,9 +83,23 @@ fn main() {
         rss_after.saturating_sub(rss_before) / KEYS,
     );
 
-    // One verification of a key that has verified before (so `last_used_at` is not written).
+    // A verification that expands the record: the first after a write of it (here the
+    // `last_used_at` written by the first verification), which drops the store's expanded
+    // copy. The expanded record stays in the store's bounded hot set.
     let key = sample.expect("sample key");
     block_on(manager.verify(key.expose_secret(), &ctx)).expect("valid");
+    let before = ALLOC.current_usage();
+    ALLOC.reset_peak_usage();
+    let verified = block_on(manager.verify(key.expose_secret(), &ctx)).expect("valid");
+    let peak = ALLOC.peak_usage();
+    drop(verified);
+    report("expanding verify peak bytes", peak - before);
+    report(
+        "expanding verify retained bytes",
+        ALLOC.current_usage() - before,
+    );
+
+    // One verification of a hot key (verified before, record unchanged since).
     let before = ALLOC.current_usage();
     ALLOC.reset_peak_usage();
     let verified = block_on(manager.verify(key.expose_secret(), &ctx)).expect("valid");

@@ -278,6 +278,8 @@ w(f"| resident bytes per key (statm, malloc overhead included) | "
 w(f"| `size_of::<KeyRecord>()` | {mem.get('size_of KeyRecord')} | |")
 w(f"| peak bytes allocated by one verify (hot record) | {mem.get('verify peak bytes')} | |")
 w(f"| bytes still allocated after it | {mem.get('verify retained bytes')} | |")
+w(f"| peak bytes of a verify that expands the record (first after a write of it) | {mem.get('expanding verify peak bytes')} | |")
+w(f"| bytes it leaves in the store's bounded hot set | {mem.get('expanding verify retained bytes')} | |")
 w("")
 
 # ---- rate limits -----------------------------------------------------------------------

@@ -3,7 +3,7 @@
 use core::future::{Future, ready};
 use core::hash::BuildHasher;
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 
 use hashbrown::{DefaultHashBuilder, HashTable};
 use time::OffsetDateTime;
@@ -13,18 +13,26 @@ use crate::key_id::KeyId;
 use crate::record::KeyRecord;
 use crate::scope::ScopeSet;
 
+mod compact;
+
+use compact::{Compact, Contexts};
+
 /// Keeps records in memory behind one read-write lock: reads (every verification) run in
 /// parallel, writes are atomic. Clones share the same records. Everything is lost when the
 /// process exits: use it for tests, examples and single-process services that re-issue keys
 /// at start; use the SQLite or PostgreSQL store otherwise.
 ///
-/// Layout, for services that hold many keys: records are found through a hash table of
-/// pointers (9 bytes per slot, hashed with a per-store random seed, so ids chosen by a
-/// client cannot aim at one slot), an ordered index of ids serves paged listings, and each
-/// distinct scope set is stored once however many keys hold it. A verification touches the
-/// table slot and the record; `BENCHMARKS.md` has the bytes per key at 1,000,000 keys.
-/// [`KeyStore::insert_capped`] counts the owner's keys through an owner index, built by the
-/// first capped insert, so stores that never cap keys do not pay for it.
+/// Layout, for services that hold many keys: each record is kept in a compact form (the
+/// fields most keys leave empty are boxed only when set; prefix, tenant and pepper id are
+/// shared between the keys that have the same ones; each distinct scope set is stored once)
+/// and found through a hash table of pointers (9 bytes per slot, hashed with a per-store
+/// random seed, so ids chosen by a client cannot aim at one slot); an ordered index of ids
+/// serves paged listings. [`KeyStore::get`] returns the record expanded to a
+/// [`KeyRecord`]; the expanded records of recently read keys are kept in a bounded set
+/// (8,192 entries), so a hot key is expanded once, not on every verification, and every
+/// write of a record drops its expanded copy. `BENCHMARKS.md` has the bytes per key at
+/// 1,000,000 keys. [`KeyStore::insert_capped`] counts the owner's keys through an owner
+/// index, built by the first capped insert, so stores that never cap keys do not pay for it.
 #[derive(Debug, Clone, Default)]
 pub struct MemoryStore {
     records: Arc<RwLock<Records>>,
@@ -32,13 +40,15 @@ pub struct MemoryStore {
 
 #[derive(Default)]
 struct Records {
-    by_id: HashTable<Arc<KeyRecord>>,
+    by_id: HashTable<Box<Compact>>,
     hasher: DefaultHashBuilder,
     order: BTreeSet<KeyId>,
     scope_sets: ScopeInterner,
+    contexts: Contexts,
     /// Ids by owner, for the per-owner cap: built by the first capped insert (one scan),
     /// kept up to date from then on, so stores that never cap pay nothing for it.
     owners: Option<HashMap<String, Vec<KeyId>>>,
+    hot: HotRecords,
 }
 
 impl core::fmt::Debug for Records {
@@ -46,8 +56,15 @@ impl core::fmt::Debug for Records {
         f.debug_struct("Records")
             .field("len", &self.by_id.len())
             .field("distinct_scope_sets", &self.scope_sets.sets.len())
+            .field("distinct_contexts", &self.contexts.len())
             .finish_non_exhaustive()
     }
+}
+
+/// The corruption error for a compact record that cannot be expanded (never expected: see
+/// [`Compact::expand`]).
+fn lost_hash(id: KeyId) -> StoreError {
+    StoreError::corrupt(id, "memory store: the record lost its hash")
 }
 
 impl Records {
@@ -55,17 +72,41 @@ impl Records {
         self.hasher.hash_one(id)
     }
 
-    fn get(&self, id: &KeyId) -> Option<&Arc<KeyRecord>> {
-        self.by_id.find(self.hash(id), |r| r.id == *id)
+    fn get(&self, id: &KeyId) -> Option<&Compact> {
+        self.by_id
+            .find(self.hash(id), |c| c.id() == *id)
+            .map(|c| &**c)
     }
 
     fn contains_key(&self, id: &KeyId) -> bool {
         self.get(id).is_some()
     }
 
-    fn get_mut(&mut self, id: &KeyId) -> Option<&mut Arc<KeyRecord>> {
+    /// The record to change in place: call [`Records::forget`] after changing it.
+    fn get_mut(&mut self, id: &KeyId) -> Option<&mut Compact> {
         let hash = self.hash(id);
-        self.by_id.find_mut(hash, |r| r.id == *id)
+        self.by_id
+            .find_mut(hash, |c| c.id() == *id)
+            .map(|c| &mut **c)
+    }
+
+    /// Drops the expanded copy of a record changed in place.
+    fn forget(&self, id: &KeyId) {
+        self.hot.forget(self.hash(id), *id);
+    }
+
+    /// The expanded record, from the hot set when it holds this version.
+    fn expanded(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+        let hash = self.hash(id);
+        let Some(compact) = self.by_id.find(hash, |c| c.id() == *id) else {
+            return Ok(None);
+        };
+        if let Some(record) = self.hot.get(hash, *id, compact.version()) {
+            return Ok(Some(record));
+        }
+        let record = Arc::new(compact.expand().ok_or_else(|| lost_hash(*id))?);
+        self.hot.put(hash, &record);
+        Ok(Some(record))
     }
 
     /// Inserts or replaces the record with `record.id`.
@@ -73,23 +114,25 @@ impl Records {
         record.scopes = self.scope_sets.intern(record.scopes);
         let id = record.id;
         let hash = self.hash(&id);
+        let new_owner = self.owners.as_ref().map(|_| record.owner.clone());
+        let compact = Box::new(Compact::new(record, &mut self.contexts));
+        self.hot.forget(hash, id);
         let hasher = &self.hasher;
-        let new_owner = record.owner.clone();
         let old_owner = match self
             .by_id
-            .entry(hash, |r| r.id == id, |r| hasher.hash_one(r.id))
+            .entry(hash, |c| c.id() == id, |c| hasher.hash_one(c.id()))
         {
             hashbrown::hash_table::Entry::Occupied(mut slot) => {
-                let old = core::mem::replace(slot.get_mut(), Arc::new(record));
-                Some(old.owner.clone())
+                let old = core::mem::replace(slot.get_mut(), compact);
+                Some(old.owner().to_owned())
             }
             hashbrown::hash_table::Entry::Vacant(slot) => {
-                slot.insert(Arc::new(record));
+                slot.insert(compact);
                 self.order.insert(id);
                 None
             }
         };
-        if let Some(owners) = &mut self.owners {
+        if let (Some(owners), Some(new_owner)) = (&mut self.owners, new_owner) {
             if old_owner.as_ref() != Some(&new_owner) {
                 if let Some(old) = old_owner {
                     unlink(owners, &old, id);
@@ -99,22 +142,26 @@ impl Records {
         }
     }
 
-    fn remove(&mut self, id: &KeyId) -> Option<Arc<KeyRecord>> {
+    fn remove(&mut self, id: &KeyId) -> bool {
         let hash = self.hash(id);
-        let (record, _) = self.by_id.find_entry(hash, |r| r.id == *id).ok()?.remove();
+        self.hot.forget(hash, *id);
+        let Ok(entry) = self.by_id.find_entry(hash, |c| c.id() == *id) else {
+            return false;
+        };
+        let (record, _) = entry.remove();
         self.order.remove(id);
         if let Some(owners) = &mut self.owners {
-            unlink(owners, &record.owner, *id);
+            unlink(owners, record.owner(), *id);
         }
-        Some(record)
+        true
     }
 
     /// The owner's records, through the owner index (built here on first use).
-    fn of_owner(&mut self, owner: &str) -> impl Iterator<Item = &Arc<KeyRecord>> {
+    fn of_owner(&mut self, owner: &str) -> impl Iterator<Item = &Compact> {
         if self.owners.is_none() {
             let mut owners: HashMap<String, Vec<KeyId>> = HashMap::new();
-            for r in self.by_id.iter() {
-                owners.entry(r.owner.clone()).or_default().push(r.id);
+            for c in &self.by_id {
+                owners.entry(c.owner().to_owned()).or_default().push(c.id());
             }
             self.owners = Some(owners);
         }
@@ -128,6 +175,93 @@ impl Records {
 
     fn len(&self) -> usize {
         self.by_id.len()
+    }
+}
+
+/// Whether a listing filter selects `record`, read from its compact form.
+fn selects(filter: &ListFilter, record: &Compact) -> bool {
+    match filter {
+        ListFilter::All => true,
+        ListFilter::Owner(owner) => record.owner() == owner,
+        ListFilter::Tenant(tenant) => record.tenant() == Some(tenant.as_str()),
+    }
+}
+
+/// Number of expanded records kept for recently read keys (a power of two).
+const HOT_SLOTS: usize = 8_192;
+
+/// Expanded copies of recently read records, so that verifying a hot key does not expand
+/// it again. Each key has two candidate slots (from two parts of its hash); a record is
+/// served only when its id and version match the stored record, and every write of a
+/// record drops its copy while holding the store's write lock, so a read never sees a
+/// record older than the store's. Bounded: at most [`HOT_SLOTS`] records, allocated on the
+/// first read.
+#[derive(Default)]
+struct HotRecords {
+    slots: OnceLock<Box<[HotSlot]>>,
+}
+
+/// One slot of [`HotRecords`]: an expanded record, or nothing.
+type HotSlot = Mutex<Option<Arc<KeyRecord>>>;
+
+impl HotRecords {
+    fn candidates(hash: u64) -> [usize; 2] {
+        let mask = HOT_SLOTS as u64 - 1;
+        // Both values are masked below `HOT_SLOTS`, so the casts cannot truncate.
+        [(hash & mask) as usize, ((hash >> 32) & mask) as usize]
+    }
+
+    fn slot(
+        slots: &[HotSlot],
+        index: usize,
+    ) -> Option<std::sync::MutexGuard<'_, Option<Arc<KeyRecord>>>> {
+        slots
+            .get(index)
+            .map(|slot| slot.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    fn get(&self, hash: u64, id: KeyId, version: u64) -> Option<Arc<KeyRecord>> {
+        let slots = self.slots.get()?;
+        Self::candidates(hash).into_iter().find_map(|index| {
+            let slot = Self::slot(slots, index)?;
+            slot.as_ref()
+                .filter(|r| r.id == id && r.version == version)
+                .map(Arc::clone)
+        })
+    }
+
+    fn put(&self, hash: u64, record: &Arc<KeyRecord>) {
+        let slots = self
+            .slots
+            .get_or_init(|| (0..HOT_SLOTS).map(|_| Mutex::new(None)).collect());
+        let [first, second] = Self::candidates(hash);
+        // An empty candidate, or one holding this key, is taken first; otherwise one of the
+        // two is replaced (which one depends on the hash, so keys spread over both).
+        for index in [first, second] {
+            if let Some(mut slot) = Self::slot(slots, index) {
+                if slot.as_ref().is_none_or(|r| r.id == record.id) {
+                    *slot = Some(Arc::clone(record));
+                    return;
+                }
+            }
+        }
+        let victim = if hash & (1 << 20) == 0 { first } else { second };
+        if let Some(mut slot) = Self::slot(slots, victim) {
+            *slot = Some(Arc::clone(record));
+        }
+    }
+
+    fn forget(&self, hash: u64, id: KeyId) {
+        let Some(slots) = self.slots.get() else {
+            return;
+        };
+        for index in Self::candidates(hash) {
+            if let Some(mut slot) = Self::slot(slots, index) {
+                if slot.as_ref().is_some_and(|r| r.id == id) {
+                    *slot = None;
+                }
+            }
+        }
     }
 }
 
@@ -197,7 +331,7 @@ impl MemoryStore {
 fn cas(map: &Records, id: KeyId, expected: u64) -> Result<(), StoreError> {
     match map.get(&id) {
         None => Err(StoreError::NotFound(id)),
-        Some(current) if current.version != expected => Err(StoreError::Conflict(id)),
+        Some(current) if current.version() != expected => Err(StoreError::Conflict(id)),
         Some(_) => Ok(()),
     }
 }
@@ -223,9 +357,10 @@ impl KeyStore for MemoryStore {
             if map.contains_key(&record.id) {
                 return Err(StoreError::Duplicate(record.id));
             }
+            // A record that cannot be expanded counts, so the cap fails closed.
             let live = map
                 .of_owner(&record.owner)
-                .filter(|r| r.counts_against_cap(now))
+                .filter(|c| c.expand().is_none_or(|r| r.counts_against_cap(now)))
                 .count();
             if live >= max_live {
                 return Err(StoreError::LimitReached { limit: max_live });
@@ -239,7 +374,7 @@ impl KeyStore for MemoryStore {
         &self,
         id: &KeyId,
     ) -> impl Future<Output = Result<Option<Arc<KeyRecord>>, StoreError>> + Send {
-        ready(Ok(self.read(|map| map.get(id).cloned())))
+        ready(self.read(|map| map.expanded(id)))
     }
 
     fn update(
@@ -279,7 +414,7 @@ impl KeyStore for MemoryStore {
         page: Page,
     ) -> impl Future<Output = Result<Vec<KeyRecord>, StoreError>> + Send {
         let limit = page.limit.clamp(1, Page::MAX_LIMIT);
-        ready(Ok(self.read(|map| {
+        ready(self.read(|map| {
             let range = match page.after {
                 Some(after) => map.order.range((
                     core::ops::Bound::Excluded(after),
@@ -289,11 +424,11 @@ impl KeyStore for MemoryStore {
             };
             range
                 .filter_map(|id| map.get(id))
-                .filter(|r| filter.matches(r))
+                .filter(|c| selects(filter, c))
                 .take(limit)
-                .map(|r| KeyRecord::clone(r))
+                .map(|c| c.expand().ok_or_else(|| lost_hash(c.id())))
                 .collect()
-        })))
+        }))
     }
 
     fn consume(
@@ -305,11 +440,12 @@ impl KeyStore for MemoryStore {
             let Some(record) = map.get_mut(id) else {
                 return Consumed::NotFound;
             };
-            match record.remaining_uses {
+            match record.remaining_uses() {
                 None => Consumed::Unlimited,
                 Some(left) if left < cost => Consumed::Exhausted,
                 Some(left) => {
-                    Arc::make_mut(record).remaining_uses = Some(left - cost);
+                    record.set_remaining_uses(left - cost);
+                    map.forget(id);
                     Consumed::Remaining(left - cost)
                 }
             }
@@ -323,8 +459,9 @@ impl KeyStore for MemoryStore {
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
         self.write(|map| {
             if let Some(record) = map.get_mut(id) {
-                if record.last_used_at.is_none_or(|prev| prev < at) {
-                    Arc::make_mut(record).last_used_at = Some(at);
+                if record.last_used_at().is_none_or(|prev| prev < at) {
+                    record.set_last_used_at(at);
+                    map.forget(id);
                 }
             }
         });
@@ -332,7 +469,7 @@ impl KeyStore for MemoryStore {
     }
 
     fn delete(&self, id: &KeyId) -> impl Future<Output = Result<bool, StoreError>> + Send {
-        ready(Ok(self.write(|map| map.remove(id).is_some())))
+        ready(Ok(self.write(|map| map.remove(id))))
     }
 }
 
@@ -453,5 +590,127 @@ mod tests {
         let alice = block_on(store.list(&ListFilter::Owner("alice".into()), Page::first(10)))
             .expect("list");
         assert_eq!(alice.len(), 3);
+    }
+
+    /// A record as the quickstart issues it: nothing in the boxed rest.
+    fn plain(owner: &str, tenant: &str) -> KeyRecord {
+        let mut r = record(owner);
+        r.roles.clear();
+        r.metadata = crate::Metadata::default();
+        r.tenant = Some(tenant.to_owned());
+        r.hash = crate::StoredHash::hmac(crate::PepperId::new("k1").expect("pepper id"), [7; 32]);
+        r
+    }
+
+    #[test]
+    fn every_shape_of_record_comes_back_equal() {
+        let store = MemoryStore::new();
+        let mut shapes = vec![plain("a", "t"), record("b")];
+        let mut argon = plain("c", "t");
+        argon.hash =
+            crate::StoredHash::argon2(crate::Argon2Params::default(), vec![1; 16], vec![2; 32]);
+        shapes.push(argon);
+        let mut long_digest = plain("d", "t");
+        long_digest.hash =
+            crate::StoredHash::argon2(crate::Argon2Params::default(), vec![1; 16], vec![3; 64]);
+        shapes.push(long_digest);
+        let mut busy = record("e");
+        busy.tenant = None;
+        busy.restrictions = crate::Restrictions::only(["company:42"]).expect("restriction");
+        busy.rotated_from = Some(crate::testing::random_id());
+        busy.rotated_to = Some(crate::testing::random_id());
+        busy.issued_by = Some(crate::testing::random_id());
+        busy.remaining_uses = Some(9);
+        busy.refill = Some(crate::QuotaRefill::daily(9).expect("refill"));
+        busy.refilled_at = Some(crate::testing::epoch());
+        busy.last_used_at = Some(
+            crate::testing::epoch().to_offset(time::UtcOffset::from_hms(5, 30, 0).expect("offset")),
+        );
+        busy.status = crate::KeyStatus::Disabled;
+        busy.version = 41;
+        shapes.push(busy);
+        for r in &shapes {
+            block_on(store.insert(r.clone())).expect("insert");
+        }
+        for r in &shapes {
+            let got = block_on(store.get(&r.id)).expect("get").expect("present");
+            assert_eq!(*got, *r);
+            // The hot copy, served on the second read, is the same record.
+            let again = block_on(store.get(&r.id)).expect("get").expect("present");
+            assert_eq!(*again, *r);
+            assert_eq!(
+                format!("{got:?}"),
+                format!("{r:?}"),
+                "offsets kept as given"
+            );
+        }
+        let mut listed = block_on(store.list(&ListFilter::All, Page::first(10))).expect("list");
+        listed.sort_by_key(|r| r.id);
+        shapes.sort_by_key(|r| r.id);
+        assert_eq!(listed, shapes);
+    }
+
+    #[test]
+    fn a_hot_copy_never_outlives_a_change() {
+        let store = MemoryStore::new();
+        let mut r = plain("a", "t");
+        r.remaining_uses = Some(3);
+        let id = r.id;
+        block_on(store.insert(r.clone())).expect("insert");
+        let get = || block_on(store.get(&id)).expect("get").expect("present");
+        assert_eq!(get().last_used_at, None);
+        let at = crate::testing::epoch() + time::Duration::hours(1);
+        block_on(store.touch(&id, at)).expect("touch");
+        assert_eq!(
+            get().last_used_at,
+            Some(at),
+            "touch does not bump the version"
+        );
+        assert!(matches!(
+            block_on(store.consume(&id, 1)).expect("consume"),
+            Consumed::Remaining(2)
+        ));
+        assert_eq!(get().remaining_uses, Some(2));
+        let mut revoked = KeyRecord::clone(&get());
+        revoked.status = crate::KeyStatus::Revoked;
+        block_on(store.update(revoked, 0)).expect("update");
+        assert_eq!(get().status, crate::KeyStatus::Revoked);
+        assert!(block_on(store.delete(&id)).expect("delete"));
+        assert!(block_on(store.get(&id)).expect("get").is_none());
+        let mut again = r;
+        again.name = "reissued".to_owned();
+        block_on(store.insert(again)).expect("insert");
+        assert_eq!(get().name, "reissued");
+    }
+
+    #[test]
+    fn many_keys_through_the_bounded_hot_set() {
+        let store = MemoryStore::new();
+        let records: Vec<_> = (0..3 * HOT_SLOTS)
+            .map(|i| plain(&format!("o{i}"), &format!("t{}", i % 7)))
+            .collect();
+        for r in &records {
+            block_on(store.insert(r.clone())).expect("insert");
+        }
+        for _ in 0..2 {
+            for r in &records {
+                let got = block_on(store.get(&r.id)).expect("get").expect("present");
+                assert_eq!(*got, *r);
+            }
+        }
+        let held = store.read(|map| {
+            map.hot.slots.get().map_or(0, |slots| {
+                slots
+                    .iter()
+                    .filter(|s| s.lock().is_ok_and(|s| s.is_some()))
+                    .count()
+            })
+        });
+        assert!(held <= HOT_SLOTS, "{held}");
+        assert_eq!(
+            store.read(|map| map.contexts.len()),
+            7,
+            "one context per tenant"
+        );
     }
 }
