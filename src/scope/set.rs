@@ -58,6 +58,91 @@ struct Parts {
     /// Wildcards sorted by base in [`segment_order`], none granted by another. `[*]` when
     /// the set grants all.
     wildcards: Vec<Scope>,
+    /// Finds an entry of `exact` by hash when the set is too large to scan.
+    index: ExactIndex,
+}
+
+/// Scans of more concrete scopes than this go through [`ExactIndex`].
+const SCAN_LIMIT: usize = 8;
+
+/// An open-addressing hash index over the concrete scopes of a set (positions in
+/// [`Parts::exact`]), built once when the set is: a lookup hashes the scope once and
+/// usually compares one string, where a binary search over 32 scopes compares five. Sets of
+/// at most [`SCAN_LIMIT`] scopes have none (a scan is cheaper). Derived from `exact`, so it
+/// takes no part in equality or hashing.
+#[derive(Default)]
+struct ExactIndex {
+    hasher: hashbrown::DefaultHashBuilder,
+    /// Positions in `exact`, [`ExactIndex::EMPTY`] where free; a power of two in length, at
+    /// most half full.
+    slots: Box<[u16]>,
+}
+
+impl ExactIndex {
+    const EMPTY: u16 = u16::MAX;
+
+    fn build(exact: &[Scope]) -> Self {
+        let mut index = Self::default();
+        if exact.len() <= SCAN_LIMIT || exact.len() >= usize::from(Self::EMPTY) {
+            return index;
+        }
+        let mut slots = vec![Self::EMPTY; (2 * exact.len()).next_power_of_two()];
+        let mask = slots.len() - 1;
+        for (position, scope) in (0..Self::EMPTY).zip(exact) {
+            let mut at = index.home(scope.as_str()) & mask;
+            while slots.get(at).is_some_and(|&s| s != Self::EMPTY) {
+                at = (at + 1) & mask;
+            }
+            if let Some(slot) = slots.get_mut(at) {
+                *slot = position;
+            }
+        }
+        index.slots = slots.into_boxed_slice();
+        index
+    }
+
+    fn home(&self, scope: &str) -> usize {
+        // Truncation on 32-bit targets only drops hash bits.
+        #[allow(clippy::cast_possible_truncation)]
+        let hash = core::hash::BuildHasher::hash_one(&self.hasher, scope) as usize;
+        hash
+    }
+
+    /// Whether `scope` is in `exact`; `None` when there is no index.
+    fn contains(&self, exact: &[Scope], scope: &str) -> Option<bool> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let mask = self.slots.len() - 1;
+        let mut at = self.home(scope) & mask;
+        // At most half the slots are taken, so a free one ends every probe.
+        loop {
+            match self.slots.get(at) {
+                Some(&Self::EMPTY) | None => return Some(false),
+                Some(&position) => {
+                    if exact
+                        .get(usize::from(position))
+                        .is_some_and(|e| e.as_str() == scope)
+                    {
+                        return Some(true);
+                    }
+                }
+            }
+            at = (at + 1) & mask;
+        }
+    }
+}
+
+impl PartialEq for ExactIndex {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for ExactIndex {}
+
+impl core::hash::Hash for ExactIndex {
+    fn hash<H: core::hash::Hasher>(&self, _: &mut H) {}
 }
 
 impl Parts {
@@ -108,6 +193,7 @@ impl ScopeSet {
             parts: Arc::new(Parts {
                 exact: Vec::new(),
                 wildcards: vec![Scope::all()],
+                index: ExactIndex::default(),
             }),
         }
     }
@@ -151,6 +237,7 @@ impl ScopeSet {
         let mut parts = Parts {
             exact: Vec::new(),
             wildcards: Vec::with_capacity(wildcards.len()),
+            index: ExactIndex::default(),
         };
         for w in wildcards {
             if !parts.wildcard_covers(base(&w), false) {
@@ -160,6 +247,7 @@ impl ScopeSet {
         exact.sort_unstable();
         exact.dedup();
         exact.retain(|s| !parts.wildcard_covers(s.as_str(), false));
+        parts.index = ExactIndex::build(&exact);
         parts.exact = exact;
         Self {
             parts: Arc::new(parts),
@@ -200,11 +288,14 @@ impl ScopeSet {
                 let s = scope.as_str();
                 let exact = &self.parts.exact;
                 // A key holds a handful of scopes: comparing each for equality (lengths
-                // first) is cheaper than ordering comparisons until the set grows.
-                let found = if exact.len() <= 8 {
+                // first) is cheaper than hashing until the set grows.
+                let found = if exact.len() <= SCAN_LIMIT {
                     exact.iter().any(|e| e.as_str() == s)
                 } else {
-                    exact.binary_search_by(|e| e.as_str().cmp(s)).is_ok()
+                    self.parts
+                        .index
+                        .contains(exact, s)
+                        .unwrap_or_else(|| exact.binary_search_by(|e| e.as_str().cmp(s)).is_ok())
                 };
                 found || self.wildcard_covers(s, false)
             }
@@ -473,6 +564,27 @@ impl FromIterator<Scope> for Result<ScopeSet, ScopeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_hash_index_agrees_with_a_search_at_every_size() {
+        for n in 0..=80 {
+            let members: Vec<String> = (0..n).map(|i| format!("area{i}:write")).collect();
+            let set = ScopeSet::from_scopes(members.iter().map(|m| Scope::new(m).expect("scope")))
+                .expect("within limits");
+            assert_eq!(set.parts.index.slots.is_empty(), n <= SCAN_LIMIT, "n = {n}");
+            for m in &members {
+                assert!(set.allows(&Scope::new(m).expect("scope")), "{m} in {n}");
+            }
+            for i in 0..=n {
+                for missing in [format!("area{i}:read"), format!("area{i}"), format!("x{i}")] {
+                    assert!(
+                        !set.allows(&Scope::new(&missing).expect("scope")),
+                        "{missing} in {n}"
+                    );
+                }
+            }
+        }
+    }
 
     fn set(s: &str) -> ScopeSet {
         s.parse().expect("valid set")
