@@ -44,6 +44,15 @@ if [[ -z "${NO_RUN:-}" ]]; then
         echo "mem=$(free -g | awk '/^Mem:/ {print $2}') GiB"
         echo "cmd=scripts/bench.sh (runs: cargo bench --features rate-limit,redis --bench '*' -- --warm-up-time $WARMUP --measurement-time $MEASURE; Redis at ${KEYWARD_TEST_REDIS_URL:-none})"
     } >"$META"
+    # Verify load over the PostgreSQL store on loopback, when a server is configured (the
+    # same variable as the tests: KEYWARD_TEST_POSTGRES_URL).
+    PG_LOG=target/bench-postgres.log
+    rm -f "$PG_LOG"
+    if [[ -n "${KEYWARD_TEST_POSTGRES_URL:-}" ]]; then
+        cargo run --release --quiet --example postgres_load --features postgres -- \
+            "$KEYWARD_TEST_POSTGRES_URL" "${PG_WORKERS:-32}" "${PG_SECONDS:-10}" "${PG_POOL:-16}" \
+            2>&1 | tee "$PG_LOG"
+    fi
 fi
 
 python3 - "$LOG" "$META" <<'PY'
@@ -303,6 +312,32 @@ w(f"| in-memory decision, allowed | {fmt(lim)} | governor `check_key`, same key/
 w(f"| in-memory decision, denied (retry time computed) | {fmt(lim_deny)} | | | |")
 w(f"| governor's default keyed limiter (SipHash), for reference | {fmt(lim_gov)} | | | |")
 w(f"| Redis decision, loopback round trip | {fmt(lim_redis) if lim_redis else 'not measured (no server)'} | | | |")
+w("")
+
+# ---- postgres --------------------------------------------------------------------------
+w("## PostgreSQL store (`examples/postgres_load.rs`)")
+w("")
+pg_path = "target/bench-postgres.log"
+pg = open(pg_path).read() if os.path.exists(pg_path) else ""
+head = re.search(r"verify over PostgresStore: (\d+) keys, (\d+) workers, pool of (\d+), ([\d.]+) s", pg)
+rate = re.search(r"(\d+) verifications, (\d+) errors, (\d+) per second", pg)
+lat = re.search(r"latency p50 (\S+), p90 (\S+), p99 (\S+), p99.9 (\S+), max (\S+)", pg)
+if head and rate and lat:
+    w(f"Full verifications (parse, `SELECT` of the record over the pool, fast hash, status,")
+    w(f"expiry) of {int(head.group(1)):,} random keys by {head.group(2)} concurrent tasks through a pool of")
+    w(f"{head.group(3)} connections to a local PostgreSQL (loopback), for {head.group(4)} s, on the same")
+    w("two cores as the server: the server's own work dominates.")
+    w("")
+    w("| verifications | errors | per second | p50 | p90 | p99 | p99.9 | max |")
+    w("|---|---|---|---|---|---|---|---|")
+    w(f"| {int(rate.group(1)):,} | {rate.group(2)} | {int(rate.group(3)):,} | "
+      + " | ".join(lat.groups()) + " |")
+    w("")
+    w("`scripts/bench.sh` runs it when `KEYWARD_TEST_POSTGRES_URL` is set; by hand:")
+    w("`cargo run --release --example postgres_load --features postgres -- URL 32 10 16`.")
+else:
+    w("Not measured in this run: set `KEYWARD_TEST_POSTGRES_URL` to a local server (see the")
+    w("README's Databases section) and rerun `scripts/bench.sh`.")
 w("")
 
 # ---- scopes ----------------------------------------------------------------------------
