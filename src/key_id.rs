@@ -25,11 +25,23 @@ pub const MAX_KEY_ID_LEN: usize = 32;
 /// assert_eq!(id.to_string(), "bUiB7xK2pQ9m");
 /// # Ok::<(), keyward::KeyIdError>(())
 /// ```
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct KeyId {
     // Invariant: bytes[..len] are base62 ASCII, bytes[len..] are zero.
     len: u8,
     bytes: [u8; MAX_KEY_ID_LEN],
+}
+
+// Hashes the id's characters only (12 by default), not the zero padding: equal ids have equal
+// characters, so this agrees with the derived equality, and a short input takes the hashers'
+// fast path on every store lookup.
+impl core::hash::Hash for KeyId {
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        self.bytes
+            .get(..usize::from(self.len))
+            .unwrap_or_default()
+            .hash(state);
+    }
 }
 
 /// Why a string is not a valid [`KeyId`].

@@ -18,8 +18,24 @@ pub const MAX_PEPPER_ID_LEN: usize = 32;
 /// The public name of a pepper, recorded in every hash made with it: 1 to
 /// [`MAX_PEPPER_ID_LEN`] characters of `a-z`, `0-9`, `.` and `-`, starting with a letter or
 /// digit (for example `2026-11` or `k1`).
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Eq, PartialOrd, Ord)]
 pub struct PepperId(Arc<str>);
+
+// Equal by content. Ids cloned from one another share their string, which every verification
+// compares with the hasher's own (records read from the memory store keep the hasher's id):
+// the pointer is checked first, the bytes only when it differs.
+impl PartialEq for PepperId {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+    }
+}
+
+// By content, as equality.
+impl core::hash::Hash for PepperId {
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
 
 /// Why a string is not a valid [`PepperId`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
