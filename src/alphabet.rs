@@ -9,8 +9,7 @@ pub(crate) const BASE62: &[u8; 62] =
 ///
 /// Kept out of line on purpose: inlined into [`KeyFormat::parse`](crate::KeyFormat::parse),
 /// its dozen vector constants stay live across the CRC call (which clobbers every vector
-/// register) and cost more reloads and moves than the call does (callgrind: 25 instructions
-/// per parse).
+/// register) and cost more reloads and moves than the call does.
 #[inline(never)]
 pub(crate) fn all_base62(bytes: &[u8]) -> bool {
     const LANES: usize = 16;

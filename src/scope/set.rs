@@ -65,71 +65,47 @@ struct Parts {
 /// Scans of more concrete scopes than this go through [`ExactIndex`].
 const SCAN_LIMIT: usize = 8;
 
-/// An open-addressing hash index over the concrete scopes of a set (positions in
-/// [`Parts::exact`]), built once when the set is: a lookup hashes the scope once and
-/// usually compares one string, where a binary search over 32 scopes compares five. Sets of
-/// at most [`SCAN_LIMIT`] scopes have none (a scan is cheaper). Derived from `exact`, so it
-/// takes no part in equality or hashing.
+/// A hash index over the concrete scopes of a set (positions in [`Parts::exact`]), built
+/// once when the set is: a lookup hashes the scope once and usually compares one string,
+/// where a binary search over 32 scopes compares five. Sets of at most [`SCAN_LIMIT`] scopes
+/// have none (a scan is cheaper). Derived from `exact`, so it takes no part in equality or
+/// hashing.
 #[derive(Default)]
 struct ExactIndex {
     hasher: hashbrown::DefaultHashBuilder,
-    /// Positions in `exact`, [`ExactIndex::EMPTY`] where free; a power of two in length, at
-    /// most half full.
-    slots: Box<[u16]>,
+    /// Positions in `exact`; empty when the set is scanned instead.
+    positions: hashbrown::HashTable<u16>,
 }
 
 impl ExactIndex {
-    const EMPTY: u16 = u16::MAX;
-
     fn build(exact: &[Scope]) -> Self {
         let mut index = Self::default();
-        if exact.len() <= SCAN_LIMIT || exact.len() >= usize::from(Self::EMPTY) {
+        // Sets are bounded far below `u16::MAX` scopes; a larger one would just be scanned.
+        if exact.len() <= SCAN_LIMIT || exact.len() > usize::from(u16::MAX) {
             return index;
         }
-        let mut slots = vec![Self::EMPTY; (2 * exact.len()).next_power_of_two()];
-        let mask = slots.len() - 1;
-        for (position, scope) in (0..Self::EMPTY).zip(exact) {
-            let mut at = index.home(scope.as_str()) & mask;
-            while slots.get(at).is_some_and(|&s| s != Self::EMPTY) {
-                at = (at + 1) & mask;
-            }
-            if let Some(slot) = slots.get_mut(at) {
-                *slot = position;
-            }
+        let hash = |s: &str| core::hash::BuildHasher::hash_one(&index.hasher, s);
+        let rehash = |&p: &u16| exact.get(usize::from(p)).map_or(0, |s| hash(s.as_str()));
+        let mut positions = hashbrown::HashTable::with_capacity(exact.len());
+        for (position, scope) in (0..u16::MAX).zip(exact) {
+            positions.insert_unique(hash(scope.as_str()), position, rehash);
         }
-        index.slots = slots.into_boxed_slice();
+        index.positions = positions;
         index
-    }
-
-    fn home(&self, scope: &str) -> usize {
-        // Truncation on 32-bit targets only drops hash bits.
-        #[allow(clippy::cast_possible_truncation)]
-        let hash = core::hash::BuildHasher::hash_one(&self.hasher, scope) as usize;
-        hash
     }
 
     /// Whether `scope` is in `exact`; `None` when there is no index.
     fn contains(&self, exact: &[Scope], scope: &str) -> Option<bool> {
-        if self.slots.is_empty() {
+        if self.positions.is_empty() {
             return None;
         }
-        let mask = self.slots.len() - 1;
-        let mut at = self.home(scope) & mask;
-        // At most half the slots are taken, so a free one ends every probe.
-        loop {
-            match self.slots.get(at) {
-                Some(&Self::EMPTY) | None => return Some(false),
-                Some(&position) => {
-                    if exact
-                        .get(usize::from(position))
-                        .is_some_and(|e| e.as_str() == scope)
-                    {
-                        return Some(true);
-                    }
-                }
-            }
-            at = (at + 1) & mask;
-        }
+        let hash = core::hash::BuildHasher::hash_one(&self.hasher, scope);
+        let found = self.positions.find(hash, |&p| {
+            exact
+                .get(usize::from(p))
+                .is_some_and(|e| e.as_str() == scope)
+        });
+        Some(found.is_some())
     }
 }
 
@@ -571,7 +547,11 @@ mod tests {
             let members: Vec<String> = (0..n).map(|i| format!("area{i}:write")).collect();
             let set = ScopeSet::from_scopes(members.iter().map(|m| Scope::new(m).expect("scope")))
                 .expect("within limits");
-            assert_eq!(set.parts.index.slots.is_empty(), n <= SCAN_LIMIT, "n = {n}");
+            assert_eq!(
+                set.parts.index.positions.is_empty(),
+                n <= SCAN_LIMIT,
+                "n = {n}"
+            );
             for m in &members {
                 assert!(set.allows(&Scope::new(m).expect("scope")), "{m} in {n}");
             }

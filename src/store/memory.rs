@@ -130,13 +130,13 @@ impl Records {
         self.hot.forget(self.hash(id), *id);
     }
 
-    /// The expanded record, from the hot set when it holds this version.
+    /// The expanded record, from the hot set when it holds one.
     fn expanded(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
         let hash = self.hash(id);
         let Some(compact) = self.by_id.find(hash, |c| c.id() == *id) else {
             return Ok(None);
         };
-        if let Some(record) = self.hot.get(hash, *id, compact.version()) {
+        if let Some(record) = self.hot.current(hash, *id) {
             return Ok(Some(record));
         }
         let record = Arc::new(compact.expand().ok_or_else(|| lost_hash(*id))?);
@@ -226,11 +226,10 @@ fn selects(filter: &ListFilter, record: &Compact) -> bool {
 const HOT_SLOTS: usize = 8_192;
 
 /// Expanded copies of recently read records, so that verifying a hot key does not expand
-/// it again. Each key has two candidate slots (from two parts of its hash); a record is
-/// served only when its id and version match the stored record, and every write of a
-/// record drops its copy while holding the store's write lock, so a read never sees a
-/// record older than the store's. Bounded: at most [`HOT_SLOTS`] records, allocated on the
-/// first read.
+/// it again. Each key has two candidate slots (from two parts of its hash); every write of
+/// a record drops its copy while holding the store's write lock, and copies are put in only
+/// under the read lock, so a copy found is the stored record (see [`Shared`]). Bounded: at
+/// most [`HOT_SLOTS`] records, allocated on the first read.
 #[derive(Default)]
 struct HotRecords {
     slots: OnceLock<Box<[HotSlot]>>,
@@ -262,16 +261,6 @@ impl HotRecords {
         Self::candidates(hash).into_iter().find_map(|index| {
             let slot = Self::slot(slots, index)?;
             slot.as_ref().filter(|r| r.id == id).map(Arc::clone)
-        })
-    }
-
-    fn get(&self, hash: u64, id: KeyId, version: u64) -> Option<Arc<KeyRecord>> {
-        let slots = self.slots.get()?;
-        Self::candidates(hash).into_iter().find_map(|index| {
-            let slot = Self::slot(slots, index)?;
-            slot.as_ref()
-                .filter(|r| r.id == id && r.version == version)
-                .map(Arc::clone)
         })
     }
 

@@ -50,6 +50,7 @@ pub(super) struct Context {
 }
 
 /// The fields most keys leave empty, and hashes other than HMAC-SHA256.
+#[derive(Default, PartialEq)]
 struct Rest {
     roles: Vec<String>,
     restrictions: Restrictions,
@@ -61,21 +62,6 @@ struct Rest {
     refill: Option<QuotaRefill>,
     refilled_at: Option<OffsetDateTime>,
     hash: Option<StoredHash>,
-}
-
-impl Rest {
-    fn is_empty(&self) -> bool {
-        self.roles.is_empty()
-            && self.restrictions == Restrictions::default()
-            && self.metadata == Metadata::default()
-            && self.rotated_from.is_none()
-            && self.rotated_to.is_none()
-            && self.issued_by.is_none()
-            && self.remaining_uses.is_none()
-            && self.refill.is_none()
-            && self.refilled_at.is_none()
-            && self.hash.is_none()
-    }
 }
 
 impl Compact {
@@ -146,7 +132,7 @@ impl Compact {
             scopes,
             context,
             digest,
-            rest: (!rest.is_empty()).then(|| Box::new(rest)),
+            rest: (rest != Rest::default()).then(|| Box::new(rest)),
         }
     }
 
