@@ -62,9 +62,9 @@ pub use limit::{
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use limit::{RedisFallback, RedisLimiter};
 pub use manager::{
-    BoxFuture, IssueError, IssueHook, IssueRequest, Issued, KeyManager, LEAKED_REASON, LeakError,
-    LeakLabel, LeakReport, LeakVerdict, LifecycleError, OwnerPermissions, PermissionTable,
-    QuotaError, Remaining, VerifyError,
+    Acting, BoxFuture, DEFAULT_MAX_DELEGATION_DEPTH, IssueError, IssueHook, IssueRequest, Issued,
+    KeyManager, LEAKED_REASON, LeakError, LeakLabel, LeakReport, LeakVerdict, LifecycleError,
+    OwnerPermissions, PermissionTable, QuotaError, Remaining, VerifyError,
 };
 pub use parse::{ParseError, ParsedKey, parse_any};
 pub use policy::{Expiry, ExpiryPreset, IssuancePolicy, PolicyError};
@@ -82,5 +82,5 @@ pub use store::PostgresStore;
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use store::SqliteStore;
-pub use store::{Consumed, KeyStore, ListFilter, MemoryStore, Page, StoreError};
+pub use store::{BulkRevocation, Consumed, KeyStore, ListFilter, MemoryStore, Page, StoreError};
 pub use verified::Verified;

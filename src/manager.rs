@@ -16,16 +16,20 @@ use crate::policy::IssuancePolicy;
 use crate::scope::{ScopeCatalog, ScopeSet};
 use crate::store::KeyStore;
 
+mod authority;
 mod issue;
 mod leaked;
 mod lifecycle;
+mod lineage;
 mod permissions;
 mod quota;
 mod verify;
 
+pub use authority::Acting;
 pub use issue::{IssueError, IssueRequest, Issued};
 pub use leaked::{LEAKED_REASON, LeakError, LeakLabel, LeakReport, LeakVerdict};
 pub use lifecycle::LifecycleError;
+pub use lineage::DEFAULT_MAX_DELEGATION_DEPTH;
 pub use permissions::PermissionTable;
 pub use quota::{QuotaError, Remaining};
 pub use verify::VerifyError;
@@ -75,6 +79,7 @@ pub struct KeyManager<S> {
     pub(crate) owner_permissions: Option<Arc<dyn OwnerPermissions>>,
     pub(crate) issue_hook: Option<Arc<dyn IssueHook>>,
     pub(crate) last_used_interval: Duration,
+    pub(crate) max_delegation_depth: usize,
 }
 
 impl<S: KeyStore> KeyManager<S> {
@@ -92,6 +97,7 @@ impl<S: KeyStore> KeyManager<S> {
             owner_permissions: None,
             issue_hook: None,
             last_used_interval: Duration::minutes(1),
+            max_delegation_depth: DEFAULT_MAX_DELEGATION_DEPTH,
         }
     }
 
@@ -146,6 +152,16 @@ impl<S: KeyStore> KeyManager<S> {
         self
     }
 
+    /// How deep delegation may go (default [`DEFAULT_MAX_DELEGATION_DEPTH`], 4): a root
+    /// key's child is 1 deep, its grandchild 2. Delegated keys deeper than this (after the
+    /// limit was lowered) are refused at verification. Each level costs one store read per
+    /// verification of a delegated key (`BENCHMARKS.md`, delegated verify rows).
+    #[must_use]
+    pub fn with_max_delegation_depth(mut self, depth: usize) -> Self {
+        self.max_delegation_depth = depth;
+        self
+    }
+
     /// The store.
     pub fn store(&self) -> &S {
         &self.store
@@ -186,6 +202,7 @@ impl<S> fmt::Debug for KeyManager<S> {
             .field("owner_permissions", &self.owner_permissions.is_some())
             .field("issue_hook", &self.issue_hook.is_some())
             .field("last_used_interval", &self.last_used_interval)
+            .field("max_delegation_depth", &self.max_delegation_depth)
             .finish_non_exhaustive()
     }
 }

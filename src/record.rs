@@ -57,8 +57,17 @@ pub struct KeyRecord {
     pub rotated_from: Option<KeyId>,
     /// The key that replaced this one in a rotation (set on the old key).
     pub rotated_to: Option<KeyId>,
-    /// The key this one was issued through (delegation), if any.
+    /// Provenance: the key this one was issued through (administrative issuance or
+    /// delegation), if any. History only: it does not bind this key to that one.
     pub issued_by: Option<KeyId>,
+    /// The delegation parent: the key that minted this one for itself (an agent's or a CI
+    /// job's narrower key). A delegated key lives inside its parent's lineage for its whole
+    /// life: it is refused when the parent (or, after a rotation, the parent's successor) or
+    /// any further ancestor is revoked, disabled, expired or deleted, and what it may do is
+    /// bounded by each ancestor's current effective scopes and restrictions. `None` for a
+    /// root key.
+    #[serde(default)]
+    pub parent: Option<KeyId>,
     /// Uses left when the key has a usage quota; `None` means unlimited.
     pub remaining_uses: Option<u64>,
     /// When the quota refills by itself: the key manager sets `remaining_uses` back to

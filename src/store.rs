@@ -88,6 +88,43 @@ pub trait KeyStore: Send + Sync {
         page: Page,
     ) -> impl Future<Output = Result<Vec<KeyRecord>, StoreError>> + Send;
 
+    /// Compare-and-set like [`KeyStore::update`], that also keeps the owner's cap of live
+    /// keys, as [`KeyStore::insert_capped`] does: when `record` [counts against the
+    /// cap](KeyRecord::counts_against_cap) at `now`, the owner's *other* records that count
+    /// must be fewer than `max_live`. Check, count and write are one atomic step, so two
+    /// keys enabled at once under a cap of 1 never both succeed.
+    ///
+    /// Errors, checked in this order, changing nothing on any of them:
+    /// [`StoreError::NotFound`], [`StoreError::Conflict`], [`StoreError::LimitReached`].
+    fn update_capped(
+        &self,
+        record: KeyRecord,
+        expected_version: u64,
+        max_live: usize,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Revokes every record matching `filter` that is not revoked yet (incident response,
+    /// offboarding), incrementing each one's version, and reports which.
+    ///
+    /// One row that cannot be decoded must not stop the others: a SQL store does this in
+    /// one `UPDATE … WHERE` that decodes nothing (so a corrupt row is revoked too). The
+    /// default implementation, built on [`KeyStore::list`] and [`KeyStore::update`], steps
+    /// over a row that fails with [`StoreError::Corrupt`] one record at a time and reports
+    /// it in [`BulkRevocation::unreadable`] (such a row still refuses at verification, since
+    /// reading it fails closed). It is not atomic as a whole: a key inserted meanwhile may
+    /// be missed, and each key is revoked by its own compare-and-set.
+    ///
+    /// # Errors
+    /// A store error that is not about one row ([`StoreError::Unavailable`]); keys revoked
+    /// before it stay revoked, and running it again is safe.
+    fn revoke_matching(
+        &self,
+        filter: &ListFilter,
+    ) -> impl Future<Output = Result<BulkRevocation, StoreError>> + Send {
+        async move { revoke_by_listing(self, filter).await }
+    }
+
     /// Atomically takes `cost` uses from a key's quota.
     fn consume(
         &self,
@@ -105,6 +142,127 @@ pub trait KeyStore: Send + Sync {
 
     /// Deletes a record; `Ok(false)` if it did not exist.
     fn delete(&self, id: &KeyId) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+/// What [`KeyStore::revoke_matching`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BulkRevocation {
+    /// Keys revoked by this call, in id order.
+    pub revoked: Vec<KeyId>,
+    /// Keys whose record could not be read, so they could not be revoked (they are still
+    /// refused at verification, which fails closed on an unreadable record).
+    pub unreadable: Vec<KeyId>,
+}
+
+impl BulkRevocation {
+    /// A report of `revoked` keys and none unreadable.
+    #[must_use]
+    pub fn new(revoked: Vec<KeyId>, unreadable: Vec<KeyId>) -> Self {
+        Self {
+            revoked,
+            unreadable,
+        }
+    }
+}
+
+/// Visits every record matching `filter`, page by page in id order. A page that fails with
+/// [`StoreError::Corrupt`] is read again one record at a time, so every readable record is
+/// visited and each unreadable one is passed to `unreadable` once.
+///
+/// # Errors
+/// Any other store error.
+pub(crate) async fn for_each_readable<S: KeyStore + ?Sized>(
+    store: &S,
+    filter: &ListFilter,
+    mut visit: impl FnMut(KeyRecord),
+    mut unreadable: impl FnMut(KeyId),
+) -> Result<(), StoreError> {
+    let mut after = None;
+    let mut limit = Page::MAX_LIMIT;
+    loop {
+        let page = Page { after, limit };
+        match store.list(filter, page).await {
+            Ok(records) => {
+                let done = records.len() < limit;
+                for record in records {
+                    after = Some(record.id);
+                    visit(record);
+                }
+                if done {
+                    return Ok(());
+                }
+                // Back to full pages after stepping over a corrupt row.
+                limit = Page::MAX_LIMIT;
+            }
+            Err(StoreError::Corrupt { id, .. }) if limit == 1 => {
+                // A page of one that fails names the next row; naming the row already
+                // passed would loop forever.
+                if after == Some(id) {
+                    return Err(StoreError::unavailable(
+                        "a listing named a corrupt row out of order",
+                    ));
+                }
+                unreadable(id);
+                after = Some(id);
+            }
+            Err(StoreError::Corrupt { .. }) => limit = 1,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// [`KeyStore::revoke_matching`]'s default implementation.
+async fn revoke_by_listing<S: KeyStore + ?Sized>(
+    store: &S,
+    filter: &ListFilter,
+) -> Result<BulkRevocation, StoreError> {
+    let mut targets = Vec::new();
+    let mut report = BulkRevocation::default();
+    for_each_readable(
+        store,
+        filter,
+        |r| {
+            if r.status != crate::record::KeyStatus::Revoked {
+                targets.push(r);
+            }
+        },
+        |id| report.unreadable.push(id),
+    )
+    .await?;
+    for mut record in targets {
+        // Re-read after a lost compare-and-set: the record may be revoked or gone by now.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            if attempts > 8 {
+                return Err(StoreError::Conflict(record.id));
+            }
+            let version = record.version;
+            record.status = crate::record::KeyStatus::Revoked;
+            match store.update(record.clone(), version).await {
+                Ok(()) => {
+                    report.revoked.push(record.id);
+                    break;
+                }
+                Err(StoreError::NotFound(_)) => break,
+                Err(StoreError::Conflict(id)) => match store.get(&id).await {
+                    Ok(Some(fresh)) if fresh.status != crate::record::KeyStatus::Revoked => {
+                        record = KeyRecord::clone(&fresh);
+                    }
+                    Ok(_) => break,
+                    Err(StoreError::Corrupt { id, .. }) => {
+                        report.unreadable.push(id);
+                        break;
+                    }
+                    Err(e) => return Err(e),
+                },
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    report.unreadable.sort_unstable();
+    Ok(report)
 }
 
 /// Which records [`KeyStore::list`] returns.

@@ -23,7 +23,7 @@ use crate::key_id::KeyId;
 use crate::prefix::Prefix;
 use crate::record::{KeyRecord, KeyStatus, Metadata, QuotaRefill};
 use crate::scope::{Restrictions, ScopeSet};
-use crate::store::{Consumed, KeyStore, ListFilter, Page, StoreError};
+use crate::store::{BulkRevocation, Consumed, KeyStore, ListFilter, Page, StoreError};
 use crate::verified::Verified;
 
 /// A fixed instant used by the fixtures (whole seconds, so every database keeps it exactly).
@@ -76,6 +76,7 @@ pub fn record(owner: &str) -> KeyRecord {
         rotated_from: None,
         rotated_to: None,
         issued_by: None,
+        parent: None,
         remaining_uses: None,
         refill: None,
         refilled_at: None,
@@ -86,7 +87,8 @@ pub fn record(owner: &str) -> KeyRecord {
 /// handlers without a key manager. Only available with the `testing` feature.
 #[must_use]
 pub fn verified(record: KeyRecord, scopes: ScopeSet, at: OffsetDateTime) -> Verified {
-    Verified::new(Arc::new(record), Some(scopes), at)
+    let ends_at = record.expires_at;
+    Verified::new(Arc::new(record), Some(scopes), None, ends_at, at)
 }
 
 /// Runs every conformance check, each on a fresh store from `fresh`.
@@ -111,6 +113,228 @@ where
     touch_last_used(&fresh().await).await;
     paging_and_filters(&fresh().await).await;
     delete(&fresh().await).await;
+    consume_is_a_write(&fresh().await).await;
+    capped_update(&fresh().await).await;
+    bulk_revocation(&fresh().await).await;
+    lineage_round_trip(&fresh().await).await;
+}
+
+/// `consume` increments the version: a compare-and-set built on a read taken before the
+/// consume conflicts, so it cannot write the old `remaining_uses` back.
+///
+/// # Panics
+/// When the check fails.
+pub async fn consume_is_a_write(store: &impl KeyStore) {
+    let check = "consume_is_a_write";
+    let mut r = record("quinn");
+    r.remaining_uses = Some(5);
+    expect_ok(check, store.insert(r.clone()).await);
+    let before = expect_ok(check, store.get(&r.id).await).expect("consume_is_a_write: missing");
+    assert_eq!(
+        expect_ok(check, store.consume(&r.id, 2).await),
+        Consumed::Remaining(3)
+    );
+    let mut stale = KeyRecord::clone(&before);
+    stale.name = "renamed".into();
+    assert!(
+        matches!(
+            store.update(stale, before.version).await,
+            Err(StoreError::Conflict(_))
+        ),
+        "consume_is_a_write: an update built on a read before the consume must conflict"
+    );
+    let after = expect_ok(check, store.get(&r.id).await).expect("consume_is_a_write: missing");
+    assert_eq!(after.remaining_uses, Some(3), "consume_is_a_write: uses lost");
+    assert_eq!(after.version, before.version + 1, "consume_is_a_write: version");
+    // An exhausted consume takes nothing and writes nothing.
+    assert_eq!(
+        expect_ok(check, store.consume(&r.id, 10).await),
+        Consumed::Exhausted
+    );
+    let same = expect_ok(check, store.get(&r.id).await).expect("consume_is_a_write: missing");
+    assert_eq!(same.version, after.version, "consume_is_a_write: a refused consume wrote");
+}
+
+/// `update_capped`: compare-and-set that keeps the owner's cap; `NotFound`, then
+/// `Conflict`, then `LimitReached`; nothing changes on an error; two enables racing under
+/// a cap of 1 never both succeed.
+///
+/// # Panics
+/// When the check fails.
+pub async fn capped_update(store: &impl KeyStore) {
+    let check = "capped_update";
+    let now = epoch() + Duration::days(1);
+    let live = record("rita");
+    let mut off = record("rita");
+    off.status = KeyStatus::Disabled;
+    expect_ok(check, store.insert(live.clone()).await);
+    expect_ok(check, store.insert(off.clone()).await);
+    let mut on = off.clone();
+    on.status = KeyStatus::Active;
+    assert!(
+        matches!(
+            store.update_capped(record("rita"), 0, 1, now).await,
+            Err(StoreError::NotFound(_))
+        ),
+        "capped_update: unknown id must be NotFound"
+    );
+    assert!(
+        matches!(
+            store.update_capped(on.clone(), 7, 1, now).await,
+            Err(StoreError::Conflict(_))
+        ),
+        "capped_update: a stale version must be Conflict before the cap is counted"
+    );
+    assert!(
+        matches!(
+            store.update_capped(on.clone(), 0, 1, now).await,
+            Err(StoreError::LimitReached { limit: 1 })
+        ),
+        "capped_update: enabling a second live key under a cap of 1 must be refused"
+    );
+    let unchanged = expect_ok(check, store.get(&off.id).await).expect("capped_update: missing");
+    assert_eq!(*unchanged, off, "capped_update: a refused update changed the record");
+    // A record that does not count (still disabled) is written whatever the count.
+    let mut renamed = off.clone();
+    renamed.name = "renamed".into();
+    expect_ok(check, store.update_capped(renamed, 0, 1, now).await);
+    // The key itself is not counted against its own cap.
+    let mut live_renamed = live.clone();
+    live_renamed.name = "still one".into();
+    expect_ok(check, store.update_capped(live_renamed, 0, 1, now).await);
+    let mut revoked = KeyRecord::clone(
+        &expect_ok(check, store.get(&live.id).await).expect("capped_update: missing"),
+    );
+    revoked.status = KeyStatus::Revoked;
+    expect_ok(check, store.update(revoked, 1).await);
+    expect_ok(check, store.update_capped(on, 1, 1, now).await);
+    let got = expect_ok(check, store.get(&off.id).await).expect("capped_update: missing");
+    assert_eq!(
+        (got.status, got.version),
+        (KeyStatus::Active, 2),
+        "capped_update: enable not stored"
+    );
+
+    // Two disabled keys of one owner enabled at once under a cap of 1: one wins.
+    for round in 0..20 {
+        let owner = format!("race-{round}");
+        let mut a = record(&owner);
+        a.status = KeyStatus::Disabled;
+        let mut b = record(&owner);
+        b.status = KeyStatus::Disabled;
+        expect_ok(check, store.insert(a.clone()).await);
+        expect_ok(check, store.insert(b.clone()).await);
+        a.status = KeyStatus::Active;
+        b.status = KeyStatus::Active;
+        let results = join_all([
+            store.update_capped(a, 0, 1, now),
+            store.update_capped(b, 0, 1, now),
+        ])
+        .await;
+        let won = results.iter().filter(|r| r.is_ok()).count();
+        assert_eq!(won, 1, "capped_update: round {round}: {won} enables won under a cap of 1");
+        for result in results {
+            if let Err(e) = result {
+                assert!(
+                    matches!(e, StoreError::LimitReached { limit: 1 }),
+                    "capped_update: the loser must be LimitReached, got {e:?}"
+                );
+            }
+        }
+    }
+}
+
+/// `revoke_matching` revokes every unrevoked record of the filter, increments their
+/// versions, reports them, and touches nothing else; a second call revokes nothing.
+///
+/// # Panics
+/// When the check fails.
+pub async fn bulk_revocation(store: &impl KeyStore) {
+    let check = "bulk_revocation";
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let mut r = record(&format!("sam-{}", i % 2));
+        r.tenant = Some("bulk-acme".into());
+        if i == 4 {
+            r.status = KeyStatus::Revoked;
+        }
+        expect_ok(check, store.insert(r.clone()).await);
+        ids.push(r.id);
+    }
+    let mut other = record("sam-0");
+    other.tenant = Some("bulk-globex".into());
+    expect_ok(check, store.insert(other.clone()).await);
+
+    let report = expect_ok(
+        check,
+        store
+            .revoke_matching(&ListFilter::Tenant("bulk-acme".into()))
+            .await,
+    );
+    let mut expected: Vec<KeyId> = ids[..4].to_vec();
+    expected.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    let mut revoked = report.revoked.clone();
+    revoked.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    assert_eq!(revoked, expected, "bulk_revocation: wrong keys reported");
+    assert!(report.unreadable.is_empty(), "bulk_revocation: unreadable");
+    for id in &ids[..4] {
+        let got = expect_ok(check, store.get(id).await).expect("bulk_revocation: missing");
+        assert_eq!(
+            (got.status, got.version),
+            (KeyStatus::Revoked, 1),
+            "bulk_revocation: key not revoked by a write"
+        );
+    }
+    let untouched = expect_ok(check, store.get(&other.id).await).expect("bulk_revocation: gone");
+    assert_eq!(*untouched, other, "bulk_revocation: another tenant's key changed");
+    let again = expect_ok(
+        check,
+        store
+            .revoke_matching(&ListFilter::Tenant("bulk-acme".into()))
+            .await,
+    );
+    assert!(again.revoked.is_empty(), "bulk_revocation: revoked twice");
+    let by_owner = expect_ok(
+        check,
+        store
+            .revoke_matching(&ListFilter::Owner("sam-0".into()))
+            .await,
+    );
+    assert_eq!(by_owner.revoked, vec![other.id], "bulk_revocation: by owner");
+}
+
+/// The delegation parent and the provenance survive every write.
+///
+/// # Panics
+/// When the check fails.
+pub async fn lineage_round_trip(store: &impl KeyStore) {
+    let check = "lineage_round_trip";
+    let parent = record("tara");
+    let mut child = record("tara");
+    child.parent = Some(parent.id);
+    child.issued_by = Some(parent.id);
+    expect_ok(check, store.insert(parent.clone()).await);
+    expect_ok(check, store.insert(child.clone()).await);
+    let got = expect_ok(check, store.get(&child.id).await).expect("lineage_round_trip: missing");
+    assert_eq!(*got, child, "lineage_round_trip: parent not stored");
+    let mut edited = child.clone();
+    edited.name = "edited".into();
+    expect_ok(check, store.update(edited, 0).await);
+    let listed = expect_ok(
+        check,
+        store
+            .list(&ListFilter::Owner("tara".into()), Page::first(10))
+            .await,
+    );
+    let listed = listed
+        .iter()
+        .find(|r| r.id == child.id)
+        .expect("lineage_round_trip: child not listed");
+    assert_eq!(
+        listed.parent,
+        Some(parent.id),
+        "lineage_round_trip: parent lost by an update"
+    );
 }
 
 fn expect_ok<T>(check: &str, r: Result<T, StoreError>) -> T {
@@ -461,16 +685,17 @@ pub async fn quota_refill_round_trip(store: &impl KeyStore) {
         (refilled.refill, refilled.refilled_at, Some(1)),
         "quota_refill: listing reads the schedule"
     );
+    assert_eq!(listed[0].version, 2, "quota_refill: a consume is a write (version)");
 
     // Removing the schedule clears it.
     let mut cleared = KeyRecord::clone(&listed[0]);
     cleared.refill = None;
     cleared.refilled_at = None;
-    expect_ok(check, store.update(cleared.clone(), 1).await);
+    expect_ok(check, store.update(cleared.clone(), 2).await);
     let got = expect_ok(check, store.get(&r.id).await).expect("quota_refill: record vanished");
     assert_eq!(
         (got.refill, got.refilled_at, got.remaining_uses, got.version),
-        (None, None, Some(1), 2),
+        (None, None, Some(1), 3),
         "quota_refill: schedule not cleared"
     );
 }
@@ -632,6 +857,22 @@ impl<S: KeyStore> KeyStore for FlakyStore<S> {
     async fn update(&self, record: KeyRecord, expected_version: u64) -> Result<(), StoreError> {
         self.check()?;
         self.inner.update(record, expected_version).await
+    }
+    async fn update_capped(
+        &self,
+        record: KeyRecord,
+        expected_version: u64,
+        max_live: usize,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner
+            .update_capped(record, expected_version, max_live, now)
+            .await
+    }
+    async fn revoke_matching(&self, filter: &ListFilter) -> Result<BulkRevocation, StoreError> {
+        self.check()?;
+        self.inner.revoke_matching(filter).await
     }
     async fn rotate(
         &self,

@@ -8,7 +8,9 @@ use crate::key_id::KeyId;
 use crate::record::KeyRecord;
 use crate::scope::{Denied, Resource, Restrictions, Scope, ScopeSet};
 
-/// A key that verified: right secret, active, not expired, with its effective scopes.
+/// A key that verified: right secret, active, not expired, with its effective scopes and
+/// restrictions. For a delegated key, every ancestor was active and unexpired too, and the
+/// effective scopes and restrictions lie within each ancestor's current ones.
 ///
 /// There is no public constructor: the only way to get one is
 /// [`KeyManager::verify`](crate::KeyManager::verify) (or, in tests,
@@ -19,6 +21,10 @@ pub struct Verified {
     record: Arc<KeyRecord>,
     /// `None`: the record's own scopes are the effective ones.
     effective: Option<ScopeSet>,
+    /// `None`: the record's own restrictions are the effective ones.
+    restrictions: Option<Restrictions>,
+    /// The earliest end of the key and its ancestors.
+    ends_at: Option<OffsetDateTime>,
     at: OffsetDateTime,
 }
 
@@ -26,11 +32,15 @@ impl Verified {
     pub(crate) fn new(
         record: Arc<KeyRecord>,
         effective: Option<ScopeSet>,
+        restrictions: Option<Restrictions>,
+        ends_at: Option<OffsetDateTime>,
         at: OffsetDateTime,
     ) -> Self {
         Self {
             record,
             effective,
+            restrictions,
+            ends_at,
             at,
         }
     }
@@ -60,16 +70,33 @@ impl Verified {
     }
 
     /// What the key may do now: its scopes and roles, with implications, bounded by its
-    /// owner's current permissions when the manager has an owner-permission source.
+    /// owner's current permissions when the manager has an owner-permission source, and,
+    /// for a delegated key, by every ancestor's current effective scopes.
     #[must_use]
     pub fn scopes(&self) -> &ScopeSet {
         self.effective.as_ref().unwrap_or(&self.record.scopes)
     }
 
-    /// The resources the key is limited to.
+    /// The resources the key is limited to: its own restrictions, and for a delegated key
+    /// within every ancestor's.
     #[must_use]
     pub fn restrictions(&self) -> &Restrictions {
-        &self.record.restrictions
+        self.restrictions
+            .as_ref()
+            .unwrap_or(&self.record.restrictions)
+    }
+
+    /// When the key stops working at the latest: the earliest expiry of the key and its
+    /// ancestors (`None`: never). Keys managed through this key end no later.
+    #[must_use]
+    pub fn ends_at(&self) -> Option<OffsetDateTime> {
+        self.ends_at
+    }
+
+    /// The delegation parent, for a delegated key.
+    #[must_use]
+    pub fn parent(&self) -> Option<KeyId> {
+        self.record.parent
     }
 
     /// When verification happened.
@@ -90,6 +117,6 @@ impl Verified {
     /// # Errors
     /// [`Denied`] naming the missing scope or the refused resource.
     pub fn authorize(&self, required: &Scope, resource: Option<&Resource>) -> Result<(), Denied> {
-        crate::scope::authorize(self.scopes(), &self.record.restrictions, required, resource)
+        crate::scope::authorize(self.scopes(), self.restrictions(), required, resource)
     }
 }

@@ -102,7 +102,9 @@ impl fmt::Debug for PepperId {
 /// assert!(Pepper::new("k1", [7u8; 16]).is_err());
 /// # Ok::<(), keyward::PepperError>(())
 /// ```
-#[derive(Clone)]
+///
+/// A pepper has no `Clone`: share one through the [`Hasher`](crate::Hasher) that owns it
+/// (or an `Arc`), so the secret lives in one place and is wiped once.
 pub struct Pepper {
     id: PepperId,
     // The HMAC state after absorbing the key: cloning it skips the key schedule on every hash.

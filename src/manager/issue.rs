@@ -3,6 +3,8 @@
 use core::fmt;
 
 use super::KeyManager;
+use super::lineage::earlier;
+use super::verify::VerifyError;
 use crate::api_key::{ApiKey, GenerateError};
 use crate::audit::{AuditEvent, AuditKind, RequestContext};
 use crate::hash::HashError;
@@ -180,9 +182,23 @@ pub enum IssueError {
     /// The application's hook refused.
     #[error("refused: {0}")]
     Refused(String),
-    /// A delegated key would get more than the key it is issued through.
-    #[error("a delegated key cannot widen its parent: {0}")]
+    /// The key would get more than the key it is issued through holds (scopes, resources,
+    /// tenant or owner).
+    #[error("cannot grant more than the issuing key holds: {0}")]
     Widening(String),
+    /// An explicit expiry later than the end of the key it is issued through.
+    #[error("the key would outlive the key issuing it")]
+    OutlivesActor,
+    /// A delegated key this deep is not allowed.
+    #[error("delegation deeper than {max} levels is not allowed")]
+    TooDeep {
+        /// The deepest delegation allowed.
+        max: usize,
+    },
+    /// The key acting as issuer no longer verifies (revoked, disabled, expired, deleted,
+    /// or an ancestor of it is).
+    #[error("the issuing key no longer verifies")]
+    Actor(#[source] VerifyError),
     /// Generation failed.
     #[error(transparent)]
     Generate(#[from] GenerateError),
@@ -192,6 +208,26 @@ pub enum IssueError {
     /// The store failed.
     #[error(transparent)]
     Store(StoreError),
+}
+
+/// Who a key is issued through.
+#[derive(Clone, Copy)]
+pub(crate) enum Through<'a> {
+    /// The operator's unbounded call.
+    Operator,
+    /// Administrative issuance by a key (provenance only).
+    Admin(&'a Verified),
+    /// Delegation: the key's child for life.
+    Delegate(&'a Verified),
+}
+
+impl<'a> Through<'a> {
+    fn actor(self) -> Option<&'a Verified> {
+        match self {
+            Self::Operator => None,
+            Self::Admin(actor) | Self::Delegate(actor) => Some(actor),
+        }
+    }
 }
 
 const MAX_NAME_LEN: usize = 128;
@@ -204,53 +240,35 @@ impl<S: KeyStore> KeyManager<S> {
     /// # Errors
     /// [`IssueError`]: an invalid request, an unknown scope with a strict catalog, the
     /// policy, the per-owner cap, the application's hook, or a store failure.
+    ///
+    /// This is the operator's call, bounded by nothing but the policy: for jobs, CLIs and
+    /// sign-up flows. When a key asks for the issuance, use
+    /// [`KeyManager::acting_as`] so the new key stays within that key.
     pub async fn issue(
         &self,
         request: IssueRequest,
         ctx: &RequestContext,
     ) -> Result<Issued, IssueError> {
-        self.issue_inner(request, None, ctx).await
+        self.issue_inner(request, Through::Operator, ctx).await
     }
 
-    /// Issues a key on behalf of a verified key (delegation, self-service). The new key
-    /// gets at most what `parent` may do now: every requested scope must be allowed by the
-    /// parent's effective scopes, the restrictions must lie within the parent's (an
-    /// unrestricted request inherits them), and the expiry is no later than the parent's.
+    /// Issues a key on behalf of a verified key: delegation, as
+    /// [`Acting::delegate`](super::Acting::delegate) does (the same as
+    /// `self.acting_as(parent).delegate(request, ctx)`). The new key is `parent`'s child
+    /// for life: same owner and tenant, never wider, refused once any ancestor dies.
     ///
     /// # Errors
-    /// [`IssueError::Widening`] naming what the parent lacks, or any error of
-    /// [`KeyManager::issue`].
+    /// As [`Acting::delegate`](super::Acting::delegate).
     pub async fn issue_delegated(
         &self,
         parent: &Verified,
-        mut request: IssueRequest,
+        request: IssueRequest,
         ctx: &RequestContext,
     ) -> Result<Issued, IssueError> {
-        let own = match &self.catalog {
-            Some(catalog) => catalog.resolve(&request.scopes, &request.roles),
-            None => request.scopes.clone(),
-        };
-        if !own.is_subset(parent.scopes()) {
-            let extra: Vec<String> = own
-                .iter()
-                .filter(|s| !parent.scopes().allows(s))
-                .map(|s| s.to_string())
-                .collect();
-            return self.refuse(
-                &request,
-                ctx,
-                IssueError::Widening(format!("scopes {}", extra.join(" "))),
-            );
-        }
-        if request.restrictions.is_unrestricted() {
-            request.restrictions = parent.restrictions().clone();
-        } else if !request.restrictions.is_within(parent.restrictions()) {
-            return self.refuse(&request, ctx, IssueError::Widening("resources".to_owned()));
-        }
-        self.issue_inner(request, Some(parent), ctx).await
+        self.acting_as(parent).delegate(request, ctx).await
     }
 
-    fn refuse(
+    pub(crate) fn refuse(
         &self,
         request: &IssueRequest,
         ctx: &RequestContext,
@@ -270,10 +288,10 @@ impl<S: KeyStore> KeyManager<S> {
         Err(e)
     }
 
-    async fn issue_inner(
+    pub(crate) async fn issue_inner(
         &self,
         request: IssueRequest,
-        parent: Option<&Verified>,
+        through: Through<'_>,
         ctx: &RequestContext,
     ) -> Result<Issued, IssueError> {
         let now = self.clock.now();
@@ -284,8 +302,15 @@ impl<S: KeyStore> KeyManager<S> {
             Ok(at) => at,
             Err(e) => return self.refuse(&request, ctx, e.into()),
         };
-        if let Some(parent_expiry) = parent.and_then(|p| p.record().expires_at) {
-            expires_at = Some(expires_at.map_or(parent_expiry, |at| at.min(parent_expiry)));
+        if let Some(actor) = through.actor() {
+            // The default ends no later than the issuing key; an explicit expiry past its
+            // end is refused rather than shortened behind the caller's back.
+            let end = actor.ends_at();
+            if request.expiry == Expiry::Default {
+                expires_at = earlier(expires_at, end);
+            } else if end.is_some_and(|end| expires_at.is_none_or(|at| at > end)) {
+                return self.refuse(&request, ctx, IssueError::OutlivesActor);
+            }
         }
         if let Some(hook) = &self.issue_hook {
             if let Err(reason) = hook.check(&request).await {
@@ -331,7 +356,11 @@ impl<S: KeyStore> KeyManager<S> {
                 version: 0,
                 rotated_from: None,
                 rotated_to: None,
-                issued_by: parent.map(Verified::key_id),
+                issued_by: through.actor().map(Verified::key_id),
+                parent: match through {
+                    Through::Delegate(parent) => Some(parent.key_id()),
+                    _ => None,
+                },
                 remaining_uses: request.remaining_uses.or(request.refill.map(|r| r.uses())),
                 refill: request.refill,
                 refilled_at: request.refill.map(|_| now),
@@ -343,7 +372,7 @@ impl<S: KeyStore> KeyManager<S> {
             match stored {
                 Ok(()) => {
                     let kind = AuditKind::Issued {
-                        delegated_from: record.issued_by,
+                        delegated_from: record.parent,
                     };
                     self.emit(AuditEvent::new(now, kind, ctx).about(&record));
                     return Ok(Issued { key, record });

@@ -1,14 +1,17 @@
 //! Lifecycle: disable, enable, revoke (one, or all of an owner or tenant), rotate,
 //! regenerate, delete, and listings.
 
-use time::{Duration, OffsetDateTime};
+use time::Duration;
 
 use super::KeyManager;
 use super::issue::Issued;
 use crate::audit::{AuditEvent, AuditKind, RequestContext};
 use crate::key_id::KeyId;
 use crate::record::{KeyRecord, KeyStatus};
-use crate::store::{KeyStore, ListFilter, Page, StoreError};
+use std::sync::Arc;
+
+use super::authority::{Reach, rotated_end};
+use crate::store::{BulkRevocation, KeyStore, ListFilter, Page, StoreError};
 
 /// Why a lifecycle operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +32,16 @@ pub enum LifecycleError {
     /// The grace period is negative.
     #[error("grace period must not be negative")]
     NegativeGrace,
+    /// Enabling the key would exceed its owner's cap of live keys.
+    #[error("owner has reached the limit of {limit} live keys")]
+    LimitReached {
+        /// The cap.
+        limit: usize,
+    },
+    /// The key acting as manager no longer verifies (revoked, disabled, expired, deleted,
+    /// or an ancestor of it is).
+    #[error("the acting key no longer verifies")]
+    Actor(#[source] super::VerifyError),
     /// The record kept changing under concurrent updates.
     #[error("key {0} is being changed concurrently; try again")]
     Contended(KeyId),
@@ -56,37 +69,70 @@ impl<S: KeyStore> KeyManager<S> {
     }
 
     /// Applies `change` with compare-and-set, retrying when another writer won.
-    /// `change` returns `Ok(false)` when there is nothing to do.
+    /// `change` returns `Ok(false)` when there is nothing to do. With `reach`, a record
+    /// outside it is [`LifecycleError::NotFound`] (checked on every attempt, against the
+    /// version written). With `cap`, the write keeps the owner's cap of live keys.
     async fn change(
         &self,
         id: &KeyId,
+        reach: Option<&Reach>,
+        cap: Option<usize>,
         mut change: impl FnMut(&mut KeyRecord) -> Result<bool, LifecycleError>,
     ) -> Result<(KeyRecord, bool), LifecycleError> {
         for _ in 0..CAS_ATTEMPTS {
-            let current = self
-                .store
-                .get(id)
-                .await?
-                .ok_or(LifecycleError::NotFound(*id))?;
+            let current = self.reachable(id, reach).await?;
             let mut next = KeyRecord::clone(&current);
             if !change(&mut next)? {
                 return Ok((next, false));
             }
-            match self.store.update(next.clone(), current.version).await {
+            let written = match cap {
+                Some(cap) => {
+                    let now = self.clock.now();
+                    self.store
+                        .update_capped(next.clone(), current.version, cap, now)
+                        .await
+                }
+                None => self.store.update(next.clone(), current.version).await,
+            };
+            match written {
                 Ok(()) => {
                     next.version = current.version + 1;
                     self.hasher.forget_cached(*id);
                     return Ok((next, true));
                 }
                 Err(StoreError::Conflict(_)) => {}
+                Err(StoreError::LimitReached { limit }) => {
+                    return Err(LifecycleError::LimitReached { limit });
+                }
                 Err(e) => return Err(e.into()),
             }
         }
         Err(LifecycleError::Contended(*id))
     }
 
-    /// Disables a key: it is refused until enabled again, with the same value.
-    /// Disabling a disabled key changes nothing.
+    /// The record of `id`, if it exists and (with `reach`) is within reach; otherwise
+    /// [`LifecycleError::NotFound`], the same answer for both.
+    async fn reachable(
+        &self,
+        id: &KeyId,
+        reach: Option<&Reach>,
+    ) -> Result<Arc<KeyRecord>, LifecycleError> {
+        let record = self
+            .store
+            .get(id)
+            .await?
+            .ok_or(LifecycleError::NotFound(*id))?;
+        match reach {
+            Some(reach) if !self.reaches(reach, &record).await? => {
+                Err(LifecycleError::NotFound(*id))
+            }
+            _ => Ok(record),
+        }
+    }
+
+    /// Disables a key: it is refused until enabled again, with the same value (and so are
+    /// the keys delegated from it). Disabling a disabled key changes nothing. An operator
+    /// call, bounded by nothing: see [`KeyManager::acting_as`] for a key's own.
     ///
     /// # Errors
     /// [`LifecycleError::Revoked`] for a revoked key, [`LifecycleError::NotFound`], or a
@@ -96,8 +142,17 @@ impl<S: KeyStore> KeyManager<S> {
         id: &KeyId,
         ctx: &RequestContext,
     ) -> Result<KeyRecord, LifecycleError> {
+        self.disable_within(id, None, ctx).await
+    }
+
+    pub(crate) async fn disable_within(
+        &self,
+        id: &KeyId,
+        reach: Option<&Reach>,
+        ctx: &RequestContext,
+    ) -> Result<KeyRecord, LifecycleError> {
         let (record, changed) = self
-            .change(id, |r| match r.status {
+            .change(id, reach, None, |r| match r.status {
                 KeyStatus::Revoked => Err(LifecycleError::Revoked(r.id)),
                 KeyStatus::Disabled => Ok(false),
                 KeyStatus::Active => {
@@ -113,17 +168,29 @@ impl<S: KeyStore> KeyManager<S> {
     }
 
     /// Enables a disabled key; the same key value works again (unless it has expired).
+    /// The key counts against its owner's cap again, atomically: under a cap, enabling
+    /// fails when the owner already has as many live keys. An operator call, bounded by
+    /// nothing: see [`KeyManager::acting_as`] for a key's own.
     ///
     /// # Errors
     /// [`LifecycleError::Revoked`] for a revoked key (revocation is final),
-    /// [`LifecycleError::NotFound`], or a store error.
+    /// [`LifecycleError::LimitReached`], [`LifecycleError::NotFound`], or a store error.
     pub async fn enable(
         &self,
         id: &KeyId,
         ctx: &RequestContext,
     ) -> Result<KeyRecord, LifecycleError> {
+        self.enable_within(id, None, ctx).await
+    }
+
+    pub(crate) async fn enable_within(
+        &self,
+        id: &KeyId,
+        reach: Option<&Reach>,
+        ctx: &RequestContext,
+    ) -> Result<KeyRecord, LifecycleError> {
         let (record, changed) = self
-            .change(id, |r| match r.status {
+            .change(id, reach, self.policy.cap(), |r| match r.status {
                 KeyStatus::Revoked => Err(LifecycleError::Revoked(r.id)),
                 KeyStatus::Active => Ok(false),
                 KeyStatus::Disabled => {
@@ -138,7 +205,9 @@ impl<S: KeyStore> KeyManager<S> {
         Ok(record)
     }
 
-    /// Revokes a key, at once and for good. Revoking a revoked key changes nothing.
+    /// Revokes a key, at once and for good, and with it every key delegated from it.
+    /// Revoking a revoked key changes nothing. An operator call, bounded by nothing: see
+    /// [`KeyManager::acting_as`] for a key's own.
     ///
     /// # Errors
     /// [`LifecycleError::NotFound`] or a store error.
@@ -148,8 +217,18 @@ impl<S: KeyStore> KeyManager<S> {
         reason: Option<&str>,
         ctx: &RequestContext,
     ) -> Result<KeyRecord, LifecycleError> {
+        self.revoke_within(id, reason, None, ctx).await
+    }
+
+    pub(crate) async fn revoke_within(
+        &self,
+        id: &KeyId,
+        reason: Option<&str>,
+        reach: Option<&Reach>,
+        ctx: &RequestContext,
+    ) -> Result<KeyRecord, LifecycleError> {
         let (record, changed) = self
-            .change(id, |r| {
+            .change(id, reach, None, |r| {
                 if r.status == KeyStatus::Revoked {
                     return Ok(false);
                 }
@@ -166,30 +245,33 @@ impl<S: KeyStore> KeyManager<S> {
         Ok(record)
     }
 
-    /// Revokes every key of an owner (offboarding). Returns the ids revoked now.
+    /// Revokes every key of an owner (offboarding), in one store operation that one
+    /// unreadable row cannot stop (see [`KeyStore::revoke_matching`]). Keys delegated from
+    /// them have the same owner and are revoked too. An operator call: see
+    /// [`Acting::revoke_owner`](super::Acting::revoke_owner) for a key's own.
     ///
     /// # Errors
-    /// A store error; keys revoked before it stay revoked.
+    /// A store error; keys revoked before it stay revoked, and running it again is safe.
     pub async fn revoke_owner(
         &self,
         owner: &str,
         reason: Option<&str>,
         ctx: &RequestContext,
-    ) -> Result<Vec<KeyId>, LifecycleError> {
+    ) -> Result<BulkRevocation, LifecycleError> {
         self.revoke_all(&ListFilter::Owner(owner.to_owned()), reason, ctx)
             .await
     }
 
-    /// Revokes every key of a tenant (incident response). Returns the ids revoked now.
+    /// Revokes every key of a tenant (incident response), as [`KeyManager::revoke_owner`].
     ///
     /// # Errors
-    /// A store error; keys revoked before it stay revoked.
+    /// As [`KeyManager::revoke_owner`].
     pub async fn revoke_tenant(
         &self,
         tenant: &str,
         reason: Option<&str>,
         ctx: &RequestContext,
-    ) -> Result<Vec<KeyId>, LifecycleError> {
+    ) -> Result<BulkRevocation, LifecycleError> {
         self.revoke_all(&ListFilter::Tenant(tenant.to_owned()), reason, ctx)
             .await
     }
@@ -199,32 +281,36 @@ impl<S: KeyStore> KeyManager<S> {
         filter: &ListFilter,
         reason: Option<&str>,
         ctx: &RequestContext,
-    ) -> Result<Vec<KeyId>, LifecycleError> {
-        let mut targets = Vec::new();
-        self.for_each(filter, |r| {
-            if r.status != KeyStatus::Revoked {
-                targets.push(r.id);
-            }
-        })
-        .await?;
-        let mut revoked = Vec::new();
-        for id in targets {
-            match self.revoke(&id, reason, ctx).await {
-                Ok(_) => revoked.push(id),
-                // Deleted meanwhile: nothing left to revoke.
-                Err(LifecycleError::NotFound(_)) => {}
-                Err(e) => return Err(e),
-            }
+    ) -> Result<BulkRevocation, LifecycleError> {
+        let report = self.store.revoke_matching(filter).await?;
+        let now = self.clock.now();
+        for id in &report.revoked {
+            self.hasher.forget_cached(*id);
+            let kind = AuditKind::Revoked {
+                reason: reason.map(str::to_owned),
+            };
+            self.emit(AuditEvent::new(now, kind, ctx).key(*id));
         }
-        Ok(revoked)
+        Ok(report)
     }
 
-    /// Deletes a key's record. Prefer revocation, which keeps the record for audits.
+    /// Deletes a key's record (the keys delegated from it stop working: a missing ancestor
+    /// refuses them). Prefer revocation, which keeps the record for audits. An operator
+    /// call, bounded by nothing: see [`KeyManager::acting_as`] for a key's own.
     ///
     /// # Errors
     /// [`LifecycleError::NotFound`] or a store error.
     pub async fn delete(&self, id: &KeyId, ctx: &RequestContext) -> Result<(), LifecycleError> {
-        let record = self.get(id).await?;
+        self.delete_within(id, None, ctx).await
+    }
+
+    pub(crate) async fn delete_within(
+        &self,
+        id: &KeyId,
+        reach: Option<&Reach>,
+        ctx: &RequestContext,
+    ) -> Result<(), LifecycleError> {
+        let record = self.reachable(id, reach).await?;
         if !self.store.delete(id).await? {
             return Err(LifecycleError::NotFound(*id));
         }
@@ -234,11 +320,21 @@ impl<S: KeyStore> KeyManager<S> {
     }
 
     /// Rotates a key: issues a new key that copies every authorization field of the old one
-    /// (name, tenant, owner, scopes, roles, restrictions, metadata, quota), with the same
-    /// lifetime as the old key had, capped by the policy. The old key keeps working until
-    /// the earlier of its own expiry and now + `grace`, then fails as expired. During the
-    /// overlap the pair counts once against the per-owner cap. Both changes are one atomic
-    /// store operation.
+    /// (name, tenant, owner, parent, scopes, roles, restrictions, metadata, quota). Rotation
+    /// never grants: the new key ends no later than the old one (nor than its ancestors or
+    /// the policy allows), an expired or disabled key cannot be rotated, and during the
+    /// overlap both keys draw on one pool of uses (the old key's uses move to the new key;
+    /// [`KeyManager::consume`] on the old key takes from the new one's). Keys delegated from
+    /// the old key follow to the new one.
+    ///
+    /// The old key keeps working until the earlier of its own expiry and now + `grace`,
+    /// then fails as expired: a grace period ends *by time*, by design, so instances whose
+    /// clocks differ end it a little apart. With no grace (or through
+    /// [`KeyManager::regenerate`]) the old key is ended by a status change instead
+    /// (revoked), which every instance sees at once whatever its clock. During the overlap
+    /// the pair counts once against the per-owner cap. Both changes are one atomic store
+    /// operation. An operator call, bounded by nothing: see [`KeyManager::acting_as`] for a
+    /// key's own.
     ///
     /// # Errors
     /// [`LifecycleError`]: not found, not live, already rotated, negative grace, or a store
@@ -249,16 +345,22 @@ impl<S: KeyStore> KeyManager<S> {
         grace: Duration,
         ctx: &RequestContext,
     ) -> Result<Issued, LifecycleError> {
+        self.rotate_within(id, grace, None, ctx).await
+    }
+
+    pub(crate) async fn rotate_within(
+        &self,
+        id: &KeyId,
+        grace: Duration,
+        reach: Option<&Reach>,
+        ctx: &RequestContext,
+    ) -> Result<Issued, LifecycleError> {
         if grace.is_negative() {
             return Err(LifecycleError::NegativeGrace);
         }
         for _ in 0..CAS_ATTEMPTS {
             let now = self.clock.now();
-            let old = self
-                .store
-                .get(id)
-                .await?
-                .ok_or(LifecycleError::NotFound(*id))?;
+            let old = self.reachable(id, reach).await?;
             if old.rotated_to.is_some() {
                 return Err(LifecycleError::AlreadyRotated(*id));
             }
@@ -279,7 +381,11 @@ impl<S: KeyStore> KeyManager<S> {
                 .hasher
                 .hash(&key.as_parsed())
                 .map_err(|e| LifecycleError::Issue(Box::new(e.into())))?;
-            let expires_at = self.rotated_expiry(&old, now);
+            let lineage_end = self.bounds_of(&old).await?.ends_at;
+            let expires_at = rotated_end(lineage_end, reach, self.policy.latest_expiry(now));
+            if expires_at.is_some_and(|at| at <= now) {
+                return Err(LifecycleError::NotLive(*id));
+            }
             let new = KeyRecord {
                 id: key.id(),
                 created_at: now,
@@ -293,9 +399,18 @@ impl<S: KeyStore> KeyManager<S> {
                 ..KeyRecord::clone(&old)
             };
             let mut retired = KeyRecord::clone(&old);
-            let end = now.saturating_add(grace);
-            retired.expires_at = Some(retired.expires_at.map_or(end, |at| at.min(end)));
             retired.rotated_to = Some(new.id);
+            if grace.is_zero() {
+                retired.status = KeyStatus::Revoked;
+            } else {
+                let end = now.saturating_add(grace);
+                retired.expires_at = Some(retired.expires_at.map_or(end, |at| at.min(end)));
+            }
+            // One pool: the uses (and their schedule) moved to the new key.
+            if retired.remaining_uses.is_some() {
+                retired.remaining_uses = Some(0);
+            }
+            retired.refill = None;
             match self
                 .store
                 .rotate(retired.clone(), old.version, new.clone())
@@ -305,7 +420,11 @@ impl<S: KeyStore> KeyManager<S> {
                     self.hasher.forget_cached(*id);
                     let kind = AuditKind::Rotated {
                         new_key: new.id,
-                        old_key_expires_at: retired.expires_at,
+                        old_key_expires_at: if grace.is_zero() {
+                            Some(now)
+                        } else {
+                            retired.expires_at
+                        },
                     };
                     self.emit(AuditEvent::new(now, kind, ctx).about(&old));
                     return Ok(Issued { key, record: new });
@@ -317,8 +436,9 @@ impl<S: KeyStore> KeyManager<S> {
         Err(LifecycleError::Contended(*id))
     }
 
-    /// Regenerates a key: a rotation without overlap, so the old value fails on the very
-    /// next request.
+    /// Regenerates a key: a rotation without overlap. The old key is revoked in the same
+    /// atomic step (a status change, not a timestamp), so it fails on the very next request
+    /// on every instance, whatever their clocks.
     ///
     /// # Errors
     /// As [`KeyManager::rotate`].
@@ -328,18 +448,6 @@ impl<S: KeyStore> KeyManager<S> {
         ctx: &RequestContext,
     ) -> Result<Issued, LifecycleError> {
         self.rotate(id, Duration::ZERO, ctx).await
-    }
-
-    fn rotated_expiry(&self, old: &KeyRecord, now: OffsetDateTime) -> Option<OffsetDateTime> {
-        let latest = self.policy.latest_expiry(now);
-        let wanted = old
-            .expires_at
-            .map(|at| now.saturating_add(at - old.created_at));
-        match (wanted, latest) {
-            (Some(w), Some(l)) => Some(w.min(l)),
-            (Some(w), None) => Some(w),
-            (None, l) => l,
-        }
     }
 
     /// One page of records matching `filter`.

@@ -5,6 +5,7 @@ use std::error::Error as StdError;
 use std::sync::Arc;
 
 use super::KeyManager;
+use super::authority::Reach;
 use crate::audit::{AuditEvent, AuditKind, RequestContext};
 use crate::key_id::KeyId;
 use crate::record::{KeyRecord, QuotaRefill};
@@ -16,6 +17,9 @@ use crate::verified::Verified;
 /// and after losing it re-reads the record, which is then refilled already (the usual
 /// case at a period boundary) or changed by a rare lifecycle operation.
 const REFILL_ATTEMPTS: usize = 8;
+
+/// Most rotations followed from a retired key to the key that holds its uses now.
+const ROTATION_HOPS: usize = 16;
 
 /// Uses left after [`KeyManager::consume`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,16 +74,35 @@ impl<S: KeyStore> KeyManager<S> {
     /// [`QuotaError::Unavailable`] when the store fails (or a refill kept losing to other
     /// writes of the record).
     pub async fn consume(&self, verified: &Verified, cost: u64) -> Result<Remaining, QuotaError> {
-        let id = verified.key_id();
-        if verified.record().refill.is_some() {
-            self.refill_if_due(verified.record()).await?;
+        let mut record: Arc<KeyRecord> = Arc::new(verified.record().clone());
+        // A key retired by a rotation draws on its successor's pool: its own uses moved
+        // there. A proof read before the rotation learns it from the exhausted retired key.
+        for _ in 0..ROTATION_HOPS {
+            if let Some(successor) = record.rotated_to {
+                record = self
+                    .store
+                    .get(&successor)
+                    .await?
+                    .ok_or(QuotaError::NotFound(verified.key_id()))?;
+                continue;
+            }
+            if record.refill.is_some() {
+                self.refill_if_due(&record).await?;
+            }
+            match self.store.consume(&record.id, cost).await? {
+                Consumed::Unlimited => return Ok(Remaining::Unlimited),
+                Consumed::Remaining(left) => return Ok(Remaining::Uses(left)),
+                Consumed::NotFound => return Err(QuotaError::NotFound(verified.key_id())),
+                Consumed::Exhausted => {
+                    let fresh = self.store.get(&record.id).await?;
+                    match fresh {
+                        Some(fresh) if fresh.rotated_to.is_some() => record = fresh,
+                        _ => return Err(QuotaError::Exhausted),
+                    }
+                }
+            }
         }
-        match self.store.consume(&id, cost).await? {
-            Consumed::Unlimited => Ok(Remaining::Unlimited),
-            Consumed::Remaining(left) => Ok(Remaining::Uses(left)),
-            Consumed::Exhausted => Err(QuotaError::Exhausted),
-            Consumed::NotFound => Err(QuotaError::NotFound(id)),
-        }
+        Err(QuotaError::Exhausted)
     }
 
     /// Refills the quota of `seen` (a possibly stale read of the record) if its schedule
@@ -146,9 +169,26 @@ impl<S: KeyStore> KeyManager<S> {
         refill: Option<QuotaRefill>,
         ctx: &RequestContext,
     ) -> Result<KeyRecord, QuotaError> {
+        self.set_quota_within(id, remaining_uses, refill, None, ctx)
+            .await
+    }
+
+    pub(crate) async fn set_quota_within(
+        &self,
+        id: &KeyId,
+        remaining_uses: Option<u64>,
+        refill: Option<QuotaRefill>,
+        reach: Option<&Reach>,
+        ctx: &RequestContext,
+    ) -> Result<KeyRecord, QuotaError> {
         let now = self.clock.now();
         for _ in 0..REFILL_ATTEMPTS {
             let current = self.store.get(id).await?.ok_or(QuotaError::NotFound(*id))?;
+            if let Some(reach) = reach {
+                if !self.reaches(reach, &current).await? {
+                    return Err(QuotaError::NotFound(*id));
+                }
+            }
             let mut next = KeyRecord::clone(&current);
             next.remaining_uses = remaining_uses.or(refill.map(|r| r.uses()));
             next.refill = refill;

@@ -4,6 +4,7 @@ use std::error::Error as StdError;
 use std::sync::Arc;
 
 use super::KeyManager;
+use super::lineage::{Bounds, LineageError};
 use crate::audit::{AuditEvent, AuditKind, FailureReason, RequestContext};
 use crate::parse::ParseError;
 use crate::record::{KeyRecord, KeyStatus};
@@ -118,20 +119,15 @@ impl<S: KeyStore> KeyManager<S> {
         if record.id != id || self.hasher.verify(&parsed, &record.hash).is_err() {
             return Err((VerifyError::Invalid, None));
         }
-        let refused = match record.status {
-            KeyStatus::Revoked => Some(VerifyError::Revoked),
-            KeyStatus::Disabled => Some(VerifyError::Disabled),
-            KeyStatus::Active if record.is_expired(now) => Some(VerifyError::Expired),
-            KeyStatus::Active => None,
+        let verified = match self.admit(Arc::clone(&record), now).await {
+            Ok(verified) => verified,
+            Err(e) => {
+                if !matches!(e, VerifyError::Unavailable(_)) {
+                    self.hasher.forget_cached(id);
+                }
+                return Err((e, Some(record)));
+            }
         };
-        if let Some(e) = refused {
-            self.hasher.forget_cached(id);
-            return Err((e, Some(record)));
-        }
-        let effective = self
-            .effective_scopes(&record)
-            .await
-            .map_err(|e| (e, Some(record.clone())))?;
         if self.hasher.needs_rehash(&record.hash) {
             // Rare (once per key after a settings change), and its future holds whole
             // records: boxed, so it does not grow every verification's future.
@@ -146,7 +142,7 @@ impl<S: KeyStore> KeyManager<S> {
                 tracing::warn!(target: "keyward", key_id = %id, error = %e, "could not record last use");
             }
         }
-        Ok(Verified::new(record, effective, now))
+        Ok(verified)
     }
 
     /// Checks again a key that verified earlier (for example when a session made from it is
@@ -164,39 +160,95 @@ impl<S: KeyStore> KeyManager<S> {
             Ok(None) => return Err(VerifyError::Invalid),
             Err(e) => return Err(VerifyError::Unavailable(Box::new(e))),
         };
+        self.admit(record, now).await
+    }
+
+    /// Admits a key whose secret matched (or whose proof is refreshed): its own status and
+    /// expiry, then, for a delegated key, every ancestor's (read now, so an ancestor revoked,
+    /// disabled, expired or deleted since refuses the key at once), then what it may do:
+    /// its scopes with roles and implications, within every ancestor's current ones and its
+    /// owner's current permissions, and its restrictions within every ancestor's.
+    pub(crate) async fn admit(
+        &self,
+        record: Arc<KeyRecord>,
+        now: time::OffsetDateTime,
+    ) -> Result<Verified, VerifyError> {
         match record.status {
             KeyStatus::Revoked => return Err(VerifyError::Revoked),
             KeyStatus::Disabled => return Err(VerifyError::Disabled),
             KeyStatus::Active if record.is_expired(now) => return Err(VerifyError::Expired),
             KeyStatus::Active => {}
         }
-        let effective = self.effective_scopes(&record).await?;
-        Ok(Verified::new(record, effective, now))
+        let bounds = if record.parent.is_some() {
+            // Boxed: only delegated keys pay for the walk's larger future.
+            Box::pin(self.delegated_bounds(&record, now)).await?
+        } else {
+            Bounds {
+                scopes: self.resolved(&record),
+                restrictions: None,
+                ends_at: record.expires_at,
+            }
+        };
+        let scopes = match self.owner_bound(&record).await? {
+            Some(owner) => Some(
+                bounds
+                    .scopes
+                    .as_ref()
+                    .unwrap_or(&record.scopes)
+                    .intersection(&owner),
+            ),
+            None => bounds.scopes,
+        };
+        Ok(Verified::new(
+            record,
+            scopes,
+            bounds.restrictions,
+            bounds.ends_at,
+            now,
+        ))
     }
 
-    /// The key's scopes and roles with implications, bounded by its owner's permissions;
-    /// `None` means the record's own scopes, unchanged (no catalog, no owner bound).
-    pub(crate) async fn effective_scopes(
+    /// The bounds of a delegated key: every ancestor must work at `now`, and bounds it.
+    async fn delegated_bounds(
         &self,
         record: &KeyRecord,
-    ) -> Result<Option<ScopeSet>, VerifyError> {
-        let own = match &self.catalog {
-            Some(catalog) => catalog.resolve(&record.scopes, &record.roles),
-            None if self.owner_permissions.is_none() => return Ok(None),
-            None => record.scopes.clone(),
+        now: time::OffsetDateTime,
+    ) -> Result<Bounds, VerifyError> {
+        let ancestors = match self.ancestors(record).await {
+            Ok(ancestors) => ancestors,
+            // A missing ancestor, or a chain too deep or looping: the key is dead.
+            Err(LineageError::Broken) => return Err(VerifyError::Revoked),
+            Err(LineageError::Store(e)) => return Err(VerifyError::Unavailable(Box::new(e))),
         };
+        Self::check_ancestors(&ancestors, now)?;
+        let mut bounds = self.lineage_bounds(record, &ancestors);
+        // Ancestors of another owner or tenant (possible only in records written outside
+        // the manager) are bounded by that owner's permissions too.
+        for ancestor in &ancestors {
+            if ancestor.owner != record.owner || ancestor.tenant != record.tenant {
+                if let Some(theirs) = self.owner_bound(ancestor).await? {
+                    let ours = bounds.scopes.as_ref().unwrap_or(&record.scopes);
+                    bounds.scopes = Some(ours.intersection(&theirs));
+                }
+            }
+        }
+        Ok(bounds)
+    }
+
+    /// The owner's current permissions (with implications), when the manager has an
+    /// owner-permission source.
+    async fn owner_bound(&self, record: &KeyRecord) -> Result<Option<ScopeSet>, VerifyError> {
         let Some(provider) = &self.owner_permissions else {
-            return Ok(Some(own));
+            return Ok(None);
         };
         let owner = provider
             .permissions(&record.owner, record.tenant.as_deref())
             .await
             .map_err(VerifyError::Unavailable)?;
-        let owner = match &self.catalog {
+        Ok(Some(match &self.catalog {
             Some(catalog) => catalog.expand(&owner),
             None => owner,
-        };
-        Ok(Some(own.intersection(&owner)))
+        }))
     }
 
     async fn rehash(

@@ -8,9 +8,9 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use hashbrown::{DefaultHashBuilder, HashTable};
 use time::OffsetDateTime;
 
-use super::{Consumed, KeyStore, ListFilter, Page, StoreError};
+use super::{BulkRevocation, Consumed, KeyStore, ListFilter, Page, StoreError};
 use crate::key_id::KeyId;
-use crate::record::KeyRecord;
+use crate::record::{KeyRecord, KeyStatus};
 use crate::scope::ScopeSet;
 
 mod compact;
@@ -437,6 +437,57 @@ impl KeyStore for MemoryStore {
         }))
     }
 
+    fn update_capped(
+        &self,
+        mut record: KeyRecord,
+        expected_version: u64,
+        max_live: usize,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        ready(self.write(|map| {
+            cas(map, record.id, expected_version)?;
+            if record.counts_against_cap(now) {
+                let id = record.id;
+                // A record that cannot be expanded counts, so the cap fails closed.
+                let others = map
+                    .of_owner(&record.owner)
+                    .filter(|c| c.id() != id)
+                    .filter(|c| c.expand().is_none_or(|r| r.counts_against_cap(now)))
+                    .count();
+                if others >= max_live {
+                    return Err(StoreError::LimitReached { limit: max_live });
+                }
+            }
+            record.version = expected_version + 1;
+            map.insert(record);
+            Ok(())
+        }))
+    }
+
+    fn revoke_matching(
+        &self,
+        filter: &ListFilter,
+    ) -> impl Future<Output = Result<BulkRevocation, StoreError>> + Send {
+        // One write lock: atomic as a whole, unlike the default implementation.
+        ready(Ok(self.write(|map| {
+            let targets: Vec<KeyId> = map
+                .order
+                .iter()
+                .filter_map(|id| map.get(id))
+                .filter(|c| selects(filter, c) && c.status() != KeyStatus::Revoked)
+                .map(Compact::id)
+                .collect();
+            for id in &targets {
+                if let Some(record) = map.get_mut(id) {
+                    record.set_status(KeyStatus::Revoked);
+                    record.bump_version();
+                }
+                map.forget(id);
+            }
+            BulkRevocation::new(targets, Vec::new())
+        })))
+    }
+
     fn rotate(
         &self,
         mut old: KeyRecord,
@@ -492,6 +543,8 @@ impl KeyStore for MemoryStore {
                 Some(left) if left < cost => Consumed::Exhausted,
                 Some(left) => {
                     record.set_remaining_uses(left - cost);
+                    // A consume is a write: a compare-and-set built on an older read loses.
+                    record.bump_version();
                     map.forget(id);
                     Consumed::Remaining(left - cost)
                 }

@@ -58,6 +58,7 @@ struct Rest {
     rotated_from: Option<KeyId>,
     rotated_to: Option<KeyId>,
     issued_by: Option<KeyId>,
+    parent: Option<KeyId>,
     remaining_uses: Option<u64>,
     refill: Option<QuotaRefill>,
     refilled_at: Option<OffsetDateTime>,
@@ -87,6 +88,7 @@ impl Compact {
             rotated_from,
             rotated_to,
             issued_by,
+            parent,
             remaining_uses,
             refill,
             refilled_at,
@@ -110,6 +112,7 @@ impl Compact {
             rotated_from,
             rotated_to,
             issued_by,
+            parent,
             remaining_uses,
             refill,
             refilled_at,
@@ -168,6 +171,7 @@ impl Compact {
             rotated_from: rest.and_then(|r| r.rotated_from),
             rotated_to: rest.and_then(|r| r.rotated_to),
             issued_by: rest.and_then(|r| r.issued_by),
+            parent: rest.and_then(|r| r.parent),
             remaining_uses: rest.and_then(|r| r.remaining_uses),
             refill: rest.and_then(|r| r.refill),
             refilled_at: rest.and_then(|r| r.refilled_at),
@@ -201,6 +205,19 @@ impl Compact {
                 rest.remaining_uses = Some(uses);
             }
         }
+    }
+
+    pub(super) fn status(&self) -> KeyStatus {
+        self.status
+    }
+
+    pub(super) fn set_status(&mut self, status: KeyStatus) {
+        self.status = status;
+    }
+
+    /// One more write of the record (see [`KeyStore::update`](crate::KeyStore::update)).
+    pub(super) fn bump_version(&mut self) {
+        self.version = self.version.saturating_add(1);
     }
 
     pub(super) fn last_used_at(&self) -> Option<OffsetDateTime> {

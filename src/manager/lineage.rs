@@ -1,0 +1,155 @@
+//! Delegation lineage: a delegated key's ancestors, read at every verification, and what
+//! they leave the key (its bounds).
+//!
+//! A delegated key's [`parent`](KeyRecord::parent) names the key that minted it. The parent
+//! may since have been rotated: its lineage then continues in its successor (rotation copies
+//! every authorization field, the parent link included), so the walk follows
+//! [`rotated_to`](KeyRecord::rotated_to) to the lineage's current key before going up.
+
+use std::sync::Arc;
+
+use time::OffsetDateTime;
+
+use super::KeyManager;
+use super::verify::VerifyError;
+use crate::key_id::KeyId;
+use crate::record::{KeyRecord, KeyStatus};
+use crate::scope::{Restrictions, ScopeSet};
+use crate::store::{KeyStore, StoreError};
+
+/// Default deepest delegation: a root key, its child, ... down to four levels below it.
+pub const DEFAULT_MAX_DELEGATION_DEPTH: usize = 4;
+
+/// Most successors followed from one ancestor (a key rotated this many times within one
+/// grace period is treated as a broken chain).
+const MAX_ROTATION_HOPS: usize = 16;
+
+/// Why an ancestor chain could not be read.
+pub(crate) enum LineageError {
+    /// An ancestor is missing, or the chain is deeper than allowed or loops.
+    Broken,
+    /// The store failed.
+    Store(StoreError),
+}
+
+/// What a key may do after its lineage is taken into account.
+pub(crate) struct Bounds {
+    /// Effective scopes (`None`: the record's own, unchanged).
+    pub(crate) scopes: Option<ScopeSet>,
+    /// Effective restrictions (`None`: the record's own, unchanged).
+    pub(crate) restrictions: Option<Restrictions>,
+    /// The earliest end of the key and its ancestors.
+    pub(crate) ends_at: Option<OffsetDateTime>,
+}
+
+/// The earlier of two ends (`None`: never).
+pub(crate) fn earlier(
+    a: Option<OffsetDateTime>,
+    b: Option<OffsetDateTime>,
+) -> Option<OffsetDateTime> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
+    }
+}
+
+impl<S: KeyStore> KeyManager<S> {
+    /// The ancestors of `record`, nearest first, each the current key of its lineage
+    /// (after following rotations). Empty for a root key.
+    pub(crate) async fn ancestors(
+        &self,
+        record: &KeyRecord,
+    ) -> Result<Vec<Arc<KeyRecord>>, LineageError> {
+        let mut out: Vec<Arc<KeyRecord>> = Vec::new();
+        let mut next = record.parent;
+        while let Some(id) = next {
+            if out.len() >= self.max_delegation_depth {
+                return Err(LineageError::Broken);
+            }
+            let ancestor = self.lineage_head(id).await?;
+            if ancestor.id == record.id || out.iter().any(|a| a.id == ancestor.id) {
+                return Err(LineageError::Broken);
+            }
+            next = ancestor.parent;
+            out.push(ancestor);
+        }
+        Ok(out)
+    }
+
+    /// The key `id`, or its latest successor if it was rotated.
+    async fn lineage_head(&self, id: KeyId) -> Result<Arc<KeyRecord>, LineageError> {
+        let mut current = self.read_ancestor(id).await?;
+        for _ in 0..MAX_ROTATION_HOPS {
+            match current.rotated_to {
+                None => return Ok(current),
+                Some(to) => current = self.read_ancestor(to).await?,
+            }
+        }
+        Err(LineageError::Broken)
+    }
+
+    async fn read_ancestor(&self, id: KeyId) -> Result<Arc<KeyRecord>, LineageError> {
+        match self.store.get(&id).await {
+            Ok(Some(record)) => Ok(record),
+            Ok(None) => Err(LineageError::Broken),
+            Err(e) => Err(LineageError::Store(e)),
+        }
+    }
+
+    /// The key's scopes with roles and implications, as the catalog resolves them now.
+    pub(crate) fn resolved(&self, record: &KeyRecord) -> Option<ScopeSet> {
+        self.catalog
+            .as_ref()
+            .map(|catalog| catalog.resolve(&record.scopes, &record.roles))
+    }
+
+    /// What `record` may do given its ancestors, without the owner bound: its resolved
+    /// scopes within each ancestor's, its restrictions within each ancestor's, its end no
+    /// later than theirs. Liveness is not checked here.
+    pub(crate) fn lineage_bounds(
+        &self,
+        record: &KeyRecord,
+        ancestors: &[Arc<KeyRecord>],
+    ) -> Bounds {
+        let mut scopes = self.resolved(record);
+        let mut restrictions: Option<Restrictions> = None;
+        let mut ends_at = record.expires_at;
+        for ancestor in ancestors {
+            let theirs = self.resolved(ancestor);
+            let theirs = theirs.as_ref().unwrap_or(&ancestor.scopes);
+            let ours = scopes.as_ref().unwrap_or(&record.scopes);
+            // The usual case costs one subset test: a child minted within its parent.
+            if !ours.is_subset(theirs) {
+                scopes = Some(ours.intersection(theirs));
+            }
+            let ours = restrictions.as_ref().unwrap_or(&record.restrictions);
+            if !ours.is_within(&ancestor.restrictions) {
+                restrictions = Some(ours.intersection(&ancestor.restrictions));
+            }
+            ends_at = earlier(ends_at, ancestor.expires_at);
+        }
+        Bounds {
+            scopes,
+            restrictions,
+            ends_at,
+        }
+    }
+
+    /// Checks that every ancestor still works at `now`: an ancestor's state is reported as
+    /// the key's own (a revoked or deleted ancestor makes the key revoked).
+    pub(crate) fn check_ancestors(
+        ancestors: &[Arc<KeyRecord>],
+        now: OffsetDateTime,
+    ) -> Result<(), VerifyError> {
+        for ancestor in ancestors {
+            match ancestor.status {
+                KeyStatus::Revoked => return Err(VerifyError::Revoked),
+                KeyStatus::Disabled => return Err(VerifyError::Disabled),
+                KeyStatus::Active if ancestor.is_expired(now) => return Err(VerifyError::Expired),
+                KeyStatus::Active => {}
+            }
+        }
+        Ok(())
+    }
+}
