@@ -105,6 +105,11 @@ impl fmt::Debug for PepperId {
 ///
 /// A pepper has no `Clone`: share one through the [`Hasher`](crate::Hasher) that owns it
 /// (or an `Arc`), so the secret lives in one place and is wiped once.
+///
+/// ```compile_fail
+/// let pepper = keyward::Pepper::new("k1", [7u8; 32]).expect("pepper");
+/// let copy = pepper.clone(); // a pepper is never copied
+/// ```
 pub struct Pepper {
     id: PepperId,
     // The HMAC state after absorbing the key: cloning it skips the key schedule on every hash.
