@@ -279,5 +279,58 @@ fn million_keys(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, million_keys, parse, generate, hashing, full_verify);
+/// A delegated key's verification reads each ancestor (one store read per level) and
+/// bounds the key by each: rows beside a root key's, in the same group.
+fn delegated_verify(c: &mut Criterion) {
+    let m = manager(MemoryStore::new());
+    let ctx = RequestContext::new();
+    let root = block_on(m.issue(
+        IssueRequest::new("bench-root", "user_42")
+            .tenant("acme")
+            .scopes("read comments tickets:write".parse().expect("scopes")),
+        &ctx,
+    ))
+    .expect("issue");
+    let mut secrets = vec![root.key.expose_secret().to_owned()];
+    for depth in 1..=3 {
+        let parent = block_on(m.verify(&secrets[depth - 1], &ctx)).expect("parent verifies");
+        let acting = m.acting_as(&parent);
+        let child = block_on(acting.delegate(
+            acting
+                .child_request(format!("bench-child-{depth}"))
+                .scopes("read comments".parse().expect("scopes")),
+            &ctx,
+        ))
+        .expect("delegate");
+        secrets.push(child.key.expose_secret().to_owned());
+    }
+    for secret in &secrets {
+        block_on(m.verify(secret, &ctx)).expect("first verify writes last_used");
+    }
+    let read: keyward::Scope = "read".parse().expect("scope");
+    let mut g = c.benchmark_group("delegated verify (memory store)");
+    for (name, secret) in [
+        ("root key: verify + authorize", &secrets[0]),
+        ("delegated 1 level: verify + authorize", &secrets[1]),
+        ("delegated 3 levels: verify + authorize", &secrets[3]),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let v = block_on(m.verify(black_box(secret), &ctx)).expect("valid");
+                v.authorize(&read, None).is_ok()
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    million_keys,
+    parse,
+    generate,
+    hashing,
+    full_verify,
+    delegated_verify
+);
 criterion_main!(benches);

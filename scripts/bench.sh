@@ -190,6 +190,27 @@ for name, ns, pname, pns, target in rows:
     w(f"| {name} | {fmt(ns)} | {prim} | {ratio(ns, pns)} | {tcell} |")
 w("")
 
+# ---- delegation ------------------------------------------------------------------------
+w("## Delegated keys (`benches/verify.rs`, group `delegated verify (memory store)`)")
+w("")
+w("A delegated key's verification reads each ancestor and bounds the key by it.")
+w("")
+w("| operation | time | root key (same run) | ratio | target |")
+w("|---|---|---|---|---|")
+droot = t("delegated verify (memory store)", "root key: verify + authorize")
+for name, label, target in [
+    ("delegated 1 level deep", "delegated 1 level: verify + authorize", ("≤ 1.5x", 1.5, "delegated")),
+    ("delegated 3 levels deep", "delegated 3 levels: verify + authorize", None),
+]:
+    ns = t("delegated verify (memory store)", label)
+    tcell = ""
+    if target:
+        text, limit, key = target
+        ok = None if ns is None or droot is None else ns / droot <= limit
+        tcell = f"{text}: {check(key, ok)}"
+    w(f"| verify + authorize, {name} | {fmt(ns)} | {fmt(droot)} | {ratio(ns, droot)} | {tcell} |")
+w("")
+
 # ---- threads ---------------------------------------------------------------------------
 w("## Concurrency (`benches/verify.rs`, group `manager verify, threads`)")
 w("")
