@@ -734,6 +734,43 @@ async fn a_childs_restrictions_stay_within_its_ancestors() {
 }
 
 #[tokio::test]
+async fn a_child_never_reaches_its_ancestors() {
+    let f = fixture();
+    let (_, parent) = f
+        .key(IssueRequest::new("p", "ann").scopes(scopes("keys:manage read")))
+        .await;
+    let acting = f.manager.acting_as(&parent);
+    // A child with everything its parent has (same scopes, resources and end).
+    let child = acting
+        .delegate(
+            acting
+                .child_request("twin")
+                .scopes(scopes("keys:manage read")),
+            &f.ctx,
+        )
+        .await
+        .expect("delegate");
+    let child = f.verify(child.key.expose_secret()).await.expect("verify");
+    let as_child = f.manager.acting_as(&child);
+    assert!(matches!(
+        as_child
+            .rotate(&parent.key_id(), Duration::ZERO, &f.ctx)
+            .await,
+        Err(LifecycleError::NotFound(_))
+    ));
+    assert!(matches!(
+        as_child.revoke(&parent.key_id(), None, &f.ctx).await,
+        Err(LifecycleError::NotFound(_))
+    ));
+    // ... but its parent reaches it.
+    f.manager
+        .acting_as(&parent)
+        .get(&child.key_id())
+        .await
+        .expect("a parent reaches its child");
+}
+
+#[tokio::test]
 async fn children_follow_their_parent_through_rotation() {
     let f = fixture();
     let (_, parent) = f

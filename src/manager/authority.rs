@@ -27,7 +27,9 @@ use crate::verified::Verified;
 ///   every ancestor's) are all granted by the actor's effective scopes, wildcards and
 ///   implications respected;
 /// - **resources**: the target's effective restrictions lie within the actor's;
-/// - **lifetime**: the target (and its ancestors) end no later than the actor does.
+/// - **lifetime**: the target (and its ancestors) end no later than the actor does;
+/// - **lineage**: the target is not one of the actor's own ancestors (a child never manages
+///   the keys its authority comes from).
 ///
 /// Every operation re-reads the actor first (a key revoked a moment ago manages nothing),
 /// then refuses a target outside reach with the *same* error as an unknown id
@@ -60,6 +62,9 @@ pub struct Acting<'a, S> {
 /// A fresh read of the actor, against which targets are checked.
 pub(crate) struct Reach {
     pub(crate) actor: Verified,
+    /// The actor's ancestors (and the parent as recorded): never within its reach, or a
+    /// stolen child could rotate its parent into a key its own revocation does not end.
+    lineage: Vec<KeyId>,
 }
 
 impl<S: KeyStore> KeyManager<S> {
@@ -101,6 +106,9 @@ impl<S: KeyStore> KeyManager<S> {
         record: &KeyRecord,
     ) -> Result<bool, StoreError> {
         let actor = &reach.actor;
+        if reach.lineage.contains(&record.id) {
+            return Ok(false);
+        }
         let tenant_ok = match actor.tenant() {
             Some(tenant) => record.tenant.as_deref() == Some(tenant),
             None => record.tenant.is_none() || actor.scopes().is_all(),
@@ -125,7 +133,20 @@ impl<S: KeyStore> Acting<'_, S> {
     /// The actor as it is now.
     async fn reach(&self) -> Result<Reach, super::VerifyError> {
         let actor = self.manager.refresh(self.actor).await?;
-        Ok(Reach { actor })
+        let mut lineage: Vec<KeyId> = actor.parent().into_iter().collect();
+        if actor.parent().is_some() {
+            // `refresh` has just walked the same chain; an error here is a change since.
+            match self.manager.ancestors(actor.record()).await {
+                Ok(ancestors) => lineage.extend(ancestors.iter().map(|a| a.id)),
+                Err(super::lineage::LineageError::Store(e)) => {
+                    return Err(super::VerifyError::Unavailable(Box::new(e)));
+                }
+                Err(super::lineage::LineageError::Broken) => {
+                    return Err(super::VerifyError::Revoked);
+                }
+            }
+        }
+        Ok(Reach { actor, lineage })
     }
 
     async fn lifecycle_reach(&self) -> Result<Reach, LifecycleError> {
