@@ -1,8 +1,10 @@
 //! The PostgreSQL store against a real server: the conformance suite, hand-corrupted rows,
-//! migrations beside another application's sqlx migrations (also run concurrently), two
-//! services over one database, the per-owner cap with 50 concurrent issuers over several
-//! connections, a connection cut mid-run (through a TCP proxy inside the test, so other
-//! tests keep their server) and pool exhaustion.
+//! migrations beside another application's sqlx migrations (also run concurrently) and
+//! upgrades from older keyward schemas, two services over one database, the per-owner cap
+//! with 50 concurrent issuers over several connections and with racing capped updates, bulk
+//! revocation over a corrupt row, the delegation parent's column, consumption moving the
+//! version, a connection cut mid-run (through a TCP proxy inside the test, so other tests
+//! keep their server) and pool exhaustion.
 //!
 //! The server's URL comes from `KEYWARD_TEST_POSTGRES_URL`; without it every test here
 //! fails, saying how to provide one. Each test works in its own fresh schema.
@@ -122,7 +124,7 @@ async fn postgres_store_passes_the_conformance_suite() {
     })
     .await;
     let schemas = std::mem::take(&mut *schemas.lock().expect("lock"));
-    assert_eq!(schemas.len(), 12, "one fresh schema per check");
+    assert_eq!(schemas.len(), 16, "one fresh schema per check");
     for schema in schemas {
         schema.drop().await;
     }
@@ -192,25 +194,71 @@ async fn schema_has_keyward_tables_and_indexes_only() {
     schema.drop().await;
 }
 
+/// Runs `UPDATE keyward_keys SET <assignment> WHERE id = id` on `pool`, which must change
+/// exactly that row.
+async fn hand_edit(pool: PgPool, id: KeyId, assignment: &str) {
+    let done = sqlx::query(&format!(
+        "UPDATE keyward_keys SET {assignment} WHERE id = $1"
+    ))
+    .bind(id.as_str())
+    .execute(&pool)
+    .await
+    .expect("hand edit");
+    assert_eq!(done.rows_affected(), 1, "{assignment}");
+}
+
 #[tokio::test]
 async fn corrupt_rows_are_typed_errors_naming_the_key() {
     let schema = Schema::new().await;
     let store = schema.migrated(3).await;
     let pool = store.pool().clone();
     scenarios::corrupt_rows(store, |id: KeyId, assignment| {
-        let pool = pool.clone();
-        async move {
-            let done = sqlx::query(&format!(
-                "UPDATE keyward_keys SET {assignment} WHERE id = $1"
-            ))
-            .bind(id.as_str())
-            .execute(&pool)
-            .await
-            .expect("hand edit");
-            assert_eq!(done.rows_affected(), 1, "{assignment}");
-        }
+        hand_edit(pool.clone(), id, assignment)
     })
     .await;
+    schema.drop().await;
+}
+
+#[tokio::test]
+async fn revoke_matching_revokes_a_corrupt_row_in_one_statement() {
+    let schema = Schema::new().await;
+    let store = schema.migrated(3).await;
+    let pool = store.pool().clone();
+    scenarios::revoke_matching_revokes_a_corrupt_row(store, |id: KeyId, assignment: String| {
+        let pool = pool.clone();
+        async move { hand_edit(pool, id, &assignment).await }
+    })
+    .await;
+    schema.drop().await;
+}
+
+#[tokio::test]
+async fn the_delegation_parent_round_trips() {
+    let schema = Schema::new().await;
+    scenarios::parent_round_trips(schema.migrated(2).await).await;
+    schema.drop().await;
+}
+
+#[tokio::test]
+async fn update_capped_keeps_the_cap() {
+    let schema = Schema::new().await;
+    scenarios::update_capped_keeps_the_cap(schema.migrated(2).await).await;
+    schema.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn update_capped_races_enable_one_key_each_round() {
+    let schema = Schema::new().await;
+    let one = schema.migrated(4).await;
+    let two = schema.store(4).await;
+    scenarios::update_capped_race(vec![one, two]).await;
+    schema.drop().await;
+}
+
+#[tokio::test]
+async fn consume_moves_the_version() {
+    let schema = Schema::new().await;
+    scenarios::consume_moves_the_version(schema.migrated(2).await).await;
     schema.drop().await;
 }
 
@@ -544,6 +592,16 @@ const VERSION_1: &[&str] = &[
      VALUES (1, 'keys table with owner and tenant indexes')",
 ];
 
+/// What keyward's PostgreSQL schema version 2 added to version 1 (copied from
+/// `src/store/postgres.rs`), and the row it recorded.
+const VERSION_2: &[&str] = &[
+    "ALTER TABLE keyward_keys ADD COLUMN refill_uses bigint, \
+     ADD COLUMN refill_interval text, ADD COLUMN refill_day bigint, \
+     ADD COLUMN refilled_at timestamptz",
+    "INSERT INTO keyward_schema_version (version, description) \
+     VALUES (2, 'usage quota refill schedule and time of the last refill')",
+];
+
 /// Version 1's insert: its 19 columns.
 const VERSION_1_INSERT: &str = "INSERT INTO keyward_keys (id, prefix, tenant, name, owner, \
      scopes, roles, restrictions, metadata, created_at, expires_at, last_used_at, status, \
@@ -553,14 +611,31 @@ const VERSION_1_INSERT: &str = "INSERT INTO keyward_keys (id, prefix, tenant, na
 
 #[tokio::test]
 async fn upgrades_a_version_1_database_in_place() {
+    upgrades_in_place(1).await;
+}
+
+#[tokio::test]
+async fn upgrades_a_version_2_database_in_place() {
+    upgrades_in_place(2).await;
+}
+
+/// A database of keyward schema version `from` (1 or 2), built with that version's own
+/// statements and holding keys written by version 1's insert (so no refill schedule and no
+/// parent), migrates to the current version in place, each step recorded once.
+async fn upgrades_in_place(from: i64) {
     let schema = Schema::new().await;
     let store = schema.store(2).await;
     let pool = store.pool();
-    for statement in VERSION_1 {
+    let steps: &[&[&str]] = if from == 1 {
+        &[VERSION_1]
+    } else {
+        &[VERSION_1, VERSION_2]
+    };
+    for statement in steps.iter().copied().flatten() {
         sqlx::query(statement)
             .execute(pool)
             .await
-            .expect("version 1 schema");
+            .expect("old schema");
     }
     let (key, old) = scenarios::version_1_keys();
     for r in &old {
@@ -592,23 +667,41 @@ async fn upgrades_a_version_1_database_in_place() {
             .await
             .expect("version 1 row");
     }
-    assert_eq!(store.schema_version().await.expect("version"), 1);
+    assert_eq!(store.schema_version().await.expect("version"), from);
+    let parent_column: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = $1 \
+         AND table_name = 'keyward_keys' AND column_name = 'parent'",
+    )
+    .bind(&schema.name)
+    .fetch_one(pool)
+    .await
+    .expect("columns");
+    assert_eq!(parent_column, 0, "no parent column before version 3");
 
     store.migrate().await.expect("upgrade");
-    assert_eq!(store.schema_version().await.expect("version"), 2);
+    assert_eq!(store.schema_version().await.expect("version"), 3);
     let versions: Vec<i64> =
         sqlx::query_scalar("SELECT version FROM keyward_schema_version ORDER BY version")
             .fetch_all(pool)
             .await
             .expect("keyward versions");
-    assert_eq!(versions, [1, 2], "1 kept, 2 recorded once");
+    assert_eq!(
+        versions,
+        [1, 2, 3],
+        "old versions kept, new ones recorded once"
+    );
+    let parents: Vec<Option<String>> = sqlx::query_scalar("SELECT parent FROM keyward_keys")
+        .fetch_all(pool)
+        .await
+        .expect("parents");
+    assert_eq!(parents, vec![None; old.len()], "old keys have no parent");
     let sqlx_table: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NULL")
         .fetch_one(pool)
         .await
         .expect("to_regclass");
     assert!(sqlx_table, "sqlx's migrations table is never created");
     store.migrate().await.expect("migrate again");
-    assert_eq!(store.schema_version().await.expect("version"), 2);
+    assert_eq!(store.schema_version().await.expect("version"), 3);
 
     scenarios::check_upgraded_keys(schema.store(2).await, &key, &old).await;
     store.pool().close().await;

@@ -1,6 +1,8 @@
 //! The SQLite store against real database files: the conformance suite, hand-corrupted rows,
-//! migrations beside another application's sqlx migrations, two services over one file, and
-//! the per-owner cap under real parallelism.
+//! migrations beside another application's sqlx migrations and upgrades from older keyward
+//! schemas, two services over one file, the per-owner cap under real parallelism (on
+//! inserts and on capped updates), bulk revocation over a corrupt row, the delegation
+//! parent's column, and consumption moving the version.
 
 #[path = "sql/scenarios.rs"]
 mod scenarios;
@@ -59,7 +61,7 @@ async fn sqlite_store_passes_the_conformance_suite() {
     .await;
     assert_eq!(
         n.load(Ordering::Relaxed),
-        12,
+        16,
         "one fresh database per check"
     );
 }
@@ -117,25 +119,67 @@ async fn no_plaintext_secret_in_the_database_file() {
     }
 }
 
+/// Runs `UPDATE keyward_keys SET <assignment> WHERE id = id` on `pool`, which must change
+/// exactly that row.
+async fn hand_edit(pool: sqlx::SqlitePool, id: KeyId, assignment: &str) {
+    let done = sqlx::query(&format!(
+        "UPDATE keyward_keys SET {assignment} WHERE id = $1"
+    ))
+    .bind(id.as_str())
+    .execute(&pool)
+    .await
+    .expect("hand edit");
+    assert_eq!(done.rows_affected(), 1, "{assignment}");
+}
+
 #[tokio::test]
 async fn corrupt_rows_are_typed_errors_naming_the_key() {
     let dir = TempDir::new();
     let store = migrated(&dir.file("corrupt.db")).await;
     let pool = store.pool().clone();
     scenarios::corrupt_rows(store, |id: KeyId, assignment| {
-        let pool = pool.clone();
-        async move {
-            let done = sqlx::query(&format!(
-                "UPDATE keyward_keys SET {assignment} WHERE id = $1"
-            ))
-            .bind(id.as_str())
-            .execute(&pool)
-            .await
-            .expect("hand edit");
-            assert_eq!(done.rows_affected(), 1, "{assignment}");
-        }
+        hand_edit(pool.clone(), id, assignment)
     })
     .await;
+}
+
+#[tokio::test]
+async fn revoke_matching_revokes_a_corrupt_row_in_one_statement() {
+    let dir = TempDir::new();
+    let store = migrated(&dir.file("revoke.db")).await;
+    let pool = store.pool().clone();
+    scenarios::revoke_matching_revokes_a_corrupt_row(store, |id: KeyId, assignment: String| {
+        let pool = pool.clone();
+        async move { hand_edit(pool, id, &assignment).await }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_delegation_parent_round_trips() {
+    let dir = TempDir::new();
+    scenarios::parent_round_trips(migrated(&dir.file("parent.db")).await).await;
+}
+
+#[tokio::test]
+async fn update_capped_keeps_the_cap() {
+    let dir = TempDir::new();
+    scenarios::update_capped_keeps_the_cap(migrated(&dir.file("update-capped.db")).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn update_capped_races_enable_one_key_each_round() {
+    let dir = TempDir::new();
+    let path = dir.file("update-capped-race.db");
+    let one = migrated(&path).await;
+    let two = SqliteStore::open(&path).await.expect("open second");
+    scenarios::update_capped_race(vec![one, two]).await;
+}
+
+#[tokio::test]
+async fn consume_moves_the_version() {
+    let dir = TempDir::new();
+    scenarios::consume_moves_the_version(migrated(&dir.file("consume.db")).await).await;
 }
 
 #[tokio::test]
@@ -296,6 +340,17 @@ const VERSION_1: &[&str] = &[
      VALUES (1, 'keys table with owner and tenant indexes')",
 ];
 
+/// What keyward's SQLite schema version 2 added to version 1 (copied from
+/// `src/store/sqlite.rs`), and the row it recorded.
+const VERSION_2: &[&str] = &[
+    "ALTER TABLE keyward_keys ADD COLUMN refill_uses INTEGER",
+    "ALTER TABLE keyward_keys ADD COLUMN refill_interval TEXT",
+    "ALTER TABLE keyward_keys ADD COLUMN refill_day INTEGER",
+    "ALTER TABLE keyward_keys ADD COLUMN refilled_at INTEGER",
+    "INSERT INTO keyward_schema_version (version, description) \
+     VALUES (2, 'usage quota refill schedule and time of the last refill')",
+];
+
 /// Version 1's insert: its 19 columns, timestamps in unix microseconds.
 const VERSION_1_INSERT: &str = "INSERT INTO keyward_keys (id, prefix, tenant, name, owner, \
      scopes, roles, restrictions, metadata, created_at, expires_at, last_used_at, status, \
@@ -309,15 +364,32 @@ fn micros(t: time::OffsetDateTime) -> i64 {
 
 #[tokio::test]
 async fn upgrades_a_version_1_database_in_place() {
+    upgrades_in_place(1).await;
+}
+
+#[tokio::test]
+async fn upgrades_a_version_2_database_in_place() {
+    upgrades_in_place(2).await;
+}
+
+/// A database of keyward schema version `from` (1 or 2), built with that version's own
+/// statements and holding keys written by version 1's insert (so no refill schedule and no
+/// parent), migrates to the current version in place, each step recorded once.
+async fn upgrades_in_place(from: i64) {
     let dir = TempDir::new();
-    let path = dir.file("v1.db");
+    let path = dir.file(&format!("v{from}.db"));
     let store = SqliteStore::open(&path).await.expect("open");
     let pool = store.pool();
-    for statement in VERSION_1 {
+    let steps: &[&[&str]] = if from == 1 {
+        &[VERSION_1]
+    } else {
+        &[VERSION_1, VERSION_2]
+    };
+    for statement in steps.iter().copied().flatten() {
         sqlx::query(statement)
             .execute(pool)
             .await
-            .expect("version 1 schema");
+            .expect("old schema");
     }
     let (key, old) = scenarios::version_1_keys();
     for r in &old {
@@ -349,10 +421,17 @@ async fn upgrades_a_version_1_database_in_place() {
             .await
             .expect("version 1 row");
     }
-    assert_eq!(store.schema_version().await.expect("version"), 1);
+    assert_eq!(store.schema_version().await.expect("version"), from);
+    let parent_column: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM pragma_table_info('keyward_keys') WHERE name = 'parent'",
+    )
+    .fetch_one(pool)
+    .await
+    .expect("table_info");
+    assert_eq!(parent_column, 0, "no parent column before version 3");
 
     store.migrate().await.expect("upgrade");
-    assert_eq!(store.schema_version().await.expect("version"), 2);
+    assert_eq!(store.schema_version().await.expect("version"), 3);
     let versions: Vec<(i64, String)> =
         sqlx::query_as("SELECT version, description FROM keyward_schema_version ORDER BY version")
             .fetch_all(pool)
@@ -360,9 +439,14 @@ async fn upgrades_a_version_1_database_in_place() {
             .expect("keyward versions");
     assert_eq!(
         versions.iter().map(|v| v.0).collect::<Vec<_>>(),
-        [1, 2],
-        "1 kept, 2 recorded once: {versions:?}"
+        [1, 2, 3],
+        "old versions kept, new ones recorded once: {versions:?}"
     );
+    let parents: Vec<Option<String>> = sqlx::query_scalar("SELECT parent FROM keyward_keys")
+        .fetch_all(pool)
+        .await
+        .expect("parents");
+    assert_eq!(parents, vec![None; old.len()], "old keys have no parent");
     let sqlx_table: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_master WHERE name = '_sqlx_migrations'")
             .fetch_one(pool)
@@ -370,7 +454,7 @@ async fn upgrades_a_version_1_database_in_place() {
             .expect("sqlite_master");
     assert_eq!(sqlx_table, 0, "sqlx's migrations table is never created");
     store.migrate().await.expect("migrate again");
-    assert_eq!(store.schema_version().await.expect("version"), 2);
+    assert_eq!(store.schema_version().await.expect("version"), 3);
 
     // Read back through a store opened afresh on the file.
     store.pool().close().await;

@@ -11,7 +11,7 @@ use sqlx::{PgConnection, Postgres};
 use time::OffsetDateTime;
 
 use super::sql::{self, ColumnError, Encoded, Migration, SchemaTooNew, unavailable};
-use super::{Consumed, KeyStore, ListFilter, Page, StoreError};
+use super::{BulkRevocation, Consumed, KeyStore, ListFilter, Page, StoreError};
 use crate::key_id::KeyId;
 use crate::record::KeyRecord;
 
@@ -59,6 +59,14 @@ const MIGRATIONS: &[Migration] = &[
              ADD COLUMN refilled_at timestamptz",
         ],
     },
+    Migration {
+        version: 3,
+        description: "delegation parent",
+        statements: &[
+            // The delegation parent's key id; null for a root key (and every older key).
+            "ALTER TABLE keyward_keys ADD COLUMN parent text",
+        ],
+    },
 ];
 
 const VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS keyward_schema_version (
@@ -73,7 +81,7 @@ const LOCK_SPACE: i32 = 0x6b65_7977;
 /// Second key of the migration lock. Owner locks use `hashtext(owner)` under
 /// [`OWNER_LOCK_SPACE`].
 const MIGRATION_LOCK: i32 = 0;
-/// First key of the per-owner locks taken by `insert_capped`.
+/// First key of the per-owner locks taken by `insert_capped` and `update_capped`.
 const OWNER_LOCK_SPACE: i32 = LOCK_SPACE + 1;
 
 /// How long an operation waits for a connection before failing with
@@ -93,11 +101,11 @@ const MAX_CONNECTIONS: u32 = 10;
 /// `timestamptz` (microseconds, UTC); scopes, roles, restrictions and metadata are JSON text.
 ///
 /// Every [`KeyStore`] method is atomic: single statements (compare-and-set updates, quota
-/// consumption), or one transaction where a check and a write go together. The per-owner
-/// cap takes a transaction-scoped advisory lock on the owner, so it holds with any number of
-/// connections and instances; rotation updates the old key and inserts the new one in one
-/// transaction. Listings are ordered by the bytes of the id, which is [`KeyId`]'s order for
-/// ids of one length.
+/// consumption, bulk revocation), or one transaction where a check and a write go together.
+/// The per-owner cap (on inserts and on capped updates) takes a transaction-scoped advisory
+/// lock on the owner, so it holds with any number of connections and instances; rotation
+/// updates the old key and inserts the new one in one transaction. Listings are ordered by
+/// the bytes of the id, which is [`KeyId`]'s order for ids of one length.
 ///
 /// A row that does not decode is [`StoreError::Corrupt`] naming its key; driver, pool and
 /// connection errors (including a pool that has no free connection in time) are
@@ -116,7 +124,7 @@ pub struct PostgresStore {
 
 impl PostgresStore {
     /// keyward's schema version that [`PostgresStore::migrate`] brings a database to.
-    pub const SCHEMA_VERSION: i64 = 2;
+    pub const SCHEMA_VERSION: i64 = 3;
 
     /// Connects a pool of up to 10 connections to a URL such as
     /// `postgres://user:password@host/database`; an operation waits at most 5 seconds for a
@@ -152,7 +160,9 @@ impl PostgresStore {
     /// each applied version in `keyward_schema_version`. A database of an earlier version
     /// is upgraded in place, its keys kept as they were: version 2 adds the columns of the
     /// usage quota's refill schedule ([`QuotaRefill`](crate::QuotaRefill)) and of the time of
-    /// the last refill, null for existing keys (no schedule). Idempotent, and safe to run from
+    /// the last refill, null for existing keys (no schedule); version 3 adds the column of
+    /// the delegation parent ([`KeyRecord::parent`]), null for existing keys (root keys: old
+    /// `issued_by` values stay history and are not enforced). Idempotent, and safe to run from
     /// several instances at once: it runs in one transaction holding an advisory lock, so
     /// each step is applied once. Other tables, including sqlx's `_sqlx_migrations`, are
     /// left alone.
@@ -230,7 +240,7 @@ fn decode(row: &PgRow, known: Option<KeyId>) -> Result<KeyRecord, StoreError> {
     sql::decode(row, known, time_column)
 }
 
-/// Binds `$1` to `$23` of [`sql::INSERT`] and [`sql::UPDATE`].
+/// Binds `$1` to `$24` of [`sql::INSERT`] and [`sql::UPDATE`].
 fn bind_record<'q>(query: PgQuery<'q>, e: &Encoded<'q>) -> PgQuery<'q> {
     let r = e.record;
     query
@@ -257,6 +267,7 @@ fn bind_record<'q>(query: PgQuery<'q>, e: &Encoded<'q>) -> PgQuery<'q> {
         .bind(e.refill_interval)
         .bind(e.refill_day)
         .bind(r.refilled_at)
+        .bind(sql::optional_id(r.parent.as_ref()))
 }
 
 /// Inserts `record` on `conn`; a taken id is [`StoreError::Duplicate`].
@@ -297,6 +308,34 @@ async fn update_on(
     }
 }
 
+/// Takes the advisory lock of `owner`'s capped writes, held until the transaction ends.
+/// Capped writes for one owner queue on it until the holder commits, and each statement
+/// after it sees what the previous holders committed (READ COMMITTED).
+async fn lock_owner(conn: &mut PgConnection, owner: &str) -> Result<(), StoreError> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+        .bind(OWNER_LOCK_SPACE)
+        .bind(owner)
+        .execute(conn)
+        .await
+        .map_err(unavailable)?;
+    Ok(())
+}
+
+/// Checks that key `id` is stored with version `expected` (the first step of a
+/// compare-and-set done in a transaction; the write's own compare-and-set still guards it).
+async fn check_version(
+    conn: &mut PgConnection,
+    id: KeyId,
+    expected: u64,
+) -> Result<(), StoreError> {
+    let stored = sqlx::query_scalar::<_, i64>(sql::VERSION)
+        .bind(id.as_str())
+        .fetch_optional(conn)
+        .await
+        .map_err(unavailable)?;
+    sql::check_version(id, stored, expected)
+}
+
 /// Why a compare-and-set on `id` changed nothing: the record is absent or has another
 /// version.
 async fn missing_or_conflict(conn: &mut PgConnection, id: KeyId) -> StoreError {
@@ -324,14 +363,7 @@ impl KeyStore for PostgresStore {
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
-        // Capped inserts for one owner queue on this lock until the holder commits, and each
-        // statement after it sees what the previous holders committed (READ COMMITTED).
-        sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
-            .bind(OWNER_LOCK_SPACE)
-            .bind(record.owner.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
+        lock_owner(&mut tx, &record.owner).await?;
         let exists = sqlx::query(sql::EXISTS)
             .bind(record.id.as_str())
             .fetch_optional(&mut *tx)
@@ -379,6 +411,46 @@ impl KeyStore for PostgresStore {
         // A duplicate new id returns early: dropping the transaction rolls the update back.
         insert_on(&mut tx, &new).await?;
         tx.commit().await.map_err(unavailable)
+    }
+
+    async fn update_capped(
+        &self,
+        record: KeyRecord,
+        expected_version: u64,
+        max_live: usize,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        // The owner's lock, as in insert_capped: capped writes for one owner never
+        // interleave. A plain update of this record between the version check and the write
+        // makes the write's compare-and-set change nothing, which is a Conflict.
+        lock_owner(&mut tx, &record.owner).await?;
+        check_version(&mut tx, record.id, expected_version).await?;
+        if record.counts_against_cap(now) {
+            let others: i64 = sqlx::query_scalar(sql::COUNT_LIVE_OTHERS)
+                .bind(record.owner.as_str())
+                .bind(now)
+                .bind(record.id.as_str())
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            if others >= sql::saturating_usize(max_live) {
+                return Err(StoreError::LimitReached { limit: max_live });
+            }
+        }
+        update_on(&mut tx, &record, expected_version).await?;
+        tx.commit().await.map_err(unavailable)
+    }
+
+    async fn revoke_matching(&self, filter: &ListFilter) -> Result<BulkRevocation, StoreError> {
+        // One statement that decodes no row: a corrupt row is revoked like the others.
+        let mut query = sql::revoke_query::<Postgres>(filter);
+        let rows = query
+            .build()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(BulkRevocation::new(sql::revoked_ids(&rows), Vec::new()))
     }
 
     async fn list(&self, filter: &ListFilter, page: Page) -> Result<Vec<KeyRecord>, StoreError> {

@@ -15,15 +15,25 @@ use crate::prefix::Prefix;
 use crate::record::{KeyRecord, KeyStatus, Metadata, QuotaRefill, RefillError};
 use crate::scope::{Restrictions, ScopeSet};
 
-/// The record columns, in the order both stores bind and select them (`$1` to `$23`).
-/// The last four came with schema version 2: the quota's refill schedule (`refill_uses`,
-/// `refill_interval` `daily` or `monthly`, `refill_day` for `monthly`; all null without a
-/// schedule) and the time of the last refill.
+/// The record columns, in the order both stores bind and select them (`$1` to `$24`).
+/// `refill_uses` to `refilled_at` came with schema version 2: the quota's refill schedule
+/// (`refill_uses`, `refill_interval` `daily` or `monthly`, `refill_day` for `monthly`; all
+/// null without a schedule) and the time of the last refill. `parent` (the delegation
+/// parent's id, null for a root key) came with version 3.
 macro_rules! columns {
     () => {
         "id, prefix, tenant, name, owner, scopes, roles, restrictions, metadata, created_at, \
          expires_at, last_used_at, status, hash, version, rotated_from, rotated_to, issued_by, \
-         remaining_uses, refill_uses, refill_interval, refill_day, refilled_at"
+         remaining_uses, refill_uses, refill_interval, refill_day, refilled_at, parent"
+    };
+}
+
+/// The version after a write that does not compare versions (consume, bulk revocation):
+/// one more, saturating at `i64::MAX` like [`saturating_i64`], so that no stored value makes
+/// the statement fail with an overflow.
+macro_rules! next_version {
+    () => {
+        "CASE WHEN version < 9223372036854775807 THEN version + 1 ELSE version END"
     };
 }
 
@@ -32,22 +42,22 @@ macro_rules! columns {
 /// Reads one record: `$1` id.
 pub(super) const SELECT: &str = concat!("SELECT ", columns!(), " FROM keyward_keys WHERE id = $1");
 
-/// Inserts a record: `$1` to `$23` in column order.
+/// Inserts a record: `$1` to `$24` in column order.
 pub(super) const INSERT: &str = concat!(
     "INSERT INTO keyward_keys (",
     columns!(),
     ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-     $18, $19, $20, $21, $22, $23)"
+     $18, $19, $20, $21, $22, $23, $24)"
 );
 
-/// Compare-and-set: `$1` to `$23` as for [`INSERT`] (with `$15` the new version), `$24` the
+/// Compare-and-set: `$1` to `$24` as for [`INSERT`] (with `$15` the new version), `$25` the
 /// expected version.
 pub(super) const UPDATE: &str = "UPDATE keyward_keys SET prefix = $2, tenant = $3, name = $4, \
      owner = $5, scopes = $6, roles = $7, restrictions = $8, metadata = $9, created_at = $10, \
      expires_at = $11, last_used_at = $12, status = $13, hash = $14, version = $15, \
      rotated_from = $16, rotated_to = $17, issued_by = $18, remaining_uses = $19, \
-     refill_uses = $20, refill_interval = $21, refill_day = $22, refilled_at = $23 \
-     WHERE id = $1 AND version = $24";
+     refill_uses = $20, refill_interval = $21, refill_day = $22, refilled_at = $23, \
+     parent = $24 WHERE id = $1 AND version = $25";
 
 /// The version of one record (after a compare-and-set that changed nothing): `$1` id.
 pub(super) const VERSION: &str = "SELECT version FROM keyward_keys WHERE id = $1";
@@ -55,14 +65,40 @@ pub(super) const VERSION: &str = "SELECT version FROM keyward_keys WHERE id = $1
 /// Whether a record exists: `$1` id.
 pub(super) const EXISTS: &str = "SELECT 1 FROM keyward_keys WHERE id = $1";
 
+/// Which rows count against the owner's cap (see [`KeyRecord::counts_against_cap`]): `$1`
+/// owner, `$2` now.
+macro_rules! live_of_owner {
+    () => {
+        "SELECT COUNT(*) FROM keyward_keys WHERE owner = $1 AND status = 'active' \
+         AND (expires_at IS NULL OR expires_at > $2) AND rotated_to IS NULL"
+    };
+}
+
 /// Live keys of an owner that count against the cap (see
 /// [`KeyRecord::counts_against_cap`]): `$1` owner, `$2` now.
-pub(super) const COUNT_LIVE: &str = "SELECT COUNT(*) FROM keyward_keys WHERE owner = $1 \
-     AND status = 'active' AND (expires_at IS NULL OR expires_at > $2) AND rotated_to IS NULL";
+pub(super) const COUNT_LIVE: &str = live_of_owner!();
 
-/// Takes `$2` uses from key `$1` if that many are left.
-pub(super) const CONSUME: &str = "UPDATE keyward_keys SET remaining_uses = remaining_uses - $2 \
-     WHERE id = $1 AND remaining_uses >= $2 RETURNING remaining_uses";
+/// Live keys of an owner that count against the cap, other than key `$3`: `$1` owner, `$2`
+/// now (for [`KeyStore::update_capped`](super::KeyStore::update_capped), where the record
+/// being replaced must not count against itself).
+pub(super) const COUNT_LIVE_OTHERS: &str = concat!(live_of_owner!(), " AND id <> $3");
+
+/// Takes `$2` uses from key `$1` if that many are left. A consume is a write, so it moves
+/// the version on: a compare-and-set built on a read from before it loses.
+pub(super) const CONSUME: &str = concat!(
+    "UPDATE keyward_keys SET remaining_uses = remaining_uses - $2, version = ",
+    next_version!(),
+    " WHERE id = $1 AND remaining_uses >= $2 RETURNING remaining_uses"
+);
+
+/// The start of a bulk revocation, to which [`revoke_query`] adds the filter: revokes every
+/// row not revoked yet, moving its version on, and returns the ids. It reads no other
+/// column, so a row that does not decode is revoked like any other.
+pub(super) const REVOKE: &str = concat!(
+    "UPDATE keyward_keys SET status = 'revoked', version = ",
+    next_version!(),
+    " WHERE status <> 'revoked'"
+);
 
 /// What is left of a quota (after a consume that took nothing): `$1` id.
 pub(super) const REMAINING: &str = "SELECT remaining_uses FROM keyward_keys WHERE id = $1";
@@ -102,6 +138,33 @@ where
     i64: Encode<'a, DB> + Type<DB>,
 {
     let mut q = QueryBuilder::new(LIST);
+    push_filter(&mut q, filter);
+    if let Some(after) = page.after {
+        q.push(" AND id > ").push_bind(after.as_str().to_owned());
+    }
+    q.push(" ORDER BY id LIMIT ")
+        .push_bind(saturating_usize(page.limit.clamp(1, Page::MAX_LIMIT)));
+    q
+}
+
+/// A bulk revocation: [`REVOKE`] plus the filter, returning the id of each row it revoked.
+pub(super) fn revoke_query<'a, DB>(filter: &'a ListFilter) -> QueryBuilder<'a, DB>
+where
+    DB: Database,
+    &'a str: Encode<'a, DB> + Type<DB>,
+{
+    let mut q = QueryBuilder::new(REVOKE);
+    push_filter(&mut q, filter);
+    q.push(" RETURNING id");
+    q
+}
+
+/// Adds `filter`'s condition (` AND …`) to a query whose `WHERE` clause is open.
+fn push_filter<'a, DB>(q: &mut QueryBuilder<'a, DB>, filter: &'a ListFilter)
+where
+    DB: Database,
+    &'a str: Encode<'a, DB> + Type<DB>,
+{
     match filter {
         ListFilter::Owner(owner) => {
             q.push(" AND owner = ").push_bind(owner.as_str());
@@ -111,12 +174,38 @@ where
         }
         ListFilter::All => {}
     }
-    if let Some(after) = page.after {
-        q.push(" AND id > ").push_bind(after.as_str().to_owned());
-    }
-    q.push(" ORDER BY id LIMIT ")
-        .push_bind(saturating_usize(page.limit.clamp(1, Page::MAX_LIMIT)));
-    q
+}
+
+/// The ids a bulk revocation returned, as key ids in the order of their bytes (the order
+/// of listings). A returned value that is not a key id (the schema's check constraint
+/// normally prevents it) is logged and left out: its row is revoked all the same, but it
+/// cannot be named.
+pub(super) fn revoked_ids<R>(rows: &[R]) -> Vec<KeyId>
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let mut ids: Vec<KeyId> = rows
+        .iter()
+        .filter_map(|row| {
+            let parsed = column::<R, String>(row, "id")
+                .and_then(|raw| raw.parse::<KeyId>().map_err(|e| ColumnError::new("id", e)));
+            match parsed {
+                Ok(id) => Some(id),
+                Err(e) => {
+                    tracing::warn!(
+                        target: "keyward",
+                        error = ?e,
+                        "a bulk revocation revoked a row whose id is not a key id"
+                    );
+                    None
+                }
+            }
+        })
+        .collect();
+    ids.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
+    ids
 }
 
 /// The columns of a record that both databases store the same way: text, JSON text and
@@ -168,6 +257,22 @@ impl<'a> Encoded<'a> {
 
     pub(super) fn hash(&self) -> String {
         self.record.hash.to_string()
+    }
+}
+
+/// The first check of a compare-and-set done in steps inside a transaction (whose write
+/// still compares the version): `stored` is the row's version (`None`: no such row). An
+/// absent row is [`StoreError::NotFound`], another version [`StoreError::Conflict`].
+pub(super) fn check_version(
+    id: KeyId,
+    stored: Option<i64>,
+    expected: u64,
+) -> Result<(), StoreError> {
+    match stored {
+        None => Err(StoreError::NotFound(id)),
+        // A negative stored version (a hand edit) is no expected version either.
+        Some(v) if u64::try_from(v).ok() == Some(expected) => Ok(()),
+        Some(_) => Err(StoreError::Conflict(id)),
     }
 }
 
@@ -337,6 +442,7 @@ where
         rotated_from: optional_id("rotated_from")?,
         rotated_to: optional_id("rotated_to")?,
         issued_by: optional_id("issued_by")?,
+        parent: optional_id("parent")?,
         remaining_uses,
         refill,
         refilled_at: time(row, "refilled_at")?,

@@ -14,7 +14,7 @@ use sqlx::{Sqlite, SqliteConnection};
 use time::OffsetDateTime;
 
 use super::sql::{self, ColumnError, Encoded, Migration, SchemaTooNew, unavailable};
-use super::{Consumed, KeyStore, ListFilter, Page, StoreError};
+use super::{BulkRevocation, Consumed, KeyStore, ListFilter, Page, StoreError};
 use crate::key_id::KeyId;
 use crate::record::KeyRecord;
 
@@ -63,6 +63,14 @@ const MIGRATIONS: &[Migration] = &[
             "ALTER TABLE keyward_keys ADD COLUMN refilled_at INTEGER",
         ],
     },
+    Migration {
+        version: 3,
+        description: "delegation parent",
+        statements: &[
+            // The delegation parent's key id; null for a root key (and every older key).
+            "ALTER TABLE keyward_keys ADD COLUMN parent TEXT",
+        ],
+    },
 ];
 
 const VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS keyward_schema_version (
@@ -86,10 +94,11 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// their [`StoredHash`](crate::StoredHash) strings; timestamps are UTC unix microseconds;
 /// scopes, roles, restrictions and metadata are JSON text.
 ///
-/// Every [`KeyStore`] method is atomic: single statements, or one `BEGIN IMMEDIATE`
-/// transaction where a check and a write go together (the per-owner cap, rotation), so the
-/// cap holds across connections and processes sharing the file. Listings are ordered by the
-/// bytes of the id, which is [`KeyId`]'s order for ids of one length.
+/// Every [`KeyStore`] method is atomic: single statements (a bulk revocation is one
+/// `UPDATE`), or one `BEGIN IMMEDIATE` transaction where a check and a write go together
+/// (the per-owner cap on inserts and on capped updates, rotation), so the cap holds across
+/// connections and processes sharing the file. Listings are ordered by the bytes of the id,
+/// which is [`KeyId`]'s order for ids of one length.
 ///
 /// A row that does not decode is [`StoreError::Corrupt`] naming its key; driver, pool and
 /// connection errors are [`StoreError::Unavailable`].
@@ -107,7 +116,7 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     /// keyward's schema version that [`SqliteStore::migrate`] brings a database to.
-    pub const SCHEMA_VERSION: i64 = 2;
+    pub const SCHEMA_VERSION: i64 = 3;
 
     /// Opens (creating it if missing) the database file at `path`, in WAL mode.
     ///
@@ -161,7 +170,9 @@ impl SqliteStore {
     /// each applied version in `keyward_schema_version`. A database of an earlier version
     /// is upgraded in place, its keys kept as they were: version 2 adds the columns of the
     /// usage quota's refill schedule ([`QuotaRefill`](crate::QuotaRefill)) and of the time of
-    /// the last refill, null for existing keys (no schedule). Idempotent; runs in one
+    /// the last refill, null for existing keys (no schedule); version 3 adds the column of
+    /// the delegation parent ([`KeyRecord::parent`]), null for existing keys (root keys: old
+    /// `issued_by` values stay history and are not enforced). Idempotent; runs in one
     /// `BEGIN IMMEDIATE` transaction, so concurrent calls apply each step once. Other tables,
     /// including sqlx's `_sqlx_migrations`, are left alone.
     ///
@@ -250,7 +261,7 @@ fn decode(row: &SqliteRow, known: Option<KeyId>) -> Result<KeyRecord, StoreError
     sql::decode(row, known, time_column)
 }
 
-/// Binds `$1` to `$23` of [`sql::INSERT`] and [`sql::UPDATE`].
+/// Binds `$1` to `$24` of [`sql::INSERT`] and [`sql::UPDATE`].
 fn bind_record<'q>(query: SqliteQuery<'q>, e: &Encoded<'q>) -> SqliteQuery<'q> {
     let r = e.record;
     query
@@ -277,6 +288,7 @@ fn bind_record<'q>(query: SqliteQuery<'q>, e: &Encoded<'q>) -> SqliteQuery<'q> {
         .bind(e.refill_interval)
         .bind(e.refill_day)
         .bind(r.refilled_at.map(micros))
+        .bind(sql::optional_id(r.parent.as_ref()))
 }
 
 /// Inserts `record` on `conn`; a taken id is [`StoreError::Duplicate`].
@@ -315,6 +327,21 @@ async fn update_on(
     } else {
         Err(missing_or_conflict(conn, id).await)
     }
+}
+
+/// Checks that key `id` is stored with version `expected`, inside a transaction that holds
+/// the write lock (so it cannot change before the transaction's write).
+async fn check_version(
+    conn: &mut SqliteConnection,
+    id: KeyId,
+    expected: u64,
+) -> Result<(), StoreError> {
+    let stored = sqlx::query_scalar::<_, i64>(sql::VERSION)
+        .bind(id.as_str())
+        .fetch_optional(conn)
+        .await
+        .map_err(unavailable)?;
+    sql::check_version(id, stored, expected)
 }
 
 /// Why a compare-and-set on `id` changed nothing: the record is absent or has another
@@ -401,6 +428,48 @@ impl KeyStore for SqliteStore {
         // A duplicate new id returns early: dropping the transaction rolls the update back.
         insert_on(&mut tx, &new).await?;
         tx.commit().await.map_err(unavailable)
+    }
+
+    async fn update_capped(
+        &self,
+        record: KeyRecord,
+        expected_version: u64,
+        max_live: usize,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        // As in insert_capped: BEGIN IMMEDIATE takes the database's write lock before the
+        // checks, so no other writer changes the record or the owner's keys in between.
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(unavailable)?;
+        check_version(&mut tx, record.id, expected_version).await?;
+        if record.counts_against_cap(now) {
+            let others: i64 = sqlx::query_scalar(sql::COUNT_LIVE_OTHERS)
+                .bind(record.owner.as_str())
+                .bind(micros(now))
+                .bind(record.id.as_str())
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            if others >= sql::saturating_usize(max_live) {
+                return Err(StoreError::LimitReached { limit: max_live });
+            }
+        }
+        update_on(&mut tx, &record, expected_version).await?;
+        tx.commit().await.map_err(unavailable)
+    }
+
+    async fn revoke_matching(&self, filter: &ListFilter) -> Result<BulkRevocation, StoreError> {
+        // One statement that decodes no row: a corrupt row is revoked like the others.
+        let mut query = sql::revoke_query::<Sqlite>(filter);
+        let rows = query
+            .build()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(BulkRevocation::new(sql::revoked_ids(&rows), Vec::new()))
     }
 
     async fn list(&self, filter: &ListFilter, page: Page) -> Result<Vec<KeyRecord>, StoreError> {

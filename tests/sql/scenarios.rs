@@ -7,11 +7,11 @@ use std::error::Error as _;
 use std::sync::Arc;
 
 use keyward::{
-    ApiKey, Hasher, IssuancePolicy, IssueError, IssueRequest, KeyFormat, KeyId, KeyManager,
-    KeyRecord, KeyStatus, KeyStore, ListFilter, Page, Pepper, Prefix, QuotaRefill, Remaining,
-    RequestContext, StoreError, VerifyError, testing,
+    ApiKey, BulkRevocation, Consumed, Hasher, IssuancePolicy, IssueError, IssueRequest, KeyFormat,
+    KeyId, KeyManager, KeyRecord, KeyStatus, KeyStore, ListFilter, Page, Pepper, Prefix,
+    QuotaRefill, Remaining, RequestContext, StoreError, VerifyError, testing,
 };
-use time::Duration;
+use time::{Duration, OffsetDateTime};
 
 /// A manager over `store`; every manager built here shares the same pepper, like two
 /// instances of one service.
@@ -35,7 +35,8 @@ pub(crate) fn chain(e: &dyn std::error::Error) -> String {
     out
 }
 
-/// Keys as a version-1 database held them (schema version 1 had no refill columns): the
+/// Keys as a version-1 database held them (schema version 1 had no refill columns, and
+/// neither version 1 nor 2 had the delegation parent's): the
 /// first is the record of a real key of [`manager`]'s format and pepper, returned too, so it
 /// must still verify after an upgrade; the others vary every column version 1 had.
 pub(crate) fn version_1_keys() -> (ApiKey, Vec<KeyRecord>) {
@@ -66,14 +67,22 @@ pub(crate) fn version_1_keys() -> (ApiKey, Vec<KeyRecord>) {
     (key, vec![real, disabled, revoked])
 }
 
-/// After an upgrade from version 1: every old key reads back unchanged and without a refill
-/// schedule (through `get` and `list`), the real one still verifies and counts its uses, and
-/// an old key can be given a schedule.
+/// After an upgrade from version 1 or 2: every old key reads back unchanged, without a
+/// refill schedule and without a delegation parent (through `get` and `list`; an old
+/// `issued_by` stays as it was), the real one still verifies and counts its uses, and an old
+/// key can be given a schedule.
 pub(crate) async fn check_upgraded_keys<S: KeyStore>(store: S, key: &ApiKey, old: &[KeyRecord]) {
     let m = manager(store);
+    assert!(
+        old.iter().any(|r| r.issued_by.is_some()),
+        "the fixture has an issued_by to keep"
+    );
     for record in old {
         assert_eq!((record.refill, record.refilled_at), (None, None));
+        assert_eq!(record.parent, None);
         let got = m.get(&record.id).await.expect("old key readable");
+        assert_eq!(got.parent, None, "an old key has no delegation parent");
+        assert_eq!(got.issued_by, record.issued_by, "issued_by stays history");
         assert_eq!(got, *record, "old key changed by the upgrade");
     }
     let mut listed = m
@@ -255,13 +264,11 @@ pub(crate) async fn two_managers<S: KeyStore>(one: S, two: S) {
         .await
         .expect("old works");
     let new = a.regenerate(&old.key.id(), &ctx).await.expect("regenerate");
-    assert!(
-        matches!(
-            b.verify(old.key.expose_secret(), &ctx).await,
-            Err(VerifyError::Expired)
-        ),
-        "b must refuse the regenerated key's old value"
-    );
+    // Regeneration revokes the old key in the rotation's atomic step.
+    match b.verify(old.key.expose_secret(), &ctx).await {
+        Err(VerifyError::Revoked) => {}
+        other => panic!("b must refuse the regenerated key's old value as revoked: {other:?}"),
+    }
     b.verify(new.key.expose_secret(), &ctx)
         .await
         .expect("b accepts the new value");
@@ -321,4 +328,340 @@ pub(crate) async fn concurrent_cap<S: KeyStore + 'static>(stores: Vec<S>) {
         .await
         .expect("list");
     assert_eq!(listed.len(), 3, "keys stored for the owner");
+}
+
+/// A time inside every fixture record's life (created at the epoch, expiring 90 days later).
+fn fixture_now() -> OffsetDateTime {
+    testing::epoch() + Duration::days(1)
+}
+
+fn expect_ok<T>(what: &str, r: Result<T, StoreError>) -> T {
+    r.unwrap_or_else(|e| panic!("{what}: unexpected store error: {e} ({e:?})"))
+}
+
+/// The delegation parent is stored: a record with one reads back equal through `get` and
+/// `list`, and a compare-and-set can set and clear it.
+pub(crate) async fn parent_round_trips<S: KeyStore>(store: S) {
+    let parent = testing::record("delegator");
+    let mut child = testing::record("delegator");
+    child.parent = Some(parent.id);
+    child.issued_by = Some(parent.id);
+    let mut other = testing::record("delegator");
+    other.parent = Some(testing::random_id());
+    for r in [&parent, &child, &other] {
+        expect_ok("insert", store.insert(r.clone()).await);
+    }
+    let got = expect_ok("get", store.get(&child.id).await).expect("child stored");
+    assert_eq!(
+        *got, child,
+        "a record with a parent round-trips through get"
+    );
+    assert_eq!(got.parent, Some(parent.id));
+
+    let mut listed = expect_ok(
+        "list",
+        store
+            .list(&ListFilter::Owner("delegator".into()), Page::first(10))
+            .await,
+    );
+    listed.sort_by_key(|r| r.id);
+    let mut expected = vec![parent.clone(), child.clone(), other.clone()];
+    expected.sort_by_key(|r| r.id);
+    assert_eq!(
+        listed, expected,
+        "records with parents round-trip through list"
+    );
+
+    // Cleared, then set again, by compare-and-set.
+    let mut cleared = child.clone();
+    cleared.parent = None;
+    expect_ok("update", store.update(cleared.clone(), 0).await);
+    let got = expect_ok("get", store.get(&child.id).await).expect("child stored");
+    assert_eq!((got.parent, got.version), (None, 1));
+    let mut moved = cleared;
+    moved.parent = Some(other.id);
+    expect_ok("update", store.update(moved, 1).await);
+    let got = expect_ok("get", store.get(&child.id).await).expect("child stored");
+    assert_eq!((got.parent, got.version), (Some(other.id), 2));
+}
+
+/// `revoke_matching` revokes a corrupt row with the others in one statement, since it
+/// decodes nothing: three keys of tenant `acme` (one of them corrupted by hand) and one of
+/// `globex`; revoking tenant `acme` reports all three, leaves `globex` alone, moves each
+/// version on, and a second run revokes nothing. `edit(id, assignment)` runs
+/// `UPDATE keyward_keys SET <assignment> WHERE id = id`.
+pub(crate) async fn revoke_matching_revokes_a_corrupt_row<S, F, Fut>(store: S, edit: F)
+where
+    S: KeyStore,
+    F: Fn(KeyId, String) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let mut acme = Vec::new();
+    for i in 0..3 {
+        let mut r = testing::record(&format!("acme user {i}"));
+        r.tenant = Some("acme".into());
+        r.version = i;
+        if i == 1 {
+            r.status = KeyStatus::Disabled; // disabled keys are revoked too
+        }
+        expect_ok("insert", store.insert(r.clone()).await);
+        acme.push(r);
+    }
+    let mut globex = testing::record("globex user");
+    globex.tenant = Some("globex".into());
+    expect_ok("insert", store.insert(globex.clone()).await);
+    let mut already = testing::record("acme user 3");
+    already.tenant = Some("acme".into());
+    already.status = KeyStatus::Revoked;
+    already.version = 7;
+    expect_ok("insert", store.insert(already.clone()).await);
+
+    let corrupt = acme[2].id;
+    edit(corrupt, "scopes = 'not json'".to_owned()).await;
+    assert!(
+        matches!(store.get(&corrupt).await, Err(StoreError::Corrupt { id, .. }) if id == corrupt),
+        "the hand edit makes the row corrupt"
+    );
+
+    let report = expect_ok(
+        "revoke_matching",
+        store
+            .revoke_matching(&ListFilter::Tenant("acme".into()))
+            .await,
+    );
+    let mut expected: Vec<KeyId> = acme.iter().map(|r| r.id).collect();
+    expected.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
+    assert_eq!(
+        report,
+        BulkRevocation::new(expected, Vec::new()),
+        "every acme key not revoked yet, the corrupt one included, in id order"
+    );
+
+    for r in &acme[..2] {
+        let got = expect_ok("get", store.get(&r.id).await).expect("still stored");
+        let mut want = r.clone();
+        want.status = KeyStatus::Revoked;
+        want.version = r.version + 1;
+        assert_eq!(
+            *got, want,
+            "revoked with its version moved on, nothing else changed"
+        );
+    }
+    let got = expect_ok("get", store.get(&already.id).await).expect("still stored");
+    assert_eq!(*got, already, "a key revoked before is left alone");
+    let got = expect_ok("get", store.get(&globex.id).await).expect("still stored");
+    assert_eq!(*got, globex, "another tenant's key is left alone");
+
+    // The corrupt row was revoked too: repaired by hand, it reads back revoked.
+    let scopes = serde_json::to_string(&acme[2].scopes).expect("scopes json");
+    edit(corrupt, format!("scopes = '{scopes}'")).await;
+    let got = expect_ok("get", store.get(&corrupt).await).expect("still stored");
+    assert_eq!(
+        (got.status, got.version),
+        (KeyStatus::Revoked, acme[2].version + 1),
+        "the corrupt row was revoked"
+    );
+
+    let again = expect_ok(
+        "revoke_matching again",
+        store
+            .revoke_matching(&ListFilter::Tenant("acme".into()))
+            .await,
+    );
+    assert_eq!(again, BulkRevocation::default(), "nothing left to revoke");
+
+    // Other filters: by owner, then everything left.
+    let report = expect_ok(
+        "revoke_matching owner",
+        store
+            .revoke_matching(&ListFilter::Owner("globex user".into()))
+            .await,
+    );
+    assert_eq!(report.revoked, [globex.id]);
+    let report = expect_ok(
+        "revoke_matching all",
+        store.revoke_matching(&ListFilter::All).await,
+    );
+    assert_eq!(report, BulkRevocation::default());
+}
+
+/// `update_capped` keeps the owner's cap of live keys on a compare-and-set: enabling a
+/// second key under a cap of 1 fails and changes nothing, succeeds once the first is
+/// revoked; errors come in the order NotFound, Conflict, LimitReached; the record being
+/// replaced does not count against itself; a record that does not count is never limited.
+pub(crate) async fn update_capped_keeps_the_cap<S: KeyStore>(store: S) {
+    let now = fixture_now();
+    let first = testing::record("capped");
+    let mut second = testing::record("capped");
+    second.status = KeyStatus::Disabled;
+    second.version = 4;
+    let mut third = testing::record("capped");
+    third.status = KeyStatus::Disabled;
+    for r in [&first, &second, &third] {
+        expect_ok("insert", store.insert(r.clone()).await);
+    }
+
+    let mut enabled = second.clone();
+    enabled.status = KeyStatus::Active;
+    match store.update_capped(enabled.clone(), 4, 1, now).await {
+        Err(StoreError::LimitReached { limit: 1 }) => {}
+        other => panic!("enabling a second key under a cap of 1: {other:?}"),
+    }
+    let got = expect_ok("get", store.get(&second.id).await).expect("stored");
+    assert_eq!(*got, second, "nothing changed on LimitReached");
+
+    // A record that does not count (still disabled) is not limited.
+    let mut renamed = second.clone();
+    renamed.name = "renamed while disabled".into();
+    expect_ok(
+        "update_capped of a disabled key",
+        store.update_capped(renamed.clone(), 4, 1, now).await,
+    );
+    // The live key replacing itself does not count against itself.
+    let mut first_renamed = first.clone();
+    first_renamed.name = "renamed while live".into();
+    expect_ok(
+        "update_capped of the live key itself",
+        store.update_capped(first_renamed.clone(), 0, 1, now).await,
+    );
+
+    // Revoke the first: the second can be enabled.
+    let mut revoked = first_renamed;
+    revoked.status = KeyStatus::Revoked;
+    expect_ok("revoke", store.update(revoked, 1).await);
+    let mut enabled = renamed;
+    enabled.status = KeyStatus::Active;
+    expect_ok(
+        "enabling once the first is revoked",
+        store.update_capped(enabled.clone(), 5, 1, now).await,
+    );
+    let got = expect_ok("get", store.get(&second.id).await).expect("stored");
+    let mut want = enabled;
+    want.version = 6;
+    assert_eq!(*got, want, "stored with version expected + 1");
+
+    // The owner is at its cap again. Precedence: NotFound, then Conflict, then LimitReached.
+    let mut absent = testing::record("capped");
+    absent.status = KeyStatus::Active;
+    match store.update_capped(absent.clone(), 0, 1, now).await {
+        Err(StoreError::NotFound(id)) if id == absent.id => {}
+        other => panic!("absent id at the cap: expected NotFound, got {other:?}"),
+    }
+    assert!(expect_ok("get", store.get(&absent.id).await).is_none());
+    let mut third_enabled = third.clone();
+    third_enabled.status = KeyStatus::Active;
+    match store.update_capped(third_enabled.clone(), 9, 1, now).await {
+        Err(StoreError::Conflict(id)) if id == third.id => {}
+        other => panic!("wrong version at the cap: expected Conflict, got {other:?}"),
+    }
+    match store.update_capped(third_enabled, 0, 1, now).await {
+        Err(StoreError::LimitReached { limit: 1 }) => {}
+        other => panic!("right version at the cap: expected LimitReached, got {other:?}"),
+    }
+    let got = expect_ok("get", store.get(&third.id).await).expect("stored");
+    assert_eq!(*got, third, "nothing changed on any error");
+    // A cap of 2 lets it in.
+    let mut third_enabled = third.clone();
+    third_enabled.status = KeyStatus::Active;
+    expect_ok(
+        "enabling under a cap of 2",
+        store.update_capped(third_enabled, 0, 2, now).await,
+    );
+}
+
+/// Two `update_capped` calls enabling two disabled keys of one owner at once, under a cap
+/// of 1 with no other live key: exactly one succeeds, every round of 20. The calls go
+/// through `stores` in turn (several pools over one database).
+pub(crate) async fn update_capped_race<S: KeyStore + Clone + 'static>(stores: Vec<S>) {
+    let now = fixture_now();
+    for round in 0..20 {
+        let owner = format!("racing owner {round}");
+        let mut keys = Vec::new();
+        for _ in 0..2 {
+            let mut r = testing::record(&owner);
+            r.status = KeyStatus::Disabled;
+            expect_ok("insert", stores[0].insert(r.clone()).await);
+            keys.push(r);
+        }
+        let start = Arc::new(tokio::sync::Barrier::new(2));
+        let tasks: Vec<_> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let store = stores[(round + i) % stores.len()].clone();
+                let start = Arc::clone(&start);
+                let mut enabled = r.clone();
+                enabled.status = KeyStatus::Active;
+                tokio::spawn(async move {
+                    start.wait().await;
+                    store.update_capped(enabled, 0, 1, now).await
+                })
+            })
+            .collect();
+        let mut won = Vec::new();
+        for (task, r) in tasks.into_iter().zip(&keys) {
+            match task.await.expect("update_capped task") {
+                Ok(()) => won.push(r.id),
+                Err(StoreError::LimitReached { limit: 1 }) => {}
+                Err(e) => panic!("round {round}: unexpected error {e} ({e:?})"),
+            }
+        }
+        assert_eq!(won.len(), 1, "round {round}: exactly one enable succeeds");
+        let listed = expect_ok(
+            "list",
+            stores[0]
+                .list(&ListFilter::Owner(owner), Page::first(10))
+                .await,
+        );
+        let live: Vec<KeyId> = listed
+            .iter()
+            .filter(|r| r.counts_against_cap(now))
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(live, won, "round {round}: the winner is the only live key");
+    }
+}
+
+/// A consume is a write: it moves the version on, so a compare-and-set built on a read from
+/// before it conflicts. A consume that takes nothing (no quota, not enough left) leaves the
+/// version alone.
+pub(crate) async fn consume_moves_the_version<S: KeyStore>(store: S) {
+    let mut r = testing::record("consumer");
+    r.remaining_uses = Some(2);
+    r.version = 3;
+    expect_ok("insert", store.insert(r.clone()).await);
+    assert_eq!(
+        expect_ok("consume", store.consume(&r.id, 1).await),
+        Consumed::Remaining(1)
+    );
+    let got = expect_ok("get", store.get(&r.id).await).expect("stored");
+    assert_eq!((got.remaining_uses, got.version), (Some(1), 4));
+
+    let mut stale = r.clone();
+    stale.name = "built on a read from before the consume".into();
+    match store.update(stale, 3).await {
+        Err(StoreError::Conflict(id)) if id == r.id => {}
+        other => panic!("a compare-and-set from before the consume: {other:?}"),
+    }
+    let got = expect_ok("get", store.get(&r.id).await).expect("stored");
+    assert_eq!(got.name, r.name, "the stale write changed nothing");
+    let mut fresh = KeyRecord::clone(&got);
+    fresh.name = "built on a fresh read".into();
+    expect_ok("update", store.update(fresh, 4).await);
+
+    // Nothing taken, no version change.
+    assert_eq!(
+        expect_ok("consume", store.consume(&r.id, 5).await),
+        Consumed::Exhausted
+    );
+    let got = expect_ok("get", store.get(&r.id).await).expect("stored");
+    assert_eq!((got.remaining_uses, got.version), (Some(1), 5));
+    let unlimited = testing::record("consumer");
+    expect_ok("insert", store.insert(unlimited.clone()).await);
+    assert_eq!(
+        expect_ok("consume", store.consume(&unlimited.id, 1).await),
+        Consumed::Unlimited
+    );
+    let got = expect_ok("get", store.get(&unlimited.id).await).expect("stored");
+    assert_eq!(got.version, 0);
 }
