@@ -12,12 +12,19 @@
 //! `{"public_keys": [...]}`: mounts `POST /secret-scanning/github`), `KEYWARD_ADDR` (default `127.0.0.1:3000`), `KEYWARD_ADMIN_KEY_FILE` (issue a
 //! management key with scope `*` at start and write it there, mode 0600, before listening),
 //! `KEYWARD_PEPPER` (`[id:]base64`; a random one is used when absent, so keys do not survive
-//! a restart).
+//! a restart), `KEYWARD_FAILED_VERIFICATIONS_PER_MINUTE` (default 10: failed verifications
+//! a client address may make a minute, on every route, before it gets 429).
+//!
+//! Every `/admin/keys` route acts as the calling key ([`KeyManager::acting_as`]): a key
+//! outside the caller's reach is answered exactly like an unknown id. `POST
+//! /api/keys/delegate` lets a key holding `keys:delegate` mint a narrower child of itself,
+//! refused as soon as any of its ancestors stops verifying.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -28,12 +35,12 @@ use base64ct::{Base64UrlUnpadded, Encoding};
 use keyward::axum::{KeywardLayer, RateLimit, RequireScope, error_response, request_context};
 use keyward::scanning::{PublicKeys, ScanningOrigin, ScanningReceiver};
 use keyward::{
-    AuthError, Consumed, CredentialSource, Expiry, Hasher, IssuancePolicy, IssueError,
-    IssueRequest, KeyFormat, KeyId, KeyManager, KeyRecord, KeyStore, LifecycleError, ListFilter,
-    Page, Pepper, RequestContext, Resource, Restrictions, ScopeCatalog, ScopeSet, SqliteStore,
-    StoreError, Verified, VerifyError,
+    AuthError, BulkRevocation, Consumed, CredentialSource, Expiry, Hasher, IssuancePolicy,
+    IssueError, IssueRequest, Issued, KeyFormat, KeyId, KeyManager, KeyRecord, KeyStatus, KeyStore,
+    LifecycleError, ListFilter, Page, Pepper, RequestContext, Resource, Restrictions, ScopeCatalog,
+    ScopeSet, SqliteStore, StoreError, Verified, VerifyError,
 };
-use keyward::{FailureThrottle, LimitPolicy, MemoryLimiter};
+use keyward::{FailureThrottle, LimitPolicy, MemoryLimiter, Rate};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -94,6 +101,18 @@ impl KeyStore for Store {
     async fn update(&self, record: KeyRecord, expected: u64) -> Result<(), StoreError> {
         dispatch!(self, s => s.update(record, expected))
     }
+    async fn update_capped(
+        &self,
+        record: KeyRecord,
+        expected: u64,
+        max: usize,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        dispatch!(self, s => s.update_capped(record, expected, max, now))
+    }
+    async fn revoke_matching(&self, filter: &ListFilter) -> Result<BulkRevocation, StoreError> {
+        dispatch!(self, s => s.revoke_matching(filter))
+    }
     async fn rotate(
         &self,
         old: KeyRecord,
@@ -117,20 +136,82 @@ impl KeyStore for Store {
 }
 const REALM: &str = "toado";
 
+/// Live sessions one key may hold; the oldest is dropped when another is made.
+const MAX_SESSIONS_PER_KEY: usize = 16;
+/// The longest a session lives (never longer than its key).
+const SESSION_LIFETIME: Duration = Duration::hours(12);
+/// Failed verifications a client may make a minute, unless
+/// `KEYWARD_FAILED_VERIFICATIONS_PER_MINUTE` says otherwise.
+const DEFAULT_FAILED_VERIFICATIONS_PER_MINUTE: u32 = 10;
+
 struct App {
     manager: Arc<KeyManager<Store>>,
-    sessions: Mutex<HashMap<[u8; 32], Session>>,
+    sessions: Mutex<Sessions>,
     tickets: Mutex<Vec<Ticket>>,
-    /// Toado's defaults: 600 reads and 60 writes a minute per key, 10 failed
-    /// verifications a minute per client.
+    /// Toado's defaults: 600 reads and 60 writes a minute per key, and
+    /// `KEYWARD_FAILED_VERIFICATIONS_PER_MINUTE` failed verifications a minute per client.
     limiter: Arc<MemoryLimiter>,
+    /// Failed verifications per client address, shared by every route.
+    failures: Arc<FailureThrottle<Arc<MemoryLimiter>>>,
     /// GitHub's secret-scanning public keys, from `KEYWARD_SCANNING_KEYS_FILE`.
     scanning: Option<ScanningReceiver<Store, PublicKeys>>,
+}
+
+/// Sessions by the SHA-256 of their cookie value (the value itself is never kept).
+#[derive(Default)]
+struct Sessions {
+    by_hash: HashMap<[u8; 32], Session>,
+    /// Creation order, to find a key's oldest session.
+    next_seq: u64,
 }
 
 struct Session {
     proof: Verified,
     expires_at: OffsetDateTime,
+    seq: u64,
+}
+
+impl Sessions {
+    /// Adds a session for `proof`'s key, after dropping every expired session and, when the
+    /// key is at its cap, its oldest ones.
+    fn insert(
+        &mut self,
+        hash: [u8; 32],
+        proof: Verified,
+        expires_at: OffsetDateTime,
+        now: OffsetDateTime,
+    ) {
+        self.by_hash.retain(|_, s| s.expires_at > now);
+        let key = proof.key_id();
+        let mut mine: Vec<(u64, [u8; 32])> = self
+            .by_hash
+            .iter()
+            .filter(|(_, s)| s.proof.key_id() == key)
+            .map(|(h, s)| (s.seq, *h))
+            .collect();
+        if mine.len() >= MAX_SESSIONS_PER_KEY {
+            mine.sort_unstable();
+            let excess = mine.len() + 1 - MAX_SESSIONS_PER_KEY;
+            for (_, h) in mine.into_iter().take(excess) {
+                self.by_hash.remove(&h);
+            }
+        }
+        let seq = self.next_seq;
+        self.next_seq = self.next_seq.wrapping_add(1);
+        self.by_hash.insert(
+            hash,
+            Session {
+                proof,
+                expires_at,
+                seq,
+            },
+        );
+    }
+
+    /// Drops every session of a key that no longer works.
+    fn drop_key(&mut self, id: &KeyId) {
+        self.by_hash.retain(|_, s| s.proof.key_id() != *id);
+    }
 }
 
 #[derive(Clone, serde::Serialize)]
@@ -159,11 +240,25 @@ fn catalog() -> Result<ScopeCatalog, keyward::CatalogError> {
             "tickets:write",
             "tickets:assign",
             "keys:manage",
+            "keys:delegate",
         ])
         .implies("comments", "read")
         .implies("tickets:write", "comments")
         .implies("tickets:assign", "read")
         .build()
+}
+
+/// Toado's limits, with the budget of failed verifications from the environment.
+fn limit_policy() -> Result<LimitPolicy, Box<dyn std::error::Error>> {
+    let per_minute = match std::env::var("KEYWARD_FAILED_VERIFICATIONS_PER_MINUTE") {
+        Ok(text) => text.trim().parse::<u32>().map_err(|e| {
+            format!("KEYWARD_FAILED_VERIFICATIONS_PER_MINUTE must be a positive integer: {e}")
+        })?,
+        Err(_) => DEFAULT_FAILED_VERIFICATIONS_PER_MINUTE,
+    };
+    let rate = Rate::per_minute(per_minute)
+        .map_err(|e| format!("KEYWARD_FAILED_VERIFICATIONS_PER_MINUTE: {e}"))?;
+    Ok(LimitPolicy::default().limit(LimitPolicy::FAILED_VERIFICATIONS, rate))
 }
 
 #[tokio::main]
@@ -191,11 +286,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         Err(_) => None,
     };
+    let limiter = Arc::new(MemoryLimiter::new(limit_policy()?));
     let app = Arc::new(App {
         manager,
-        sessions: Mutex::new(HashMap::new()),
+        sessions: Mutex::new(Sessions::default()),
         tickets: Mutex::new(seed_tickets()),
-        limiter: Arc::new(MemoryLimiter::new(LimitPolicy::default())),
+        failures: Arc::new(FailureThrottle::new(Arc::clone(&limiter))),
+        limiter,
         scanning,
     });
 
@@ -265,10 +362,9 @@ fn scope(s: &'static str) -> keyward::Scope {
 }
 
 fn router(app: Arc<App>) -> Router {
-    let throttle = Arc::new(FailureThrottle::new(Arc::clone(&app.limiter)));
     let bearer = KeywardLayer::new(Arc::clone(&app.manager))
         .realm(REALM)
-        .throttle_failures(throttle);
+        .throttle_failures(Arc::clone(&app.failures));
     // Every GET is a read, every POST outside /admin a write (charged after verification).
     let limits = RateLimit::new(Arc::clone(&app.limiter));
     let admin = Router::new()
@@ -282,6 +378,10 @@ fn router(app: Arc<App>) -> Router {
         .layer(bearer.clone());
     let bearer_only = Router::new()
         .route("/api/auth/automated-login", post(automated_login))
+        .route(
+            "/api/keys/delegate",
+            post(delegate).route_layer(RequireScope::new(scope("keys:delegate"))),
+        )
         .route(
             "/mcp",
             post(mcp).route_layer(RequireScope::new(scope("read"))),
@@ -334,8 +434,15 @@ async fn secret_scanning(
 }
 
 /// Bearer key, or the session cookie made by automated login (never for /admin).
+///
+/// Failed verifications are throttled per client address exactly as `KeywardLayer` does on
+/// the other routes (the same throttle): a blocked client gets 429 before anything is looked
+/// up, so neither a key nor a session id can be guessed here faster than elsewhere.
 async fn bearer_or_session(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Response {
     let ctx = request_context(&req);
+    if let Some(retry_after) = ctx.client_addr.and_then(|ip| app.failures.blocked(ip)) {
+        return error_response(&AuthError::RateLimited { retry_after }, REALM);
+    }
     let result = if req.headers().contains_key(header::AUTHORIZATION) {
         let headers = req.headers();
         match CredentialSource::Bearer.extract(|n| headers.get_all(n).iter().map(|v| v.as_bytes()))
@@ -358,7 +465,25 @@ async fn bearer_or_session(State(app): State<Arc<App>>, mut req: Request, next: 
             req.extensions_mut().insert(proof);
             next.run(req).await
         }
-        Err(e) => error_response(&e, REALM),
+        Err(e) => {
+            if let Some(ip) = ctx.client_addr {
+                record_failure(&app, ip, &e).await;
+            }
+            error_response(&e, REALM)
+        }
+    }
+}
+
+/// Charges a failed verification to `ip` when it looks like a guess (an unknown or malformed
+/// key, an unknown session), as `KeywardLayer` does.
+async fn record_failure(app: &App, ip: IpAddr, e: &AuthError) {
+    if matches!(
+        e,
+        AuthError::Verify(VerifyError::Invalid | VerifyError::Malformed(_))
+    ) {
+        if let Err(e) = app.failures.record_failure(ip).await {
+            tracing::warn!(error = %e, "could not count a failed verification");
+        }
     }
 }
 
@@ -378,24 +503,31 @@ fn session_hash(id: &str) -> [u8; 32] {
     Sha256::digest(id.as_bytes()).into()
 }
 
+fn sessions(app: &App) -> std::sync::MutexGuard<'_, Sessions> {
+    app.sessions.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 async fn from_session(app: &App, id: &str) -> Result<Verified, AuthError> {
     let hash = session_hash(id);
+    let now = app.manager.now();
     let proof = {
-        let sessions = app.sessions.lock().unwrap_or_else(PoisonError::into_inner);
-        match sessions.get(&hash) {
-            Some(s) if s.expires_at > app.manager.now() => s.proof.clone(),
-            _ => return Err(AuthError::Verify(VerifyError::Invalid)),
+        let mut sessions = sessions(app);
+        match sessions.by_hash.get(&hash) {
+            Some(s) if s.expires_at > now => s.proof.clone(),
+            Some(_) => {
+                sessions.by_hash.remove(&hash);
+                return Err(AuthError::Verify(VerifyError::Invalid));
+            }
+            None => return Err(AuthError::Verify(VerifyError::Invalid)),
         }
     };
-    // Every request re-checks the key: a disabled, revoked or expired key ends its sessions.
+    // Every request re-checks the key: a disabled, revoked or expired key (or ancestor)
+    // ends its sessions.
     match app.manager.refresh(&proof).await {
         Ok(fresh) => Ok(fresh),
         Err(e) => {
             if !matches!(e, VerifyError::Unavailable(_)) {
-                app.sessions
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .remove(&hash);
+                sessions(app).drop_key(&proof.key_id());
             }
             Err(e.into())
         }
@@ -409,19 +541,11 @@ async fn automated_login(State(app): State<Arc<App>>, key: Verified) -> Response
     }
     let id = Base64UrlUnpadded::encode_string(&raw);
     let now = app.manager.now();
-    let limit = now + Duration::hours(12);
-    let expires_at = key.record().expires_at.map_or(limit, |at| at.min(limit));
+    let limit = now.saturating_add(SESSION_LIFETIME);
+    // No longer than the key, nor than any key it was delegated from.
+    let expires_at = key.ends_at().map_or(limit, |at| at.min(limit));
     let max_age = (expires_at - now).whole_seconds().max(0);
-    app.sessions
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .insert(
-            session_hash(&id),
-            Session {
-                proof: key,
-                expires_at,
-            },
-        );
+    sessions(&app).insert(session_hash(&id), key, expires_at, now);
     let cookie =
         format!("session={id}; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age={max_age}");
     let body = json!({ "ok": true, "expires_at": expires_at.unix_timestamp() });
@@ -436,25 +560,96 @@ fn error(status: StatusCode, code: &str, message: impl ToString) -> Response {
         .into_response()
 }
 
-fn lifecycle_error(e: &LifecycleError) -> Response {
+fn invalid_request(message: impl ToString) -> Response {
+    error(StatusCode::BAD_REQUEST, "invalid_request", message)
+}
+
+fn unavailable() -> Response {
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        "key store unavailable",
+    )
+}
+
+fn lifecycle_error(e: LifecycleError) -> Response {
     match e {
         LifecycleError::NotFound(_) => error(StatusCode::NOT_FOUND, "not_found", e),
-        LifecycleError::Store(_) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "key store unavailable",
-        ),
+        LifecycleError::Store(_) => unavailable(),
+        LifecycleError::LimitReached { .. } => error(StatusCode::CONFLICT, "limit_reached", e),
+        // The calling key stopped verifying since this request began: as for a dead key.
+        LifecycleError::Actor(why) => error_response(&AuthError::Verify(why), REALM),
         _ => error(StatusCode::CONFLICT, "conflict", e),
+    }
+}
+
+fn issue_error(e: IssueError) -> Response {
+    match e {
+        IssueError::Widening(what) => error(
+            StatusCode::FORBIDDEN,
+            "insufficient_scope",
+            format!("cannot grant more than the caller holds: {what}"),
+        ),
+        IssueError::Store(_) => unavailable(),
+        IssueError::LimitReached { limit } => error(
+            StatusCode::CONFLICT,
+            "limit_reached",
+            format!("owner has {limit} live keys"),
+        ),
+        IssueError::Actor(why) => error_response(&AuthError::Verify(why), REALM),
+        e => invalid_request(e),
     }
 }
 
 fn view(r: &KeyRecord) -> Value {
     json!({
         "id": r.id, "preview": r.preview(), "name": r.name, "owner": r.owner, "tenant": r.tenant,
+        "parent": r.parent,
         "scopes": r.scopes, "roles": r.roles, "restrictions": r.restrictions, "status": r.status,
         "created_at": r.created_at.unix_timestamp(),
         "expires_at": r.expires_at.map(OffsetDateTime::unix_timestamp),
         "last_used_at": r.last_used_at.map(OffsetDateTime::unix_timestamp),
+    })
+}
+
+/// `expires_in_days` as an expiry: a positive number of days whose end the clock can
+/// represent (anything else is refused, never an overflow).
+fn expiry_in_days(now: OffsetDateTime, days: i64) -> Option<Expiry> {
+    let lifetime = Duration::seconds(days.checked_mul(86_400).filter(|_| days > 0)?);
+    now.checked_add(lifetime)?;
+    Some(Expiry::After(lifetime))
+}
+
+/// Applies the optional `expires_in_days` and `restrictions` of a request body; `Err` is
+/// the message of a 400.
+fn with_options(
+    app: &App,
+    mut request: IssueRequest,
+    expires_in_days: Option<i64>,
+    restrictions: Option<Vec<String>>,
+) -> Result<IssueRequest, String> {
+    if let Some(days) = expires_in_days {
+        let expiry = expiry_in_days(app.manager.now(), days).ok_or_else(|| {
+            "expires_in_days must be a positive number of days in range".to_owned()
+        })?;
+        request = request.expiry(expiry);
+    }
+    if let Some(list) = restrictions {
+        request = request.restrictions(Restrictions::only(list).map_err(|e| e.to_string())?);
+    }
+    Ok(request)
+}
+
+fn actor_context(caller: &Verified) -> RequestContext {
+    RequestContext::new().actor(caller.key_id().to_string())
+}
+
+fn created(issued: &Issued) -> Value {
+    json!({
+        "id": issued.record.id,
+        "key": issued.key.expose_secret(),
+        "preview": issued.record.preview(),
+        "expires_at": issued.record.expires_at.map(OffsetDateTime::unix_timestamp),
     })
 }
 
@@ -465,55 +660,69 @@ struct IssueBody {
     scopes: ScopeSet,
     expires_in_days: Option<i64>,
     restrictions: Option<Vec<String>>,
+    /// A tenant-bound caller may only name its own; none means the caller's.
+    tenant: Option<String>,
 }
 
+/// Administrative issuance, as the calling key: never wider than it, never outliving it,
+/// within its tenant.
 async fn admin_issue(
     State(app): State<Arc<App>>,
     caller: Verified,
-    body: Result<Json<IssueBody>, axum::extract::rejection::JsonRejection>,
+    body: Result<Json<IssueBody>, JsonRejection>,
 ) -> Response {
     let Json(body) = match body {
         Ok(b) => b,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_request", e.body_text()),
+        Err(e) => return invalid_request(e.body_text()),
     };
     let mut request = IssueRequest::new(body.name, body.owner).scopes(body.scopes);
-    if let Some(days) = body.expires_in_days {
-        request = request.expiry(Expiry::After(Duration::days(days)));
+    if let Some(tenant) = body.tenant {
+        request = request.tenant(tenant);
     }
-    if let Some(list) = body.restrictions {
-        match Restrictions::only(list) {
-            Ok(r) => request = request.restrictions(r),
-            Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_request", e),
+    let request = match with_options(&app, request, body.expires_in_days, body.restrictions) {
+        Ok(r) => r,
+        Err(message) => return invalid_request(message),
+    };
+    let ctx = actor_context(&caller);
+    match app.manager.acting_as(&caller).issue(request, &ctx).await {
+        Ok(issued) => (StatusCode::CREATED, Json(created(&issued))).into_response(),
+        Err(e) => issue_error(e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DelegateBody {
+    name: String,
+    scopes: ScopeSet,
+    restrictions: Option<Vec<String>>,
+    expires_in_days: Option<i64>,
+}
+
+/// Delegation: a child of the calling key, for life (refused once any ancestor is revoked,
+/// disabled, expired or deleted), with the caller's owner and tenant, never wider.
+async fn delegate(
+    State(app): State<Arc<App>>,
+    caller: Verified,
+    body: Result<Json<DelegateBody>, JsonRejection>,
+) -> Response {
+    let Json(body) = match body {
+        Ok(b) => b,
+        Err(e) => return invalid_request(e.body_text()),
+    };
+    let acting = app.manager.acting_as(&caller);
+    let request = acting.child_request(body.name).scopes(body.scopes);
+    let request = match with_options(&app, request, body.expires_in_days, body.restrictions) {
+        Ok(r) => r,
+        Err(message) => return invalid_request(message),
+    };
+    match acting.delegate(request, &actor_context(&caller)).await {
+        Ok(issued) => {
+            let mut answer = created(&issued);
+            answer["parent"] = json!(issued.record.parent);
+            (StatusCode::CREATED, Json(answer)).into_response()
         }
-    }
-    let ctx = RequestContext::new().actor(caller.key_id().to_string());
-    match app.manager.issue_delegated(&caller, request, &ctx).await {
-        Ok(issued) => (
-            StatusCode::CREATED,
-            Json(json!({
-                "id": issued.record.id,
-                "key": issued.key.expose_secret(),
-                "preview": issued.record.preview(),
-                "expires_at": issued.record.expires_at.map(OffsetDateTime::unix_timestamp),
-            })),
-        )
-            .into_response(),
-        Err(IssueError::Widening(what)) => error(
-            StatusCode::FORBIDDEN,
-            "insufficient_scope",
-            format!("cannot grant more than the caller holds: {what}"),
-        ),
-        Err(IssueError::Store(_)) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "key store unavailable",
-        ),
-        Err(IssueError::LimitReached { limit }) => error(
-            StatusCode::CONFLICT,
-            "limit_reached",
-            format!("owner has {limit} live keys"),
-        ),
-        Err(e) => error(StatusCode::BAD_REQUEST, "invalid_request", e),
+        Err(e) => issue_error(e),
     }
 }
 
@@ -522,15 +731,21 @@ struct OwnerQuery {
     owner: Option<String>,
 }
 
-async fn admin_list(State(app): State<Arc<App>>, Query(q): Query<OwnerQuery>) -> Response {
+/// The keys within the caller's reach (a tenant-bound caller's tenant only).
+async fn admin_list(
+    State(app): State<Arc<App>>,
+    caller: Verified,
+    Query(q): Query<OwnerQuery>,
+) -> Response {
     let filter = q.owner.map_or(ListFilter::All, ListFilter::Owner);
     match app
         .manager
+        .acting_as(&caller)
         .list(&filter, Page::first(Page::MAX_LIMIT))
         .await
     {
         Ok(records) => Json(records.iter().map(view).collect::<Vec<_>>()).into_response(),
-        Err(e) => lifecycle_error(&e),
+        Err(e) => lifecycle_error(e),
     }
 }
 
@@ -538,19 +753,27 @@ fn not_found(e: keyward::KeyIdError) -> Response {
     error(StatusCode::NOT_FOUND, "not_found", e)
 }
 
+/// The record's view, after dropping the sessions of a key that stopped working.
+fn changed(app: &App, record: &KeyRecord) -> Response {
+    if record.status != KeyStatus::Active {
+        sessions(app).drop_key(&record.id);
+    }
+    Json(view(record)).into_response()
+}
+
 async fn admin_disable(
     State(app): State<Arc<App>>,
     caller: Verified,
     Path(id): Path<String>,
 ) -> Response {
-    let ctx = RequestContext::new().actor(caller.key_id().to_string());
-    match id.parse::<KeyId>() {
-        Ok(id) => app
-            .manager
-            .disable(&id, &ctx)
-            .await
-            .map_or_else(|e| lifecycle_error(&e), |r| Json(view(&r)).into_response()),
-        Err(e) => not_found(e),
+    let id = match id.parse::<KeyId>() {
+        Ok(id) => id,
+        Err(e) => return not_found(e),
+    };
+    let ctx = actor_context(&caller);
+    match app.manager.acting_as(&caller).disable(&id, &ctx).await {
+        Ok(record) => changed(&app, &record),
+        Err(e) => lifecycle_error(e),
     }
 }
 
@@ -559,14 +782,14 @@ async fn admin_enable(
     caller: Verified,
     Path(id): Path<String>,
 ) -> Response {
-    let ctx = RequestContext::new().actor(caller.key_id().to_string());
-    match id.parse::<KeyId>() {
-        Ok(id) => app
-            .manager
-            .enable(&id, &ctx)
-            .await
-            .map_or_else(|e| lifecycle_error(&e), |r| Json(view(&r)).into_response()),
-        Err(e) => not_found(e),
+    let id = match id.parse::<KeyId>() {
+        Ok(id) => id,
+        Err(e) => return not_found(e),
+    };
+    let ctx = actor_context(&caller);
+    match app.manager.acting_as(&caller).enable(&id, &ctx).await {
+        Ok(record) => Json(view(&record)).into_response(),
+        Err(e) => lifecycle_error(e),
     }
 }
 
@@ -575,14 +798,19 @@ async fn admin_revoke(
     caller: Verified,
     Path(id): Path<String>,
 ) -> Response {
-    let ctx = RequestContext::new().actor(caller.key_id().to_string());
-    match id.parse::<KeyId>() {
-        Ok(id) => app
-            .manager
-            .revoke(&id, Some("admin"), &ctx)
-            .await
-            .map_or_else(|e| lifecycle_error(&e), |r| Json(view(&r)).into_response()),
-        Err(e) => not_found(e),
+    let id = match id.parse::<KeyId>() {
+        Ok(id) => id,
+        Err(e) => return not_found(e),
+    };
+    let ctx = actor_context(&caller);
+    match app
+        .manager
+        .acting_as(&caller)
+        .revoke(&id, Some("admin"), &ctx)
+        .await
+    {
+        Ok(record) => changed(&app, &record),
+        Err(e) => lifecycle_error(e),
     }
 }
 
@@ -598,17 +826,27 @@ async fn admin_rotate(
     Path(id): Path<String>,
     body: Option<Json<RotateBody>>,
 ) -> Response {
-    let ctx = RequestContext::new().actor(caller.key_id().to_string());
+    let id = match id.parse::<KeyId>() {
+        Ok(id) => id,
+        Err(e) => return not_found(e),
+    };
+    let ctx = actor_context(&caller);
     let grace = Duration::seconds(body.map(|Json(b)| b.grace_seconds).unwrap_or_default());
-    match id.parse::<KeyId>() {
-        Ok(id) => match app.manager.rotate(&id, grace, &ctx).await {
-            Ok(issued) => {
-                Json(json!({ "id": issued.record.id, "key": issued.key.expose_secret() }))
-                    .into_response()
+    match app
+        .manager
+        .acting_as(&caller)
+        .rotate(&id, grace, &ctx)
+        .await
+    {
+        Ok(issued) => {
+            if grace.is_zero() {
+                // A rotation without overlap ends the old key at once.
+                sessions(&app).drop_key(&id);
             }
-            Err(e) => lifecycle_error(&e),
-        },
-        Err(e) => not_found(e),
+            Json(json!({ "id": issued.record.id, "key": issued.key.expose_secret() }))
+                .into_response()
+        }
+        Err(e) => lifecycle_error(e),
     }
 }
 
@@ -617,13 +855,17 @@ async fn admin_delete(
     caller: Verified,
     Path(id): Path<String>,
 ) -> Response {
-    let ctx = RequestContext::new().actor(caller.key_id().to_string());
-    match id.parse::<KeyId>() {
-        Ok(id) => app.manager.delete(&id, &ctx).await.map_or_else(
-            |e| lifecycle_error(&e),
-            |()| StatusCode::NO_CONTENT.into_response(),
-        ),
-        Err(e) => not_found(e),
+    let id = match id.parse::<KeyId>() {
+        Ok(id) => id,
+        Err(e) => return not_found(e),
+    };
+    let ctx = actor_context(&caller);
+    match app.manager.acting_as(&caller).delete(&id, &ctx).await {
+        Ok(()) => {
+            sessions(&app).drop_key(&id);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e) => lifecycle_error(e),
     }
 }
 
@@ -664,6 +906,14 @@ async fn project_tickets(
     Json(list).into_response()
 }
 
+/// The scope check every write route makes before reading its body: a key without `needs`
+/// at all gets 403 whatever it sent.
+fn lacks(key: &Verified, needs: &'static str) -> Option<Response> {
+    key.authorize(&scope(needs), None)
+        .err()
+        .map(|denied| error_response(&denied.into(), REALM))
+}
+
 #[derive(Deserialize)]
 struct NewTicket {
     title: String,
@@ -674,16 +924,19 @@ struct NewTicket {
 async fn create_ticket(
     State(app): State<Arc<App>>,
     key: Verified,
-    Json(body): Json<NewTicket>,
+    body: Result<Json<NewTicket>, JsonRejection>,
 ) -> Response {
+    if let Some(denied) = lacks(&key, "tickets:write") {
+        return denied;
+    }
+    let Json(body) = match body {
+        Ok(b) => b,
+        Err(rejection) => return rejection.into_response(),
+    };
     let Ok(resource) =
         format!("company:{}/project:{}", body.company, body.project).parse::<Resource>()
     else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "company and project must be ids",
-        );
+        return invalid_request("company and project must be ids");
     };
     if let Err(denied) = key.authorize(&scope("tickets:write"), Some(&resource)) {
         return error_response(&denied.into(), REALM);
@@ -701,13 +954,27 @@ async fn create_ticket(
     (StatusCode::CREATED, Json(ticket)).into_response()
 }
 
-fn with_ticket(
+/// Checks the scope, then the path and body (their rejections as axum gives them), then
+/// changes the ticket if the key may touch its resource.
+fn with_ticket<T>(
     app: &App,
     key: &Verified,
-    id: u64,
+    path: Result<Path<u64>, PathRejection>,
+    body: Result<Json<T>, JsonRejection>,
     needs: &'static str,
-    change: impl FnOnce(&mut Ticket),
+    change: impl FnOnce(&mut Ticket, T),
 ) -> Response {
+    if let Some(denied) = lacks(key, needs) {
+        return denied;
+    }
+    let Path(id) = match path {
+        Ok(p) => p,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let Json(body) = match body {
+        Ok(b) => b,
+        Err(rejection) => return rejection.into_response(),
+    };
     let mut all = tickets(app);
     let Some(ticket) = all.iter_mut().find(|t| t.id == id) else {
         return error(StatusCode::NOT_FOUND, "not_found", "no such ticket");
@@ -715,7 +982,7 @@ fn with_ticket(
     if let Err(denied) = key.authorize(&scope(needs), ticket.resource().as_ref()) {
         return error_response(&denied.into(), REALM);
     }
-    change(ticket);
+    change(ticket, body);
     (StatusCode::OK, Json(ticket.clone())).into_response()
 }
 
@@ -727,10 +994,12 @@ struct CommentBody {
 async fn comment(
     State(app): State<Arc<App>>,
     key: Verified,
-    Path(id): Path<u64>,
-    Json(b): Json<CommentBody>,
+    path: Result<Path<u64>, PathRejection>,
+    body: Result<Json<CommentBody>, JsonRejection>,
 ) -> Response {
-    with_ticket(&app, &key, id, "comments", |t| t.comments.push(b.body))
+    with_ticket(&app, &key, path, body, "comments", |t, b| {
+        t.comments.push(b.body);
+    })
 }
 
 #[derive(Deserialize)]
@@ -741,11 +1010,11 @@ struct AssignBody {
 async fn assign(
     State(app): State<Arc<App>>,
     key: Verified,
-    Path(id): Path<u64>,
-    Json(b): Json<AssignBody>,
+    path: Result<Path<u64>, PathRejection>,
+    body: Result<Json<AssignBody>, JsonRejection>,
 ) -> Response {
-    with_ticket(&app, &key, id, "tickets:assign", |t| {
-        t.assignee = Some(b.assignee)
+    with_ticket(&app, &key, path, body, "tickets:assign", |t, b| {
+        t.assignee = Some(b.assignee);
     })
 }
 

@@ -66,6 +66,11 @@ impl Drop for TempDir {
 }
 
 fn start() -> Server {
+    start_with(&[])
+}
+
+/// Starts the server with extra environment variables.
+fn start_with(env: &[(&str, &str)]) -> Server {
     let port = TcpListener::bind("127.0.0.1:0")
         .expect("free port")
         .local_addr()
@@ -87,6 +92,8 @@ fn start() -> Server {
             format!("sqlite://{}?mode=rwc", dir.join("keys.db").display()),
         )
         .env_remove("KEYWARD_PEPPER")
+        .env_remove("KEYWARD_FAILED_VERIFICATIONS_PER_MINUTE")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -764,4 +771,603 @@ fn the_example_service_end_to_end() {
     assert_eq!(r.status, 200);
     assert_eq!(r.body["result"]["tools"][0]["name"], "list_tickets");
     assert_eq!(http(&s, "POST", "/mcp", &[], Some(&call)).status, 401);
+}
+
+/// The management key's id, from the admin listing.
+fn admin_id(s: &Server) -> String {
+    let r = http(s, "GET", "/admin/keys?owner=admin", &bearer(&s.admin), None);
+    assert_eq!(r.status, 200, "{}", r.raw);
+    r.body[0]["id"].as_str().expect("admin id").to_owned()
+}
+
+/// The listing `key` gets from `GET /admin/keys`.
+fn listing(s: &Server, key: &str) -> Vec<Value> {
+    let r = http(s, "GET", "/admin/keys", &bearer(key), None);
+    assert_eq!(r.status, 200, "{}", r.raw);
+    r.body.as_array().expect("array").clone()
+}
+
+/// The record of `id` as the management key lists it.
+fn record(s: &Server, id: &str) -> Value {
+    listing(s, &s.admin)
+        .into_iter()
+        .find(|r| r["id"] == id)
+        .unwrap_or_else(|| panic!("{id} is listed"))
+}
+
+/// Trades `key` for a session cookie; returns the `Cookie:` header line.
+fn login(s: &Server, key: &str) -> String {
+    let r = http(s, "POST", "/api/auth/automated-login", &bearer(key), None);
+    assert_eq!(r.status, 200, "{}", r.raw);
+    let cookie = r.header("set-cookie").expect("cookie");
+    format!("Cookie: {}", cookie.split(';').next().expect("pair"))
+}
+
+#[test]
+fn admin_routes_act_within_the_callers_reach_and_answer_404_outside_it() {
+    let s = start();
+    let admin = admin_id(&s);
+    let (other_id, other) = issue(
+        &s,
+        json!({ "name": "reader", "owner": "rita", "scopes": ["read"] }),
+    );
+    // Only keys:manage, restricted to company 42, living one day.
+    let (helpdesk_id, helpdesk) = issue(
+        &s,
+        json!({ "name": "helpdesk", "owner": "ops", "scopes": ["keys:manage"],
+                "restrictions": ["company:42"], "expires_in_days": 1 }),
+    );
+    let r = http(
+        &s,
+        "POST",
+        "/admin/keys",
+        &bearer(&helpdesk),
+        Some(&json!({ "name": "sub", "owner": "ops", "scopes": ["keys:manage"] })),
+    );
+    assert_eq!(r.status, 201, "{}", r.raw);
+    let sub_id = r.body["id"].as_str().expect("id").to_owned();
+
+    // The listing holds what it reaches: itself and what it issued, not the `*` key nor an
+    // unrestricted reader.
+    let listed = listing(&s, &helpdesk);
+    let mut ids: Vec<&str> = listed.iter().filter_map(|r| r["id"].as_str()).collect();
+    ids.sort_unstable();
+    let mut expected = vec![helpdesk_id.as_str(), sub_id.as_str()];
+    expected.sort_unstable();
+    assert_eq!(ids, expected, "{listed:?}");
+    for r in &listed {
+        assert!(
+            r.get("parent").is_some_and(Value::is_null),
+            "parent field: {r}"
+        );
+        assert!(r.get("tenant").is_some(), "tenant field: {r}");
+    }
+    assert!(
+        listing(&s, &s.admin)
+            .iter()
+            .any(|r| r["id"] == admin.as_str())
+    );
+
+    // An unknown (well-formed) id, for comparison.
+    let unknown = "ZZZZZZZZZZZZ";
+    let r = http(
+        &s,
+        "POST",
+        &format!("/admin/keys/{unknown}/revoke"),
+        &bearer(&helpdesk),
+        None,
+    );
+    assert_eq!(r.status, 404, "{}", r.raw);
+    let unknown_body = r.body.clone();
+    assert_eq!(unknown_body["error"], "not_found");
+    let shape = |v: &Value| {
+        let mut keys: Vec<String> = v.as_object().expect("object").keys().cloned().collect();
+        keys.sort();
+        keys
+    };
+
+    let out_of_reach: [(&str, String, Option<Value>); 5] = [
+        (
+            "POST",
+            format!("/admin/keys/{admin}/rotate"),
+            Some(json!({ "grace_seconds": 0 })),
+        ),
+        ("POST", format!("/admin/keys/{admin}/disable"), None),
+        ("POST", format!("/admin/keys/{admin}/enable"), None),
+        ("POST", format!("/admin/keys/{admin}/revoke"), None),
+        ("DELETE", format!("/admin/keys/{admin}"), None),
+    ];
+    for (method, path, body) in &out_of_reach {
+        let r = http(&s, method, path, &bearer(&helpdesk), body.as_ref());
+        assert_eq!(r.status, 404, "{method} {path}: {}", r.raw);
+        assert_eq!(shape(&r.body), shape(&unknown_body), "{}", r.raw);
+        assert_eq!(r.body["error"], "not_found");
+        assert_eq!(
+            r.body["message"].as_str(),
+            unknown_body["message"]
+                .as_str()
+                .map(|m| m.replace(unknown, &admin))
+                .as_deref(),
+            "the same answer as for an unknown id"
+        );
+        // Nothing changed: the management key still works and is still active.
+        assert_eq!(
+            http(&s, "GET", "/tickets", &bearer(&s.admin), None).status,
+            200,
+            "after {method} {path}"
+        );
+        assert_eq!(record(&s, &admin)["status"], "active");
+    }
+
+    // An unrestricted reader is out of reach too (wider resources).
+    let r = http(
+        &s,
+        "POST",
+        &format!("/admin/keys/{other_id}/revoke"),
+        &bearer(&helpdesk),
+        None,
+    );
+    assert_eq!(r.status, 404, "{}", r.raw);
+    assert_eq!(
+        http(&s, "GET", "/tickets", &bearer(&other), None).status,
+        200
+    );
+
+    // What it reaches, it manages.
+    let r = http(
+        &s,
+        "POST",
+        &format!("/admin/keys/{sub_id}/disable"),
+        &bearer(&helpdesk),
+        None,
+    );
+    assert_eq!(
+        (r.status, r.body["status"].as_str()),
+        (200, Some("disabled")),
+        "{}",
+        r.raw
+    );
+}
+
+#[test]
+fn admin_issuance_keeps_the_callers_tenant_and_lifetime_and_refuses_out_of_range_fields() {
+    let s = start();
+    let r = http(
+        &s,
+        "POST",
+        "/admin/keys",
+        &bearer(&s.admin),
+        Some(
+            &json!({ "name": "acme-admin", "owner": "acme-ops", "tenant": "acme",
+                      "scopes": ["keys:manage", "read"], "expires_in_days": 1 }),
+        ),
+    );
+    assert_eq!(r.status, 201, "{}", r.raw);
+    let (acme_id, acme) = (
+        r.body["id"].as_str().expect("id").to_owned(),
+        r.body["key"].as_str().expect("key").to_owned(),
+    );
+    let acme_end = r.body["expires_at"].as_i64().expect("expires");
+    assert_eq!(record(&s, &acme_id)["tenant"], "acme");
+
+    // Another tenant: refused.
+    let r = http(
+        &s,
+        "POST",
+        "/admin/keys",
+        &bearer(&acme),
+        Some(&json!({ "name": "x", "owner": "o", "scopes": ["read"], "tenant": "globex" })),
+    );
+    assert_eq!(
+        (r.status, r.body["error"].as_str()),
+        (403, Some("insufficient_scope")),
+        "{}",
+        r.raw
+    );
+    // None named: the caller's, and no later than the caller's end.
+    let r = http(
+        &s,
+        "POST",
+        "/admin/keys",
+        &bearer(&acme),
+        Some(&json!({ "name": "x", "owner": "o", "scopes": ["read"] })),
+    );
+    assert_eq!(r.status, 201, "{}", r.raw);
+    let child = r.body["id"].as_str().expect("id").to_owned();
+    assert!(
+        r.body["expires_at"]
+            .as_i64()
+            .is_some_and(|at| at <= acme_end),
+        "{}",
+        r.raw
+    );
+    let listed = record(&s, &child);
+    assert_eq!(listed["tenant"], "acme", "{listed}");
+    assert!(
+        listed["parent"].is_null(),
+        "administrative issuance is not delegation"
+    );
+    // Its own tenant, named: fine.
+    let r = http(
+        &s,
+        "POST",
+        "/admin/keys",
+        &bearer(&acme),
+        Some(&json!({ "name": "y", "owner": "o", "scopes": ["read"], "tenant": "acme" })),
+    );
+    assert_eq!(r.status, 201, "{}", r.raw);
+    // A caller without a tenant and without `*` cannot name one either.
+    let (_, plain) = issue(
+        &s,
+        json!({ "name": "plain-admin", "owner": "ops", "scopes": ["keys:manage", "read"] }),
+    );
+    let r = http(
+        &s,
+        "POST",
+        "/admin/keys",
+        &bearer(&plain),
+        Some(&json!({ "name": "z", "owner": "o", "scopes": ["read"], "tenant": "acme" })),
+    );
+    assert_eq!(r.status, 403, "{}", r.raw);
+
+    // An explicit expiry past the caller's end.
+    let r = http(
+        &s,
+        "POST",
+        "/admin/keys",
+        &bearer(&acme),
+        Some(&json!({ "name": "x", "owner": "o", "scopes": ["read"], "expires_in_days": 2 })),
+    );
+    assert_eq!(
+        (r.status, r.body["error"].as_str()),
+        (400, Some("invalid_request")),
+        "{}",
+        r.raw
+    );
+
+    // Out-of-range days: a 400, never a dropped connection.
+    for days in [
+        json!(i64::MAX),
+        json!(-5),
+        json!(0),
+        json!(i64::MIN),
+        json!(1e300),
+    ] {
+        for caller in [&s.admin, &acme] {
+            let r = http(
+                &s,
+                "POST",
+                "/admin/keys",
+                &bearer(caller),
+                Some(
+                    &json!({ "name": "x", "owner": "o", "scopes": ["read"], "expires_in_days": days }),
+                ),
+            );
+            assert_eq!(
+                (r.status, r.body["error"].as_str()),
+                (400, Some("invalid_request")),
+                "expires_in_days {days}: {}",
+                r.raw
+            );
+        }
+    }
+    assert_eq!(
+        http(&s, "GET", "/tickets", &bearer(&s.admin), None).status,
+        200,
+        "the server is still up"
+    );
+}
+
+#[test]
+fn delegated_keys_are_never_wider_and_die_with_their_parent() {
+    let s = start();
+    let (parent_id, parent) = issue(
+        &s,
+        json!({ "name": "agent", "owner": "dana", "scopes": ["keys:delegate", "read"] }),
+    );
+    let r = http(
+        &s,
+        "POST",
+        "/api/keys/delegate",
+        &bearer(&parent),
+        Some(&json!({ "name": "ci-child", "scopes": ["read"], "expires_in_days": 7 })),
+    );
+    assert_eq!(r.status, 201, "{}", r.raw);
+    for field in ["id", "key", "preview", "expires_at", "parent"] {
+        assert!(r.body.get(field).is_some(), "missing {field}: {}", r.raw);
+    }
+    assert_eq!(r.body["parent"], parent_id.as_str());
+    let (child_id, child) = (
+        r.body["id"].as_str().expect("id").to_owned(),
+        r.body["key"].as_str().expect("key").to_owned(),
+    );
+    assert_eq!(
+        http(&s, "GET", "/tickets", &bearer(&child), None).status,
+        200
+    );
+    let listed = record(&s, &child_id);
+    assert_eq!(
+        (listed["parent"].as_str(), listed["owner"].as_str()),
+        (Some(parent_id.as_str()), Some("dana")),
+        "{listed}"
+    );
+
+    // Never wider than the caller.
+    let r = http(
+        &s,
+        "POST",
+        "/api/keys/delegate",
+        &bearer(&parent),
+        Some(&json!({ "name": "wide", "scopes": ["tickets:write"] })),
+    );
+    assert_eq!(
+        (r.status, r.body["error"].as_str()),
+        (403, Some("insufficient_scope")),
+        "{}",
+        r.raw
+    );
+    // keys:delegate is its own scope: the child (read only) may not delegate, whatever it sends.
+    let r = http(
+        &s,
+        "POST",
+        "/api/keys/delegate",
+        &bearer(&child),
+        Some(&json!({ "name": "grandchild", "scopes": ["read"] })),
+    );
+    assert_eq!(
+        (r.status, r.body["error"].as_str()),
+        (403, Some("insufficient_scope")),
+        "{}",
+        r.raw
+    );
+    let r = post_raw(&s, "/api/keys/delegate", &bearer(&child), "{oops");
+    assert_eq!(r.status, 403, "{}", r.raw);
+    assert_eq!(
+        http(&s, "POST", "/api/keys/delegate", &[], Some(&json!({}))).status,
+        401
+    );
+
+    // The parent disabled: the child is refused from the next request; enabled: back.
+    let path = |action: &str| format!("/admin/keys/{parent_id}/{action}");
+    assert_eq!(
+        http(&s, "POST", &path("disable"), &bearer(&s.admin), None).status,
+        200
+    );
+    let r = http(&s, "GET", "/tickets", &bearer(&child), None);
+    assert_eq!(
+        (r.status, r.body["error"].as_str()),
+        (401, Some("invalid_token")),
+        "{}",
+        r.raw
+    );
+    assert_eq!(
+        http(&s, "POST", &path("enable"), &bearer(&s.admin), None).status,
+        200
+    );
+    assert_eq!(
+        http(&s, "GET", "/tickets", &bearer(&child), None).status,
+        200
+    );
+    // Revoked: for good.
+    assert_eq!(
+        http(&s, "POST", &path("revoke"), &bearer(&s.admin), None).status,
+        200
+    );
+    let r = http(&s, "GET", "/tickets", &bearer(&child), None);
+    assert_eq!(
+        (r.status, r.body["error"].as_str()),
+        (401, Some("invalid_token")),
+        "{}",
+        r.raw
+    );
+    let r = http(
+        &s,
+        "POST",
+        "/api/keys/delegate",
+        &bearer(&parent),
+        Some(&json!({ "name": "late", "scopes": ["read"] })),
+    );
+    assert_eq!(r.status, 401, "{}", r.raw);
+}
+
+#[test]
+fn failed_verifications_on_ticket_routes_are_throttled_per_client() {
+    let s = start_with(&[("KEYWARD_FAILED_VERIFICATIONS_PER_MINUTE", "3")]);
+    let statuses: Vec<u16> = (0..5)
+        .map(|_| http(&s, "GET", "/tickets", &bearer("tak_notakeyatall"), None).status)
+        .collect();
+    assert_eq!(&statuses[..3], [401, 401, 401], "{statuses:?}");
+    assert_eq!(statuses[4], 429, "{statuses:?}");
+    let r = http(&s, "GET", "/tickets", &bearer("tak_notakeyatall"), None);
+    assert_eq!(
+        (r.status, r.body["error"].as_str()),
+        (429, Some("rate_limited")),
+        "{}",
+        r.raw
+    );
+    assert!(
+        r.header("retry-after")
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|secs| secs >= 1),
+        "{:?}",
+        r.headers
+    );
+    // While blocked, even a valid key or a session from that client is not looked up.
+    assert_eq!(
+        http(&s, "GET", "/tickets", &bearer(&s.admin), None).status,
+        429
+    );
+    assert_eq!(
+        http(
+            &s,
+            "POST",
+            "/tickets",
+            &["Cookie: session=guess".into()],
+            Some(&json!({ "title": "t", "company": "42", "project": "7" }))
+        )
+        .status,
+        429
+    );
+    // The same throttle guards the Bearer-only routes.
+    assert_eq!(
+        http(&s, "GET", "/admin/keys", &bearer(&s.admin), None).status,
+        429
+    );
+}
+
+#[test]
+fn session_guesses_count_as_failed_verifications() {
+    let s = start_with(&[("KEYWARD_FAILED_VERIFICATIONS_PER_MINUTE", "2")]);
+    let statuses: Vec<u16> = (0..4)
+        .map(|i| {
+            http(
+                &s,
+                "GET",
+                "/tickets",
+                &[format!("Cookie: session=guess{i}")],
+                None,
+            )
+            .status
+        })
+        .collect();
+    assert_eq!(statuses, [401, 401, 401, 429]);
+}
+
+#[test]
+fn a_key_without_the_routes_scope_gets_403_before_its_body_is_read() {
+    let s = start();
+    let (_, reader) = issue(
+        &s,
+        json!({ "name": "reader", "owner": "rita", "scopes": ["read"] }),
+    );
+    for body in ["{not json", "{}", r#"{"title": 5}"#, ""] {
+        for path in ["/tickets", "/tickets/1/comments", "/tickets/1/assign"] {
+            let r = post_raw(&s, path, &bearer(&reader), body);
+            assert_eq!(
+                (r.status, r.body["error"].as_str()),
+                (403, Some("insufficient_scope")),
+                "POST {path} {body:?}: {}",
+                r.raw
+            );
+        }
+    }
+    // Also for an unknown ticket and a path that is not a ticket id.
+    let r = post_raw(&s, "/tickets/999/assign", &bearer(&reader), "{");
+    assert_eq!(r.status, 403, "{}", r.raw);
+    let r = post_raw(&s, "/tickets/abc/comments", &bearer(&reader), "{");
+    assert_eq!(r.status, 403, "{}", r.raw);
+    // A key that holds the scope still gets the body's error.
+    let (_, writer) = issue(
+        &s,
+        json!({ "name": "writer", "owner": "wes", "scopes": ["tickets:write"] }),
+    );
+    let r = post_raw(&s, "/tickets", &bearer(&writer), "{not json");
+    assert!(matches!(r.status, 400 | 422), "{} {}", r.status, r.raw);
+    let r = post_raw(&s, "/tickets", &bearer(&writer), "{}");
+    assert!(matches!(r.status, 400 | 422), "{} {}", r.status, r.raw);
+    let r = post_raw(
+        &s,
+        "/tickets/1/comments",
+        &bearer(&writer),
+        r#"{"body": "ok"}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.raw);
+}
+
+#[test]
+fn sessions_are_capped_per_key_and_purged_when_their_key_dies() {
+    let s = start();
+    let (key_id, key) = issue(
+        &s,
+        json!({ "name": "playwright", "owner": "qa", "scopes": ["read"] }),
+    );
+    let mut cookies: Vec<String> = (0..17).map(|_| login(&s, &key)).collect();
+    let get = |cookie: &String| http(&s, "GET", "/tickets", std::slice::from_ref(cookie), None);
+    // The 17th session pushed out the oldest.
+    assert_eq!(get(&cookies[0]).status, 401, "oldest session dropped");
+    for (i, c) in cookies.iter().enumerate().skip(1) {
+        assert_eq!(get(c).status, 200, "session {i}");
+    }
+    cookies.push(login(&s, &key));
+    assert_eq!(get(&cookies[1]).status, 401, "next oldest dropped");
+    assert_eq!(get(&cookies[2]).status, 200);
+    assert_eq!(get(&cookies[17]).status, 200);
+    // Another key's sessions are its own.
+    let (_, other) = issue(
+        &s,
+        json!({ "name": "other", "owner": "qa", "scopes": ["read"] }),
+    );
+    let other_session = login(&s, &other);
+
+    // Revoked: every session of the key is gone (401, and the session is no longer known).
+    assert_eq!(
+        http(
+            &s,
+            "POST",
+            &format!("/admin/keys/{key_id}/revoke"),
+            &bearer(&s.admin),
+            None
+        )
+        .status,
+        200
+    );
+    let r = get(&cookies[17]);
+    assert_eq!(r.status, 401, "{}", r.raw);
+    let r = get(&cookies[17]);
+    assert_eq!(
+        (r.status, r.body["message"].as_str()),
+        (401, Some("invalid key")),
+        "purged: {}",
+        r.raw
+    );
+    assert_eq!(get(&cookies[2]).body["message"], "invalid key");
+    assert_eq!(get(&other_session).status, 200);
+}
+
+#[test]
+fn a_dead_keys_session_is_purged_on_its_next_use() {
+    let s = start();
+    let (parent_id, parent) = issue(
+        &s,
+        json!({ "name": "agent", "owner": "dana", "scopes": ["keys:delegate", "read"] }),
+    );
+    let r = http(
+        &s,
+        "POST",
+        "/api/keys/delegate",
+        &bearer(&parent),
+        Some(&json!({ "name": "browser", "scopes": ["read"] })),
+    );
+    assert_eq!(r.status, 201, "{}", r.raw);
+    let child = r.body["key"].as_str().expect("key").to_owned();
+    let session = login(&s, &child);
+    let get = || http(&s, "GET", "/tickets", std::slice::from_ref(&session), None);
+    assert_eq!(get().status, 200);
+    // The parent dies: the child's session is refused (its key no longer verifies), then
+    // forgotten.
+    assert_eq!(
+        http(
+            &s,
+            "POST",
+            &format!("/admin/keys/{parent_id}/revoke"),
+            &bearer(&s.admin),
+            None
+        )
+        .status,
+        200
+    );
+    let r = get();
+    assert_eq!(
+        (r.status, r.body["message"].as_str()),
+        (401, Some("key is revoked")),
+        "{}",
+        r.raw
+    );
+    let r = get();
+    assert_eq!(
+        (r.status, r.body["message"].as_str()),
+        (401, Some("invalid key")),
+        "purged: {}",
+        r.raw
+    );
 }
