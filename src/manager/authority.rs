@@ -81,21 +81,13 @@ impl<S: KeyStore> KeyManager<S> {
     /// The bounds of any record, for reach: its lineage read now, without liveness.
     pub(crate) async fn bounds_of(&self, record: &KeyRecord) -> Result<Bounds, StoreError> {
         if record.parent.is_none() {
-            return Ok(Bounds {
-                scopes: self.resolved(record),
-                restrictions: None,
-                ends_at: record.expires_at,
-            });
+            return Ok(self.own_bounds(record));
         }
         match self.ancestors(record).await {
             Ok(ancestors) => Ok(self.lineage_bounds(record, &ancestors)),
             Err(super::lineage::LineageError::Store(e)) => Err(e),
             // A broken lineage leaves the key nothing; judge it by its own fields.
-            Err(super::lineage::LineageError::Broken) => Ok(Bounds {
-                scopes: self.resolved(record),
-                restrictions: None,
-                ends_at: record.expires_at,
-            }),
+            Err(super::lineage::LineageError::Broken) => Ok(self.own_bounds(record)),
         }
     }
 

@@ -112,44 +112,55 @@ impl<S: KeyStore> KeyManager<S> {
         record: &KeyRecord,
         ancestors: &[Arc<KeyRecord>],
     ) -> Bounds {
-        let mut scopes = self.resolved(record);
-        let mut restrictions: Option<Restrictions> = None;
-        let mut ends_at = record.expires_at;
+        let mut bounds = self.own_bounds(record);
         for ancestor in ancestors {
-            let theirs = self.resolved(ancestor);
-            let theirs = theirs.as_ref().unwrap_or(&ancestor.scopes);
-            let ours = scopes.as_ref().unwrap_or(&record.scopes);
-            // The usual case costs one subset test: a child minted within its parent.
-            if !ours.is_subset(theirs) {
-                scopes = Some(ours.intersection(theirs));
-            }
-            let ours = restrictions.as_ref().unwrap_or(&record.restrictions);
-            if !ours.is_within(&ancestor.restrictions) {
-                restrictions = Some(ours.intersection(&ancestor.restrictions));
-            }
-            ends_at = earlier(ends_at, ancestor.expires_at);
+            self.bound_by(record, &mut bounds, ancestor);
         }
+        bounds
+    }
+
+    /// A key's bounds before its ancestors are taken into account.
+    pub(crate) fn own_bounds(&self, record: &KeyRecord) -> Bounds {
         Bounds {
-            scopes,
-            restrictions,
-            ends_at,
+            scopes: self.resolved(record),
+            restrictions: None,
+            ends_at: record.expires_at,
         }
     }
 
-    /// Checks that every ancestor still works at `now`: an ancestor's state is reported as
-    /// the key's own (a revoked or deleted ancestor makes the key revoked).
-    pub(crate) fn check_ancestors(
-        ancestors: &[Arc<KeyRecord>],
+    /// Narrows `bounds` (of `record`) by one ancestor.
+    pub(crate) fn bound_by(&self, record: &KeyRecord, bounds: &mut Bounds, ancestor: &KeyRecord) {
+        let theirs = self.resolved(ancestor);
+        let theirs = theirs.as_ref().unwrap_or(&ancestor.scopes);
+        let ours = bounds.scopes.as_ref().unwrap_or(&record.scopes);
+        // The usual case costs one subset test: a child minted within its parent.
+        if !ours.is_subset(theirs) {
+            bounds.scopes = Some(ours.intersection(theirs));
+        }
+        let ours = bounds.restrictions.as_ref().unwrap_or(&record.restrictions);
+        if !ours.is_within(&ancestor.restrictions) {
+            bounds.restrictions = Some(ours.intersection(&ancestor.restrictions));
+        }
+        bounds.ends_at = earlier(bounds.ends_at, ancestor.expires_at);
+    }
+
+    /// The current key of the lineage of ancestor `id` (after rotations), for the walk at
+    /// verification.
+    pub(crate) async fn ancestor(&self, id: KeyId) -> Result<Arc<KeyRecord>, LineageError> {
+        self.lineage_head(id).await
+    }
+
+    /// Checks that an ancestor still works at `now`: its state is reported as the key's own
+    /// (a revoked or deleted ancestor makes the key revoked).
+    pub(crate) fn check_ancestor(
+        ancestor: &KeyRecord,
         now: OffsetDateTime,
     ) -> Result<(), VerifyError> {
-        for ancestor in ancestors {
-            match ancestor.status {
-                KeyStatus::Revoked => return Err(VerifyError::Revoked),
-                KeyStatus::Disabled => return Err(VerifyError::Disabled),
-                KeyStatus::Active if ancestor.is_expired(now) => return Err(VerifyError::Expired),
-                KeyStatus::Active => {}
-            }
+        match ancestor.status {
+            KeyStatus::Revoked => Err(VerifyError::Revoked),
+            KeyStatus::Disabled => Err(VerifyError::Disabled),
+            KeyStatus::Active if ancestor.is_expired(now) => Err(VerifyError::Expired),
+            KeyStatus::Active => Ok(()),
         }
-        Ok(())
     }
 }

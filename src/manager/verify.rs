@@ -183,11 +183,7 @@ impl<S: KeyStore> KeyManager<S> {
             // Boxed: only delegated keys pay for the walk's larger future.
             Box::pin(self.delegated_bounds(&record, now)).await?
         } else {
-            Bounds {
-                scopes: self.resolved(&record),
-                restrictions: None,
-                ends_at: record.expires_at,
-            }
+            self.own_bounds(&record)
         };
         let scopes = match self.owner_bound(&record).await? {
             Some(owner) => Some(
@@ -209,28 +205,38 @@ impl<S: KeyStore> KeyManager<S> {
     }
 
     /// The bounds of a delegated key: every ancestor must work at `now`, and bounds it.
+    /// Walked one ancestor at a time, keeping nothing but the bounds (the depth limit also
+    /// ends a chain that loops).
     async fn delegated_bounds(
         &self,
         record: &KeyRecord,
         now: time::OffsetDateTime,
     ) -> Result<Bounds, VerifyError> {
-        let ancestors = match self.ancestors(record).await {
-            Ok(ancestors) => ancestors,
-            // A missing ancestor, or a chain too deep or looping: the key is dead.
-            Err(LineageError::Broken) => return Err(VerifyError::Revoked),
-            Err(LineageError::Store(e)) => return Err(VerifyError::Unavailable(Box::new(e))),
-        };
-        Self::check_ancestors(&ancestors, now)?;
-        let mut bounds = self.lineage_bounds(record, &ancestors);
-        // Ancestors of another owner or tenant (possible only in records written outside
-        // the manager) are bounded by that owner's permissions too.
-        for ancestor in &ancestors {
+        let mut bounds = self.own_bounds(record);
+        let mut next = record.parent;
+        let mut depth = 0;
+        while let Some(id) = next {
+            depth += 1;
+            if depth > self.max_delegation_depth {
+                return Err(VerifyError::Revoked);
+            }
+            let ancestor = match self.ancestor(id).await {
+                Ok(ancestor) => ancestor,
+                // A missing ancestor, or a rotation chain that does not end: the key is dead.
+                Err(LineageError::Broken) => return Err(VerifyError::Revoked),
+                Err(LineageError::Store(e)) => return Err(VerifyError::Unavailable(Box::new(e))),
+            };
+            Self::check_ancestor(&ancestor, now)?;
+            self.bound_by(record, &mut bounds, &ancestor);
+            // An ancestor of another owner or tenant (possible only in records written
+            // outside the manager) bounds the key by that owner's permissions too.
             if ancestor.owner != record.owner || ancestor.tenant != record.tenant {
-                if let Some(theirs) = self.owner_bound(ancestor).await? {
+                if let Some(theirs) = self.owner_bound(&ancestor).await? {
                     let ours = bounds.scopes.as_ref().unwrap_or(&record.scopes);
                     bounds.scopes = Some(ours.intersection(&theirs));
                 }
             }
+            next = ancestor.parent;
         }
         Ok(bounds)
     }
