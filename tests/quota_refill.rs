@@ -194,7 +194,8 @@ async fn set_quota_changes_the_plan_of_a_live_key() {
 }
 
 /// `tasks` concurrent uses of one stale proof right after a period boundary: exactly
-/// `uses` succeed and the record is written once (one refill).
+/// `uses` succeed and the record is refilled once (one refill write, then one write per use
+/// taken).
 async fn one_refill_at_the_boundary<S: KeyStore + 'static>(store: S, tasks: usize) {
     const USES: u64 = 3;
     let start: OffsetDateTime = datetime!(2026-03-01 09:30 UTC);
@@ -234,10 +235,11 @@ async fn one_refill_at_the_boundary<S: KeyStore + 'static>(store: S, tasks: usiz
         assert_eq!(taken, [0, 1, 2], "day {day}: exactly one refill of 3 uses");
         assert_eq!(refused, tasks - 3, "day {day}");
         let after = m.get(&issued.key.id()).await.expect("record");
+        // One refill per period, plus one write per use taken (a consume is a write).
         assert_eq!(
             after.version,
-            before.version + day.unsigned_abs(),
-            "day {day}: one write per period"
+            before.version + day.unsigned_abs() * (1 + USES),
+            "day {day}: one refill per period"
         );
         assert_eq!(after.refilled_at, Some(m.now()));
     }

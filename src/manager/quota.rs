@@ -329,7 +329,10 @@ mod tests {
         ));
         let got = m.store().get(&r.id).await.expect("get").expect("present");
         assert_eq!(got.name, "renamed", "the refill kept the other change");
-        assert_eq!(got.version, 2, "one rename, one refill");
+        assert_eq!(
+            got.version, 4,
+            "one rename, one refill, two consumes (a consume is a write)"
+        );
         assert_eq!(got.refilled_at, Some(m.now()));
         let kinds: Vec<_> = log.take().into_iter().map(|e| (e.kind, e.key_id)).collect();
         assert_eq!(

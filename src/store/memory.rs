@@ -771,9 +771,10 @@ mod tests {
             Consumed::Remaining(2)
         ));
         assert_eq!(get().remaining_uses, Some(2));
+        assert_eq!(get().version, 1, "a consume is a write");
         let mut revoked = KeyRecord::clone(&get());
         revoked.status = crate::KeyStatus::Revoked;
-        block_on(store.update(revoked, 0)).expect("update");
+        block_on(store.update(revoked, 1)).expect("update");
         assert_eq!(get().status, crate::KeyStatus::Revoked);
         assert!(block_on(store.delete(&id)).expect("delete"));
         assert!(block_on(store.get(&id)).expect("get").is_none());
