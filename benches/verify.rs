@@ -284,23 +284,27 @@ fn million_keys(c: &mut Criterion) {
 fn delegated_verify(c: &mut Criterion) {
     let m = manager(MemoryStore::new());
     let ctx = RequestContext::new();
-    let root = block_on(m.issue(
-        IssueRequest::new("bench-root", "user_42")
-            .tenant("acme")
-            .scopes("read comments tickets:write".parse().expect("scopes")),
-        &ctx,
-    ))
+    let root = block_on(
+        m.issue(
+            IssueRequest::new("bench-root", "user_42")
+                .tenant("acme")
+                .scopes("read comments tickets:write".parse().expect("scopes")),
+            &ctx,
+        ),
+    )
     .expect("issue");
     let mut secrets = vec![root.key.expose_secret().to_owned()];
     for depth in 1..=3 {
         let parent = block_on(m.verify(&secrets[depth - 1], &ctx)).expect("parent verifies");
         let acting = m.acting_as(&parent);
-        let child = block_on(acting.delegate(
-            acting
-                .child_request(format!("bench-child-{depth}"))
-                .scopes("read comments".parse().expect("scopes")),
-            &ctx,
-        ))
+        let child = block_on(
+            acting.delegate(
+                acting
+                    .child_request(format!("bench-child-{depth}"))
+                    .scopes("read comments".parse().expect("scopes")),
+                &ctx,
+            ),
+        )
         .expect("delegate");
         secrets.push(child.key.expose_secret().to_owned());
     }
