@@ -144,15 +144,26 @@ pub async fn consume_is_a_write(store: &impl KeyStore) {
         "consume_is_a_write: an update built on a read before the consume must conflict"
     );
     let after = expect_ok(check, store.get(&r.id).await).expect("consume_is_a_write: missing");
-    assert_eq!(after.remaining_uses, Some(3), "consume_is_a_write: uses lost");
-    assert_eq!(after.version, before.version + 1, "consume_is_a_write: version");
+    assert_eq!(
+        after.remaining_uses,
+        Some(3),
+        "consume_is_a_write: uses lost"
+    );
+    assert_eq!(
+        after.version,
+        before.version + 1,
+        "consume_is_a_write: version"
+    );
     // An exhausted consume takes nothing and writes nothing.
     assert_eq!(
         expect_ok(check, store.consume(&r.id, 10).await),
         Consumed::Exhausted
     );
     let same = expect_ok(check, store.get(&r.id).await).expect("consume_is_a_write: missing");
-    assert_eq!(same.version, after.version, "consume_is_a_write: a refused consume wrote");
+    assert_eq!(
+        same.version, after.version,
+        "consume_is_a_write: a refused consume wrote"
+    );
 }
 
 /// `update_capped`: compare-and-set that keeps the owner's cap; `NotFound`, then
@@ -193,7 +204,10 @@ pub async fn capped_update(store: &impl KeyStore) {
         "capped_update: enabling a second live key under a cap of 1 must be refused"
     );
     let unchanged = expect_ok(check, store.get(&off.id).await).expect("capped_update: missing");
-    assert_eq!(*unchanged, off, "capped_update: a refused update changed the record");
+    assert_eq!(
+        *unchanged, off,
+        "capped_update: a refused update changed the record"
+    );
     // A record that does not count (still disabled) is written whatever the count.
     let mut renamed = off.clone();
     renamed.name = "renamed".into();
@@ -232,7 +246,10 @@ pub async fn capped_update(store: &impl KeyStore) {
         ])
         .await;
         let won = results.iter().filter(|r| r.is_ok()).count();
-        assert_eq!(won, 1, "capped_update: round {round}: {won} enables won under a cap of 1");
+        assert_eq!(
+            won, 1,
+            "capped_update: round {round}: {won} enables won under a cap of 1"
+        );
         for result in results {
             if let Err(e) = result {
                 assert!(
@@ -286,7 +303,10 @@ pub async fn bulk_revocation(store: &impl KeyStore) {
         );
     }
     let untouched = expect_ok(check, store.get(&other.id).await).expect("bulk_revocation: gone");
-    assert_eq!(*untouched, other, "bulk_revocation: another tenant's key changed");
+    assert_eq!(
+        *untouched, other,
+        "bulk_revocation: another tenant's key changed"
+    );
     let again = expect_ok(
         check,
         store
@@ -300,7 +320,11 @@ pub async fn bulk_revocation(store: &impl KeyStore) {
             .revoke_matching(&ListFilter::Owner("sam-0".into()))
             .await,
     );
-    assert_eq!(by_owner.revoked, vec![other.id], "bulk_revocation: by owner");
+    assert_eq!(
+        by_owner.revoked,
+        vec![other.id],
+        "bulk_revocation: by owner"
+    );
 }
 
 /// The delegation parent and the provenance survive every write.
@@ -685,7 +709,10 @@ pub async fn quota_refill_round_trip(store: &impl KeyStore) {
         (refilled.refill, refilled.refilled_at, Some(1)),
         "quota_refill: listing reads the schedule"
     );
-    assert_eq!(listed[0].version, 2, "quota_refill: a consume is a write (version)");
+    assert_eq!(
+        listed[0].version, 2,
+        "quota_refill: a consume is a write (version)"
+    );
 
     // Removing the schedule clears it.
     let mut cleared = KeyRecord::clone(&listed[0]);
