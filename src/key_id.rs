@@ -25,11 +25,36 @@ pub const MAX_KEY_ID_LEN: usize = 32;
 /// assert_eq!(id.to_string(), "bUiB7xK2pQ9m");
 /// # Ok::<(), keyward::KeyIdError>(())
 /// ```
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+///
+/// Ids are ordered by their bytes (as `str` compares them, and as SQL's `ORDER BY id` does
+/// on the shipped stores), so a shorter id comes before the longer ids it begins:
+///
+/// ```
+/// use keyward::KeyId;
+/// let id = |s: &str| s.parse::<KeyId>();
+/// assert!(id("0000000000000")? < id("zzzzzzzzzzzz")?);
+/// assert!(id("abcdefghijkl")? < id("abcdefghijklm")?);
+/// # Ok::<(), keyward::KeyIdError>(())
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct KeyId {
     // Invariant: bytes[..len] are base62 ASCII, bytes[len..] are zero.
     len: u8,
     bytes: [u8; MAX_KEY_ID_LEN],
+}
+
+// Byte order: the padding is zero, below every base62 character, so comparing the padded
+// arrays orders a prefix before the ids it begins, exactly as comparing the strings does.
+impl Ord for KeyId {
+    fn cmp(&self, other: &Self) -> core::cmp::Ordering {
+        self.bytes.cmp(&other.bytes)
+    }
+}
+
+impl PartialOrd for KeyId {
+    fn partial_cmp(&self, other: &Self) -> Option<core::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
 }
 
 // Hashes the id's characters only (12 by default), not the zero padding: equal ids have equal

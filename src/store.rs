@@ -9,6 +9,7 @@ use time::OffsetDateTime;
 use crate::key_id::KeyId;
 use crate::record::KeyRecord;
 
+mod any;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
@@ -17,6 +18,7 @@ mod sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
+pub use any::{AnyStore, AnyStoreError};
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
@@ -28,24 +30,54 @@ pub use sqlite::SqliteStore;
 /// Where key records live. Implement it for your database; run the conformance suite
 /// (`keyward::testing`, feature `testing`) against your implementation.
 ///
-/// Every method must be atomic on its own: the manager relies on `insert_capped`,
-/// `update` and `rotate` never being half applied, and never interleaving with each other
-/// in a way that breaks their checks. A SQL store does each in one transaction (or one
-/// statement); a key-value store uses its compare-and-set.
+/// # The contract
+/// Every rule below is checked by the conformance suite, one check per rule.
 ///
-/// Errors keep their cause: wrap a driver error in [`StoreError::Unavailable`] (connection,
-/// timeout, pool exhaustion) or [`StoreError::Corrupt`] (a row that does not decode).
-/// The manager fails closed on every error: no key verifies while the store cannot answer.
+/// - **Atomicity.** Every method is atomic on its own: `insert_capped`, `update`,
+///   `update_capped`, `rotate` and `consume` are never half applied and never interleave in
+///   a way that breaks their checks (two capped inserts racing under a cap never both
+///   succeed, even when no `.await` separates a store's count from its write: the suite
+///   races them on spawned tasks of a multi-thread runtime). A SQL store does each in one
+///   transaction or one statement; a key-value store uses its compare-and-set.
+/// - **Versions.** A record's `version` counts its writes: `update`, `update_capped`, the
+///   old half of `rotate`, `consume` (when it takes uses) and `revoke_matching` each store
+///   `version + 1`; `insert` stores the record's version as given (the manager inserts 0);
+///   `touch` never changes it. The `version` field of a record passed to `update` is
+///   ignored: the store writes `expected_version + 1`.
+/// - **Errors on a conditional write** are checked in a fixed order and change nothing:
+///   `update`: [`StoreError::NotFound`], then [`StoreError::Conflict`]; `update_capped`:
+///   then [`StoreError::LimitReached`]; `insert_capped`: [`StoreError::Duplicate`] before
+///   [`StoreError::LimitReached`] (an existing id is never overwritten); `rotate`:
+///   `NotFound` (old id), then `Conflict` (version), then `Duplicate` (new id).
+/// - **Listings** are ordered by the id's bytes (`KeyId`'s `Ord` agrees, and so do the
+///   shipped stores), start strictly after `page.after` under every [`ListFilter`], and
+///   return at most `page.limit` records. A store may assume
+///   `1 ≤ page.limit ≤ Page::MAX_LIMIT`: the manager never asks for more or fewer.
+/// - **Errors keep their cause**: wrap a driver error in [`StoreError::Unavailable`]
+///   (connection, timeout, pool exhaustion) and a row that does not decode in
+///   [`StoreError::Corrupt`] naming its key. A row whose id itself is not a valid [`KeyId`]
+///   cannot be named: report it as [`StoreError::Unavailable`]. The manager fails closed on
+///   every error: no key verifies while the store cannot answer.
+/// - **Runtimes and blocking.** The manager runs on any executor and never spawns. A store
+///   may need its driver's runtime (the shipped SQL stores use sqlx on tokio) but must not
+///   block the calling thread on I/O: hand blocking drivers to `spawn_blocking` or a thread
+///   pool. The memory store answers at once.
+/// - **Choosing a store at run time.** The trait returns `impl Future`, so it is not
+///   object safe (`dyn KeyStore`): wrap the stores a service may use in an enum that
+///   forwards each method.
 pub trait KeyStore: Send + Sync {
-    /// Inserts a new record.
+    /// Inserts a new record, with the version it carries.
     ///
-    /// Fails with [`StoreError::Duplicate`] when the id exists.
+    /// Fails with [`StoreError::Duplicate`] when the id exists (the stored record is left
+    /// as it was).
     fn insert(&self, record: KeyRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Inserts a new record only if its owner has fewer than `max_live` records that
     /// [count against the cap](KeyRecord::counts_against_cap) at `now`, as one atomic step.
     ///
-    /// Fails with [`StoreError::LimitReached`] or [`StoreError::Duplicate`].
+    /// Fails with [`StoreError::Duplicate`] when the id exists (checked first: an existing
+    /// record is never overwritten, whatever the count) and [`StoreError::LimitReached`]
+    /// otherwise when the owner is at the cap.
     fn insert_capped(
         &self,
         record: KeyRecord,
@@ -53,17 +85,20 @@ pub trait KeyStore: Send + Sync {
         now: OffsetDateTime,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// The record with this id, if any.
+    /// The record with this id, if any, as last written (a later write is seen by the next
+    /// call).
     fn get(
         &self,
         id: &KeyId,
     ) -> impl Future<Output = Result<Option<Arc<KeyRecord>>, StoreError>> + Send;
 
     /// Replaces the record with `record.id` if its stored version is `expected_version`,
-    /// storing it with version `expected_version + 1` (compare-and-set).
+    /// storing it with version `expected_version + 1` (compare-and-set). The record is
+    /// stored as given: every field, `last_used_at` (even when older than the stored one),
+    /// `owner` and `tenant` included, so listings by owner or tenant follow the change.
     ///
-    /// Fails with [`StoreError::Conflict`] when the version differs and
-    /// [`StoreError::NotFound`] when the id is absent.
+    /// Fails with [`StoreError::NotFound`] when the id is absent, then
+    /// [`StoreError::Conflict`] when the version differs; nothing changes on an error.
     fn update(
         &self,
         record: KeyRecord,
@@ -73,6 +108,10 @@ pub trait KeyStore: Send + Sync {
     /// One atomic step of a rotation: replaces the old record (compare-and-set on
     /// `expected_version`, like [`KeyStore::update`]) and inserts the new one. Either both
     /// happen or neither does.
+    ///
+    /// Fails with [`StoreError::NotFound`] (old id absent), then [`StoreError::Conflict`]
+    /// (version), then [`StoreError::Duplicate`] (new id exists); nothing changes on an
+    /// error.
     fn rotate(
         &self,
         old: KeyRecord,
@@ -80,8 +119,9 @@ pub trait KeyStore: Send + Sync {
         new: KeyRecord,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Records matching `filter`, ordered by key id, starting after `page.after`, at most
-    /// `page.limit` of them.
+    /// Records matching `filter`, ordered by the id's bytes, with ids greater than
+    /// `page.after`, at most `page.limit` of them (the manager keeps `page.limit` within
+    /// `1..=Page::MAX_LIMIT`).
     fn list(
         &self,
         filter: &ListFilter,
@@ -125,15 +165,20 @@ pub trait KeyStore: Send + Sync {
         async move { revoke_by_listing(self, filter).await }
     }
 
-    /// Atomically takes `cost` uses from a key's quota.
+    /// Atomically takes `cost` uses from a key's quota. Taking uses is a write: it
+    /// increments the record's version, so a compare-and-set built on a read from before it
+    /// conflicts instead of writing the old count back. A key without a quota answers
+    /// [`Consumed::Unlimited`] and an exhausted one [`Consumed::Exhausted`], writing
+    /// nothing; an unknown id is [`Consumed::NotFound`].
     fn consume(
         &self,
         id: &KeyId,
         cost: u64,
     ) -> impl Future<Output = Result<Consumed, StoreError>> + Send;
 
-    /// Sets `last_used_at` to `at` if it is later than the stored value. Cheap, and does not
-    /// change the record's version (it is not part of compare-and-set).
+    /// Sets `last_used_at` to `at` if it is later than the stored value. Cheap, and never
+    /// changes the record's version (it is not part of compare-and-set). An unknown id is
+    /// `Ok(())`: the key may have been deleted since it verified.
     fn touch(
         &self,
         id: &KeyId,
@@ -294,7 +339,8 @@ impl ListFilter {
 pub struct Page {
     /// Start after this id (`None`: from the beginning).
     pub after: Option<KeyId>,
-    /// Most records to return (at least 1, at most [`Page::MAX_LIMIT`]).
+    /// Most records to return (at least 1, at most [`Page::MAX_LIMIT`]; the manager clamps
+    /// a value outside before it reaches a store).
     pub limit: usize,
 }
 

@@ -450,7 +450,9 @@ impl<S: KeyStore> KeyManager<S> {
         self.rotate(id, Duration::ZERO, ctx).await
     }
 
-    /// One page of records matching `filter`.
+    /// One page of records matching `filter`, in id order (`page.limit` is clamped to
+    /// `1..=Page::MAX_LIMIT`). An operator call that sees every key: see
+    /// [`Acting::list`](super::Acting::list) for a key's own view.
     ///
     /// # Errors
     /// A store error.
@@ -459,6 +461,10 @@ impl<S: KeyStore> KeyManager<S> {
         filter: &ListFilter,
         page: Page,
     ) -> Result<Vec<KeyRecord>, LifecycleError> {
+        let page = Page {
+            after: page.after,
+            limit: page.limit.clamp(1, Page::MAX_LIMIT),
+        };
         Ok(self.store.list(filter, page).await?)
     }
 
