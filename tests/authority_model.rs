@@ -299,6 +299,15 @@ enum TenantName {
     Other,
 }
 
+/// Whom an administrative issuance is for.
+#[derive(Debug, Clone, Copy)]
+enum Owner {
+    /// The actor's own owner (and tenant).
+    Actors,
+    /// One of [`PROFILES`].
+    Of(u8),
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Request {
     scopes: Scopes,
@@ -317,7 +326,7 @@ enum Op {
     /// Administrative issuance through a key.
     Issue {
         actor: Actor,
-        owner: u8,
+        owner: Owner,
         tenant: TenantName,
         request: Request,
     },
@@ -360,10 +369,11 @@ enum Op {
         owner: u8,
     },
     /// A record written outside the manager (a migration, another service): a child of
-    /// `parent` (modulo every key ever issued) for `owner`, with scopes, restrictions and
-    /// an end of its own, possibly wider than its parent's.
+    /// `parent` (picked as an actor is, so often one of the deepest keys or a dead one) for
+    /// `owner`, with scopes, restrictions and an end of its own, possibly wider than its
+    /// parent's, or deeper than delegation may go.
     Import {
-        parent: u8,
+        parent: Actor,
         owner: u8,
         scopes: u8,
         resources: Resources,
@@ -395,6 +405,10 @@ fn target(disabled: u32) -> impl Strategy<Value = Target> {
         3 => any::<u8>().prop_map(Target::Lineage),
         disabled => any::<u8>().prop_map(Target::Disabled),
     ]
+}
+
+fn owner() -> impl Strategy<Value = Owner> {
+    prop_oneof![1 => Just(Owner::Actors), 1 => any::<u8>().prop_map(Owner::Of)]
 }
 
 fn resources() -> impl Strategy<Value = Resources> {
@@ -440,8 +454,8 @@ fn op() -> impl Strategy<Value = Op> {
     let grace = prop_oneof![1 => Just(0u8), 4 => 1u8..=48];
     let hours = prop_oneof![4 => 1u16..=72, 1 => 24u16 * 7..=24 * 40];
     prop_oneof![
-        3 => any::<u8>().prop_map(|owner| Op::OperatorIssue { owner }),
-        10 => (actor(1), any::<u8>(), tenant, request()).prop_map(|(actor, owner, tenant, request)| {
+        4 => any::<u8>().prop_map(|owner| Op::OperatorIssue { owner }),
+        10 => (actor(1), owner(), tenant, request()).prop_map(|(actor, owner, tenant, request)| {
             Op::Issue { actor, owner, tenant, request }
         }),
         14 => (actor(6), request()).prop_map(|(actor, request)| Op::Delegate { actor, request }),
@@ -452,12 +466,12 @@ fn op() -> impl Strategy<Value = Op> {
         }),
         3 => (actor(1), target(1)).prop_map(|(actor, target)| Op::Regenerate { actor, target }),
         7 => (actor(1), target(1)).prop_map(|(actor, target)| Op::Disable { actor, target }),
-        8 => (actor(1), target(6)).prop_map(|(actor, target)| Op::Enable { actor, target }),
+        8 => (actor(1), target(12)).prop_map(|(actor, target)| Op::Enable { actor, target }),
         4 => (actor(1), target(1)).prop_map(|(actor, target)| Op::Revoke { actor, target }),
         3 => (actor(1), target(1)).prop_map(|(actor, target)| Op::Delete { actor, target }),
         2 => (any::<u8>(), any::<u8>()).prop_map(|(owner, scopes)| Op::SetPermissions { owner, scopes }),
         1 => any::<u8>().prop_map(|owner| Op::RemovePermissions { owner }),
-        2 => (any::<u8>(), any::<u8>(), any::<u8>(), resources(), 1u16..=300).prop_map(
+        2 => (actor(6), any::<u8>(), any::<u8>(), resources(), 1u16..=300).prop_map(
             |(parent, owner, scopes, resources, days)| Op::Import {
                 parent,
                 owner,
@@ -1157,16 +1171,15 @@ impl World {
     /// Writes a delegated record straight into the store, as a migration would.
     async fn import(
         &mut self,
-        parent: u8,
+        parent: Actor,
         owner: u8,
         scopes: u8,
         resources: Resources,
         days: u16,
     ) -> Result<String, Broken> {
-        if self.keys.is_empty() {
+        let Some(pi) = self.pick_actor(parent) else {
             return Ok("import: no parent".to_owned());
-        }
-        let pi = usize::from(parent) % self.keys.len();
+        };
         let p = profile(owner);
         let manager = self.manager();
         let now = self.clock.now();
@@ -1246,7 +1259,7 @@ impl World {
     async fn issue(
         &mut self,
         actor: Actor,
-        admin: Option<(u8, TenantName)>,
+        admin: Option<(Owner, TenantName)>,
         spec: Request,
     ) -> Result<String, Broken> {
         let what = if admin.is_some() { "issue" } else { "delegate" };
@@ -1262,19 +1275,16 @@ impl World {
         let name = format!("k{}", self.keys.len());
         let mut request = match admin {
             Some((owner, tenant)) => {
-                let p = profile(owner);
-                let request = IssueRequest::new(name, p.name);
-                match tenant {
-                    TenantName::Unnamed => request,
-                    TenantName::OwnersOwn => match p.tenant {
-                        Some(t) => request.tenant(t),
-                        None => request,
-                    },
-                    TenantName::Other => request.tenant(if p.tenant == Some("acme") {
-                        "globex"
-                    } else {
-                        "acme"
-                    }),
+                let (owner, owners_tenant) = match owner {
+                    Owner::Actors => (basis.owner(), basis.tenant()),
+                    Owner::Of(i) => (profile(i).name, profile(i).tenant),
+                };
+                let request = IssueRequest::new(name, owner);
+                match (tenant, owners_tenant) {
+                    (TenantName::Unnamed, _) | (TenantName::OwnersOwn, None) => request,
+                    (TenantName::OwnersOwn, Some(t)) => request.tenant(t),
+                    (TenantName::Other, Some("acme")) => request.tenant("globex"),
+                    (TenantName::Other, _) => request.tenant("acme"),
                 }
             }
             None => acting.child_request(name),
@@ -2533,4 +2543,102 @@ async fn actions_outside_reach_are_refused_as_unknown_and_change_nothing() {
         "{stale:?}"
     );
     assert!(same(&before, &record(m, &narrow).await));
+}
+
+/// Writes a child of `parent` straight into the store (as a migration would), with scopes,
+/// restrictions, owner and tenant of its own; returns its secret.
+async fn import_child(
+    m: &KeyManager<MemoryStore>,
+    parent: KeyId,
+    owner: &str,
+    tenant: Option<&str>,
+    scopes: &str,
+    restrictions: Restrictions,
+) -> String {
+    let key = m.format().generate().expect("randomness");
+    let mut r = m.get(&parent).await.expect("parent");
+    r.id = key.id();
+    r.hash = m.hasher().hash(&key.as_parsed()).expect("hash");
+    r.owner = owner.to_owned();
+    r.tenant = tenant.map(str::to_owned);
+    r.scopes = scope_set(scopes);
+    r.roles = Vec::new();
+    r.restrictions = restrictions;
+    r.expires_at = Some(START + Duration::days(300));
+    r.status = KeyStatus::Active;
+    r.version = 0;
+    (r.rotated_from, r.rotated_to, r.issued_by) = (None, None, None);
+    r.parent = Some(parent);
+    m.store().insert(r).await.expect("insert");
+    key.expose_secret().to_owned()
+}
+
+#[tokio::test]
+async fn records_written_outside_the_manager_stay_within_their_lineage() {
+    let w = World::with_cap(8);
+    let m = &w.managers[0];
+    let ctx = RequestContext::new();
+    let root = m
+        .issue(
+            IssueRequest::new("root", "alice")
+                .tenant("acme")
+                .scopes(scope_set("read tickets:write"))
+                .restrictions(only(&["company:1"])),
+            &ctx,
+        )
+        .await
+        .expect("root");
+    // Wider in scopes, resources and lifetime, of another owner and tenant: bounded by the
+    // parent in each, and by the parent's owner's permissions too.
+    let wide = import_child(
+        m,
+        root.record.id,
+        "gina",
+        Some("globex"),
+        "* read billing:read",
+        Restrictions::unrestricted(),
+    )
+    .await;
+    let v = m.verify(&wide, &ctx).await.expect("the import verifies");
+    let root_v = verify(m, &root).await.expect("root verifies");
+    assert!(v.scopes().is_subset(root_v.scopes()), "{}", v.scopes());
+    assert!(!v.allows(&"billing:read".parse().expect("scope")));
+    assert_eq!(v.restrictions(), &only(&["company:1"]));
+    assert_eq!(v.ends_at(), root.record.expires_at);
+    w.permissions.set("alice", scope_set("read"));
+    let v = m.verify(&wide, &ctx).await.expect("the import verifies");
+    assert!(
+        !v.allows(&"tickets:write".parse().expect("scope")),
+        "{}",
+        v.scopes()
+    );
+    w.permissions.set("alice", ScopeSet::all());
+
+    // Deeper than delegation may go: refused at verification.
+    let mut parent = root.record.id;
+    let mut secrets = Vec::new();
+    for _ in 0..=MAX_DEPTH {
+        let secret = import_child(
+            m,
+            parent,
+            "alice",
+            Some("acme"),
+            "read",
+            Restrictions::unrestricted(),
+        )
+        .await;
+        parent = m.format().parse(&secret).expect("parses").key_id();
+        secrets.push(secret);
+    }
+    for (depth, secret) in secrets.iter().enumerate().map(|(i, s)| (i + 1, s)) {
+        let verified = m.verify(secret, &ctx).await;
+        if depth <= MAX_DEPTH {
+            assert!(verified.is_ok(), "depth {depth}: {verified:?}");
+        } else {
+            assert!(
+                matches!(verified, Err(VerifyError::Revoked)),
+                "depth {depth}: {verified:?}"
+            );
+        }
+    }
 }
