@@ -61,11 +61,11 @@ pub struct KeyRecord {
     /// delegation), if any. History only: it does not bind this key to that one.
     pub issued_by: Option<KeyId>,
     /// The delegation parent: the key that minted this one for itself (an agent's or a CI
-    /// job's narrower key). A delegated key lives inside its parent's lineage for its whole
-    /// life: it is refused when the parent (or, after a rotation, the parent's successor) or
-    /// any further ancestor is revoked, disabled, expired or deleted, and what it may do is
-    /// bounded by each ancestor's current effective scopes and restrictions. `None` for a
-    /// root key.
+    /// job's narrower key). A delegated key lives inside its parent for its whole life: it
+    /// is refused when the parent or any further ancestor is revoked, disabled, expired or
+    /// deleted (a rotated parent's old key ends its children with it), and what it may do
+    /// is bounded by each ancestor's current effective scopes and restrictions. `None` for
+    /// a root key.
     #[serde(default)]
     pub parent: Option<KeyId>,
     /// Uses left when the key has a usage quota; `None` means unlimited.

@@ -771,8 +771,9 @@ async fn a_child_never_reaches_its_ancestors() {
 }
 
 #[tokio::test]
-async fn children_follow_their_parent_through_rotation() {
+async fn children_end_with_their_parents_old_key() {
     let f = fixture();
+    // Regenerate (a leak): everything minted from the old key dies with it at once.
     let (_, parent) = f
         .key(IssueRequest::new("p", "ann").scopes(scopes("read")))
         .await;
@@ -781,21 +782,127 @@ async fn children_follow_their_parent_through_rotation() {
         .delegate(acting.child_request("c"), &f.ctx)
         .await
         .expect("delegate");
-    let rotated = f
-        .manager
+    f.manager
         .regenerate(&parent.key_id(), &f.ctx)
         .await
         .expect("regenerate");
-    f.verify(child.key.expose_secret())
-        .await
-        .expect("the lineage lives on in the parent's successor");
-    f.manager
-        .revoke(&rotated.record.id, None, &f.ctx)
-        .await
-        .expect("revoke successor");
     assert!(matches!(
         f.verify(child.key.expose_secret()).await,
         Err(VerifyError::Revoked)
+    ));
+    // Rotation with a grace period: the child works until the old key's grace ends.
+    let (_, parent) = f
+        .key(IssueRequest::new("p2", "ann").scopes(scopes("read")))
+        .await;
+    let acting = f.manager.acting_as(&parent);
+    let child = acting
+        .delegate(acting.child_request("c2"), &f.ctx)
+        .await
+        .expect("delegate");
+    f.manager
+        .rotate(&parent.key_id(), Duration::hours(1), &f.ctx)
+        .await
+        .expect("rotate");
+    f.verify(child.key.expose_secret())
+        .await
+        .expect("during the grace period");
+    f.clock.advance(Duration::hours(1));
+    assert!(matches!(
+        f.verify(child.key.expose_secret()).await,
+        Err(VerifyError::Expired)
+    ));
+}
+
+// Hostile review: the old value of a rotated key could rotate its successor away.
+#[tokio::test]
+async fn a_retired_key_manages_nothing() {
+    let f = fixture();
+    let (_, old) = f
+        .key(
+            IssueRequest::new("m", "ann")
+                .scopes(scopes("read keys:manage"))
+                .expiry(Expiry::After(Duration::days(10))),
+        )
+        .await;
+    let new = f
+        .manager
+        .rotate(&old.key_id(), Duration::days(30), &f.ctx)
+        .await
+        .expect("rotate");
+    let old_now = f.manager.refresh(&old).await.expect("old key in grace");
+    let acting = f.manager.acting_as(&old_now);
+    assert!(matches!(
+        acting.rotate(&new.record.id, Duration::ZERO, &f.ctx).await,
+        Err(LifecycleError::Actor(_))
+    ));
+    assert!(matches!(
+        acting.delegate(acting.child_request("c"), &f.ctx).await,
+        Err(IssueError::Actor(_))
+    ));
+    f.verify(new.key.expose_secret())
+        .await
+        .expect("the successor is untouched");
+}
+
+// Hostile review: a key could lift its own quota, or give a child more than it has.
+#[tokio::test]
+async fn quotas_stay_within_the_acting_key() {
+    let f = fixture();
+    let (_, metered) = f
+        .key(
+            IssueRequest::new("m", "ann")
+                .scopes(scopes("read keys:manage"))
+                .remaining_uses(3),
+        )
+        .await;
+    let acting = f.manager.acting_as(&metered);
+    assert!(matches!(
+        acting
+            .set_quota(&metered.key_id(), None, None, &f.ctx)
+            .await,
+        Err(keyward::QuotaError::NotFound(_))
+    ));
+    let child = acting
+        .delegate(acting.child_request("c"), &f.ctx)
+        .await
+        .expect("delegate");
+    assert_eq!(
+        child.record.remaining_uses,
+        Some(3),
+        "a child of a metered key gets at most its uses"
+    );
+    assert!(matches!(
+        acting
+            .delegate(acting.child_request("more").remaining_uses(4), &f.ctx)
+            .await,
+        Err(IssueError::Widening(_))
+    ));
+    assert!(matches!(
+        acting.set_quota(&child.record.id, None, None, &f.ctx).await,
+        Err(keyward::QuotaError::Widening)
+    ));
+}
+
+#[tokio::test]
+async fn a_proof_from_before_a_rotation_draws_on_the_new_pool() {
+    let f = fixture();
+    let (_, old) = f.key(IssueRequest::new("u", "ann")).await;
+    let new = f
+        .manager
+        .rotate(&old.key_id(), Duration::days(1), &f.ctx)
+        .await
+        .expect("rotate");
+    f.manager
+        .set_quota(&new.record.id, Some(1), None, &f.ctx)
+        .await
+        .expect("quota on the new key");
+    assert_eq!(
+        f.manager.consume(&old, 1).await.expect("one use"),
+        Remaining::Uses(0)
+    );
+    assert!(matches!(
+        f.manager.consume(&old, 1).await,
+        Err(keyward::QuotaError::Exhausted)
     ));
 }
 
@@ -997,4 +1104,103 @@ impl KeyStore for CorruptRows {
     async fn delete(&self, id: &KeyId) -> Result<bool, StoreError> {
         self.inner.delete(id).await
     }
+}
+
+// Found by tests/authority_model.rs: the old half of a rotation counted against nothing and
+// kept working after its successor was revoked, so an owner could hold more live keys than
+// the cap (and a revoked new key left the old value working for the whole grace period).
+#[tokio::test]
+async fn a_key_in_grace_dies_with_its_successor() {
+    let clock = FakeClock::new(datetime!(2026-03-01 12:00 UTC));
+    let manager = manager_over(MemoryStore::new(), &clock)
+        .with_policy(IssuancePolicy::default().max_live_keys_per_owner(1));
+    let ctx = RequestContext::new();
+    let old = manager
+        .issue(IssueRequest::new("k", "ann"), &ctx)
+        .await
+        .expect("issue");
+    let new = manager
+        .rotate(&old.record.id, Duration::days(30), &ctx)
+        .await
+        .expect("rotate");
+    manager
+        .verify(old.key.expose_secret(), &ctx)
+        .await
+        .expect("old key in grace");
+    manager
+        .revoke(&new.record.id, None, &ctx)
+        .await
+        .expect("revoke the new key");
+    assert!(matches!(
+        manager.verify(old.key.expose_secret(), &ctx).await,
+        Err(VerifyError::Revoked)
+    ));
+    // The cap has room again, and the old key does not come back beside the new one.
+    let another = manager
+        .issue(IssueRequest::new("k2", "ann"), &ctx)
+        .await
+        .expect("issue under the cap");
+    manager
+        .verify(another.key.expose_secret(), &ctx)
+        .await
+        .expect("verifies");
+    assert!(manager.verify(old.key.expose_secret(), &ctx).await.is_err());
+}
+
+// Found by tests/authority_model.rs: a delegated key escaped its lineage through
+// administrative issuance (or by rotating a key outside its parent's lineage).
+#[tokio::test]
+async fn nothing_a_delegated_key_makes_outlives_its_parent() {
+    let f = fixture();
+    let (_, parent) = f
+        .key(IssueRequest::new("p", "alice").scopes(scopes("read keys:manage")))
+        .await;
+    let (_, sibling_root) = f
+        .key(IssueRequest::new("other", "bob").scopes(scopes("read")))
+        .await;
+    let acting = f.manager.acting_as(&parent);
+    let child = acting
+        .delegate(
+            acting
+                .child_request("agent")
+                .scopes(scopes("read keys:manage")),
+            &f.ctx,
+        )
+        .await
+        .expect("delegate");
+    let child = f.verify(child.key.expose_secret()).await.expect("verify");
+    let as_child = f.manager.acting_as(&child);
+    let escaped = as_child
+        .issue(
+            IssueRequest::new("escaped", "alice").scopes(scopes("read keys:manage")),
+            &f.ctx,
+        )
+        .await
+        .expect("administrative issuance by a delegated key");
+    assert_eq!(
+        escaped.record.parent,
+        Some(parent.key_id()),
+        "filed below the actor's parent"
+    );
+    // A key outside the parent's lineage is out of the child's reach, so it cannot be
+    // rotated into a key the parent's revocation does not end.
+    assert!(matches!(
+        as_child
+            .rotate(&sibling_root.key_id(), Duration::ZERO, &f.ctx)
+            .await,
+        Err(LifecycleError::NotFound(_))
+    ));
+    // Keys below the parent stay manageable by the child.
+    as_child
+        .get(&escaped.record.id)
+        .await
+        .expect("within the parent's lineage");
+    f.manager
+        .revoke(&parent.key_id(), None, &f.ctx)
+        .await
+        .expect("revoke parent");
+    assert!(matches!(
+        f.verify(escaped.key.expose_secret()).await,
+        Err(VerifyError::Revoked)
+    ));
 }

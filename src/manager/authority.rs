@@ -29,7 +29,12 @@ use crate::verified::Verified;
 /// - **resources**: the target's effective restrictions lie within the actor's;
 /// - **lifetime**: the target (and its ancestors) end no later than the actor does;
 /// - **lineage**: the target is not one of the actor's own ancestors (a child never manages
-///   the keys its authority comes from).
+///   the keys its authority comes from), and a delegated actor reaches only keys delegated
+///   below its own parent (so nothing it rotates escapes the parent).
+///
+/// A delegated actor's administrative issuance ([`Acting::issue`]) files the new key below
+/// the actor's parent too: whatever a delegated key makes or obtains dies with its
+/// ancestors.
 ///
 /// Every operation re-reads the actor first (a key revoked a moment ago manages nothing),
 /// then refuses a target outside reach with the *same* error as an unknown id
@@ -65,6 +70,9 @@ pub(crate) struct Reach {
     /// The actor's ancestors (and the parent as recorded): never within its reach, or a
     /// stolen child could rotate its parent into a key its own revocation does not end.
     lineage: Vec<KeyId>,
+    /// For a delegated actor, the current key of its parent's lineage: the actor reaches
+    /// only keys below it, so nothing it issues or rotates escapes its parent.
+    parent_head: Option<KeyId>,
 }
 
 impl<S: KeyStore> KeyManager<S> {
@@ -108,7 +116,21 @@ impl<S: KeyStore> KeyManager<S> {
         if !tenant_ok {
             return Ok(false);
         }
-        let bounds = self.bounds_of(record).await?;
+        let bounds = match reach.parent_head {
+            None => self.bounds_of(record).await?,
+            Some(head) => {
+                // A delegated actor reaches only keys below its parent's lineage.
+                let ancestors = match self.ancestors(record).await {
+                    Ok(ancestors) => ancestors,
+                    Err(super::lineage::LineageError::Store(e)) => return Err(e),
+                    Err(super::lineage::LineageError::Broken) => return Ok(false),
+                };
+                if !ancestors.iter().any(|a| a.id == head) {
+                    return Ok(false);
+                }
+                self.lineage_bounds(record, &ancestors)
+            }
+        };
         let scopes = bounds.scopes.as_ref().unwrap_or(&record.scopes);
         let restrictions = bounds.restrictions.as_ref().unwrap_or(&record.restrictions);
         let lifetime_ok = match actor.ends_at() {
@@ -125,11 +147,20 @@ impl<S: KeyStore> Acting<'_, S> {
     /// The actor as it is now.
     async fn reach(&self) -> Result<Reach, super::VerifyError> {
         let actor = self.manager.refresh(self.actor).await?;
+        // A key retired by a rotation still verifies during its grace period, but manages
+        // nothing: its old value must not mint keys or take over its successor.
+        if actor.record().rotated_to.is_some() {
+            return Err(super::VerifyError::Revoked);
+        }
         let mut lineage: Vec<KeyId> = actor.parent().into_iter().collect();
+        let mut parent_head = None;
         if actor.parent().is_some() {
             // `refresh` has just walked the same chain; an error here is a change since.
             match self.manager.ancestors(actor.record()).await {
-                Ok(ancestors) => lineage.extend(ancestors.iter().map(|a| a.id)),
+                Ok(ancestors) => {
+                    parent_head = ancestors.first().map(|a| a.id);
+                    lineage.extend(ancestors.iter().map(|a| a.id));
+                }
                 Err(super::lineage::LineageError::Store(e)) => {
                     return Err(super::VerifyError::Unavailable(Box::new(e)));
                 }
@@ -138,7 +169,11 @@ impl<S: KeyStore> Acting<'_, S> {
                 }
             }
         }
-        Ok(Reach { actor, lineage })
+        Ok(Reach {
+            actor,
+            lineage,
+            parent_head,
+        })
     }
 
     async fn lifecycle_reach(&self) -> Result<Reach, LifecycleError> {
@@ -206,7 +241,9 @@ impl<S: KeyStore> Acting<'_, S> {
     /// policy's default and the actor's end). The new key records the actor in
     /// [`issued_by`](KeyRecord::issued_by) as provenance only: it is not the actor's child,
     /// so rotating or revoking the actor leaves it working. Use [`Acting::delegate`] for a
-    /// key that must live inside the actor.
+    /// key that must live inside the actor. When the actor is itself a delegated key, the
+    /// new key is filed below the actor's parent (its [`parent`](KeyRecord::parent)), so it
+    /// cannot outlive the lineage the actor's authority comes from.
     ///
     /// # Errors
     /// [`IssueError::Widening`], [`IssueError::OutlivesActor`], [`IssueError::Actor`], or any
@@ -316,6 +353,18 @@ impl<S: KeyStore> Acting<'_, S> {
                 .refuse(request, ctx, widening("resources"))
                 .map(|_| ());
         }
+        // An actor with a usage quota gives at most what it has left, and no refills.
+        if let Some(left) = actor.record().remaining_uses {
+            if request.remaining_uses.is_none() && request.refill.is_none() {
+                request.remaining_uses = Some(left);
+            }
+        }
+        if !quota_within(actor.record(), request.remaining_uses, request.refill) {
+            return self
+                .manager
+                .refuse(request, ctx, widening("quota"))
+                .map(|_| ());
+        }
         Ok(())
     }
 
@@ -419,6 +468,13 @@ impl<S: KeyStore> Acting<'_, S> {
         let Ok(reach) = self.reach().await else {
             return Err(QuotaError::NotFound(*id));
         };
+        // A key never sets its own quota, nor one beyond its own.
+        if *id == reach.actor.key_id() {
+            return Err(QuotaError::NotFound(*id));
+        }
+        if !quota_within(reach.actor.record(), remaining_uses, refill) {
+            return Err(QuotaError::Widening);
+        }
         self.manager
             .set_quota_within(id, remaining_uses, refill, Some(&reach), ctx)
             .await
@@ -496,6 +552,20 @@ impl<S: KeyStore> Acting<'_, S> {
     #[must_use]
     pub fn actor(&self) -> &Verified {
         self.actor
+    }
+}
+
+/// Whether a quota (`remaining_uses`, `refill`) given by `actor` stays within the actor's
+/// own: an actor without a quota gives anything; one with a quota gives at most its uses
+/// left, and no refill schedule.
+fn quota_within(
+    actor: &KeyRecord,
+    remaining_uses: Option<u64>,
+    refill: Option<QuotaRefill>,
+) -> bool {
+    match actor.remaining_uses {
+        None => true,
+        Some(left) => refill.is_none() && remaining_uses.is_some_and(|uses| uses <= left),
     }
 }
 

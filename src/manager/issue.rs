@@ -359,7 +359,9 @@ impl<S: KeyStore> KeyManager<S> {
                 issued_by: through.actor().map(Verified::key_id),
                 parent: match through {
                     Through::Delegate(parent) => Some(parent.key_id()),
-                    _ => None,
+                    // A delegated administrator's keys stay below its own parent.
+                    Through::Admin(actor) => actor.parent(),
+                    Through::Operator => None,
                 },
                 remaining_uses: request.remaining_uses.or(request.refill.map(|r| r.uses())),
                 refill: request.refill,

@@ -325,10 +325,14 @@ impl<S: KeyStore> KeyManager<S> {
     /// the policy allows), an expired or disabled key cannot be rotated, and during the
     /// overlap both keys draw on one pool of uses (the old key's uses move to the new key;
     /// [`KeyManager::consume`] on the old key takes from the new one's). Keys delegated from
-    /// the old key follow to the new one.
+    /// the old key are bound to it, not to its successor: they end with it (at the end of
+    /// the grace period, or at once without one), so a key rotated because it leaked takes
+    /// what was minted from it along. The old key manages nothing during its grace period.
     ///
-    /// The old key keeps working until the earlier of its own expiry and now + `grace`,
-    /// then fails as expired: a grace period ends *by time*, by design, so instances whose
+    /// The old key keeps working until the earlier of its own expiry and now + `grace`, and
+    /// only while the new key works (revoking, disabling or deleting the new key during the
+    /// grace period ends the old one too), then fails as expired: a grace period ends *by
+    /// time*, by design, so instances whose
     /// clocks differ end it a little apart. With no grace (or through
     /// [`KeyManager::regenerate`]) the old key is ended by a status change instead
     /// (revoked), which every instance sees at once whatever its clock. During the overlap
@@ -406,10 +410,10 @@ impl<S: KeyStore> KeyManager<S> {
                 let end = now.saturating_add(grace);
                 retired.expires_at = Some(retired.expires_at.map_or(end, |at| at.min(end)));
             }
-            // One pool: the uses (and their schedule) moved to the new key.
-            if retired.remaining_uses.is_some() {
-                retired.remaining_uses = Some(0);
-            }
+            // One pool: the uses (and their schedule) moved to the new key. The old key keeps
+            // none, so a use of it (even through a proof read before the rotation) finds it
+            // exhausted and is redirected to the new key (see `consume`).
+            retired.remaining_uses = Some(0);
             retired.refill = None;
             match self
                 .store

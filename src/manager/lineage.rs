@@ -1,10 +1,12 @@
 //! Delegation lineage: a delegated key's ancestors, read at every verification, and what
 //! they leave the key (its bounds).
 //!
-//! A delegated key's [`parent`](KeyRecord::parent) names the key that minted it. The parent
-//! may since have been rotated: its lineage then continues in its successor (rotation copies
-//! every authorization field, the parent link included), so the walk follows
-//! [`rotated_to`](KeyRecord::rotated_to) to the lineage's current key before going up.
+//! A delegated key's [`parent`](KeyRecord::parent) names the exact key that minted it. The
+//! child is bound to that key, not to its successors: rotating or regenerating the parent
+//! ends its children with the old key (at the end of the grace period, or at once), so a
+//! key rotated because it leaked takes everything minted from it down too. A key in a
+//! rotation's grace period is bound to its successor instead (it works only while the new
+//! key does).
 
 use std::sync::Arc;
 
@@ -20,9 +22,9 @@ use crate::store::{KeyStore, StoreError};
 /// Default deepest delegation: a root key, its child, ... down to four levels below it.
 pub const DEFAULT_MAX_DELEGATION_DEPTH: usize = 4;
 
-/// Most successors followed from one ancestor (a key rotated this many times within one
-/// grace period is treated as a broken chain).
-const MAX_ROTATION_HOPS: usize = 16;
+/// Most successors checked from a key in a rotation's grace period (each must still work);
+/// a longer chain of overlapping rotations is refused.
+pub(crate) const MAX_SUCCESSORS: usize = 16;
 
 /// Why an ancestor chain could not be read.
 pub(crate) enum LineageError {
@@ -55,8 +57,7 @@ pub(crate) fn earlier(
 }
 
 impl<S: KeyStore> KeyManager<S> {
-    /// The ancestors of `record`, nearest first, each the current key of its lineage
-    /// (after following rotations). Empty for a root key.
+    /// The ancestors of `record`, nearest first. Empty for a root key.
     pub(crate) async fn ancestors(
         &self,
         record: &KeyRecord,
@@ -67,7 +68,7 @@ impl<S: KeyStore> KeyManager<S> {
             if out.len() >= self.max_delegation_depth {
                 return Err(LineageError::Broken);
             }
-            let ancestor = self.lineage_head(id).await?;
+            let ancestor = self.read_ancestor(id).await?;
             if ancestor.id == record.id || out.iter().any(|a| a.id == ancestor.id) {
                 return Err(LineageError::Broken);
             }
@@ -75,18 +76,6 @@ impl<S: KeyStore> KeyManager<S> {
             out.push(ancestor);
         }
         Ok(out)
-    }
-
-    /// The key `id`, or its latest successor if it was rotated.
-    async fn lineage_head(&self, id: KeyId) -> Result<Arc<KeyRecord>, LineageError> {
-        let mut current = self.read_ancestor(id).await?;
-        for _ in 0..MAX_ROTATION_HOPS {
-            match current.rotated_to {
-                None => return Ok(current),
-                Some(to) => current = self.read_ancestor(to).await?,
-            }
-        }
-        Err(LineageError::Broken)
     }
 
     async fn read_ancestor(&self, id: KeyId) -> Result<Arc<KeyRecord>, LineageError> {
@@ -144,10 +133,9 @@ impl<S: KeyStore> KeyManager<S> {
         bounds.ends_at = earlier(bounds.ends_at, ancestor.expires_at);
     }
 
-    /// The current key of the lineage of ancestor `id` (after rotations), for the walk at
-    /// verification.
+    /// Ancestor `id` (or a successor), for the walk at verification.
     pub(crate) async fn ancestor(&self, id: KeyId) -> Result<Arc<KeyRecord>, LineageError> {
-        self.lineage_head(id).await
+        self.read_ancestor(id).await
     }
 
     /// Checks that an ancestor still works at `now`: its state is reported as the key's own

@@ -41,6 +41,10 @@ pub enum QuotaError {
     /// The key no longer exists.
     #[error("no key with id {0}")]
     NotFound(KeyId),
+    /// A key acting as manager tried to give a quota beyond its own (more uses than it has
+    /// left, none at all, or a refill schedule, while it has a quota itself).
+    #[error("cannot give a usage quota beyond the acting key's own")]
+    Widening,
     /// The store could not answer: fail closed (`503`).
     #[error("usage quota unavailable")]
     Unavailable(#[source] Box<dyn StdError + Send + Sync>),
@@ -236,7 +240,11 @@ impl<S: KeyStore> KeyManager<S> {
         while let Some(current) = page {
             let records = self.store.list(filter, current).await?;
             for record in &records {
-                if record.remaining_uses.is_some() && self.refill_one(record.id, uses, ctx).await? {
+                // A key retired by a rotation has no pool of its own any more.
+                if record.remaining_uses.is_some()
+                    && record.rotated_to.is_none()
+                    && self.refill_one(record.id, uses, ctx).await?
+                {
                     refilled += 1;
                 }
             }

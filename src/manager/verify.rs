@@ -4,7 +4,7 @@ use std::error::Error as StdError;
 use std::sync::Arc;
 
 use super::KeyManager;
-use super::lineage::{Bounds, LineageError};
+use super::lineage::{Bounds, LineageError, MAX_SUCCESSORS};
 use crate::audit::{AuditEvent, AuditKind, FailureReason, RequestContext};
 use crate::parse::ParseError;
 use crate::record::{KeyRecord, KeyStatus};
@@ -179,8 +179,9 @@ impl<S: KeyStore> KeyManager<S> {
             KeyStatus::Active if record.is_expired(now) => return Err(VerifyError::Expired),
             KeyStatus::Active => {}
         }
-        let bounds = if record.parent.is_some() {
-            // Boxed: only delegated keys pay for the walk's larger future.
+        let bounds = if record.parent.is_some() || record.rotated_to.is_some() {
+            // Boxed: only delegated keys and keys in a rotation's grace period pay for the
+            // walk's larger future.
             Box::pin(self.delegated_bounds(&record, now)).await?
         } else {
             self.own_bounds(&record)
@@ -204,7 +205,8 @@ impl<S: KeyStore> KeyManager<S> {
         ))
     }
 
-    /// The bounds of a delegated key: every ancestor must work at `now`, and bounds it.
+    /// The bounds of a delegated key (every ancestor must work at `now`, and bounds it), and
+    /// for a key in a rotation's grace period, the check that its successor still works.
     /// Walked one ancestor at a time, keeping nothing but the bounds (the depth limit also
     /// ends a chain that loops).
     async fn delegated_bounds(
@@ -212,6 +214,24 @@ impl<S: KeyStore> KeyManager<S> {
         record: &KeyRecord,
         now: time::OffsetDateTime,
     ) -> Result<Bounds, VerifyError> {
+        // A key in a rotation's grace period works only while its successor does: revoking,
+        // disabling or deleting the new key ends the pair (which counts once against the
+        // cap, through the new key).
+        let mut successor = record.rotated_to;
+        let mut hops = 0;
+        while let Some(id) = successor {
+            hops += 1;
+            if hops > MAX_SUCCESSORS {
+                return Err(VerifyError::Revoked);
+            }
+            let next = match self.ancestor(id).await {
+                Ok(next) => next,
+                Err(LineageError::Broken) => return Err(VerifyError::Revoked),
+                Err(LineageError::Store(e)) => return Err(VerifyError::Unavailable(Box::new(e))),
+            };
+            Self::check_ancestor(&next, now)?;
+            successor = next.rotated_to;
+        }
         let mut bounds = self.own_bounds(record);
         let mut next = record.parent;
         let mut depth = 0;
