@@ -7,8 +7,8 @@
 //! curl -H "Authorization: Bearer $(cat /tmp/admin.key)" localhost:3000/tickets
 //! ```
 //!
-//! Environment: `KEYWARD_DATABASE_URL` (default `sqlite://keyward-example.db?mode=rwc`; a
-//! `postgres://` URL with the `postgres` feature), `KEYWARD_SCANNING_KEYS_FILE` (GitHub's secret-scanning public keys as JSON,
+//! Environment: `KEYWARD_DATABASE_URL` (default `sqlite://keyward-example.db?mode=rwc`;
+//! `memory:`, or a `postgres://` URL with the `postgres` feature: [`AnyStore::open`]), `KEYWARD_SCANNING_KEYS_FILE` (GitHub's secret-scanning public keys as JSON,
 //! `{"public_keys": [...]}`: mounts `POST /secret-scanning/github`), `KEYWARD_ADDR` (default `127.0.0.1:3000`), `KEYWARD_ADMIN_KEY_FILE` (issue a
 //! management key with scope `*` at start and write it there, mode 0600, before listening),
 //! `KEYWARD_PEPPER` (`[id:]base64`; a random one is used when absent, so keys do not survive
@@ -35,10 +35,10 @@ use base64ct::{Base64UrlUnpadded, Encoding};
 use keyward::axum::{KeywardLayer, RateLimit, RequireScope, error_response, request_context};
 use keyward::scanning::{PublicKeys, ScanningOrigin, ScanningReceiver};
 use keyward::{
-    AuthError, BulkRevocation, Consumed, CredentialSource, Expiry, Hasher, IssuancePolicy,
-    IssueError, IssueRequest, Issued, KeyFormat, KeyId, KeyManager, KeyRecord, KeyStatus, KeyStore,
-    LifecycleError, ListFilter, Page, Pepper, RequestContext, Resource, Restrictions, ScopeCatalog,
-    ScopeSet, SqliteStore, StoreError, Verified, VerifyError,
+    AnyStore, AuthError, CredentialSource, Expiry, Hasher, IssuancePolicy, IssueError,
+    IssueRequest, Issued, KeyFormat, KeyId, KeyManager, KeyRecord, KeyStatus, LifecycleError,
+    ListFilter, Page, Pepper, RequestContext, Resource, Restrictions, ScopeCatalog, ScopeSet,
+    Verified, VerifyError,
 };
 use keyward::{FailureThrottle, LimitPolicy, MemoryLimiter, Rate};
 use serde::Deserialize;
@@ -46,94 +46,6 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use time::{Duration, OffsetDateTime};
 
-/// The example's store: SQLite by default, PostgreSQL when `KEYWARD_DATABASE_URL` is a
-/// `postgres://` URL (feature `postgres`).
-#[derive(Clone)]
-enum Store {
-    Sqlite(SqliteStore),
-    #[cfg(feature = "postgres")]
-    Postgres(keyward::PostgresStore),
-}
-
-impl Store {
-    async fn open(url: &str) -> Result<Self, Box<dyn std::error::Error>> {
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            #[cfg(feature = "postgres")]
-            {
-                let store = keyward::PostgresStore::connect(url).await?;
-                store.migrate().await?;
-                return Ok(Self::Postgres(store));
-            }
-            #[cfg(not(feature = "postgres"))]
-            return Err("a postgres:// KEYWARD_DATABASE_URL needs --features postgres".into());
-        }
-        let store = SqliteStore::connect(url).await?;
-        store.migrate().await?;
-        Ok(Self::Sqlite(store))
-    }
-}
-
-macro_rules! dispatch {
-    ($self:ident, $s:ident => $call:expr) => {
-        match $self {
-            Store::Sqlite($s) => $call.await,
-            #[cfg(feature = "postgres")]
-            Store::Postgres($s) => $call.await,
-        }
-    };
-}
-
-impl KeyStore for Store {
-    async fn insert(&self, record: KeyRecord) -> Result<(), StoreError> {
-        dispatch!(self, s => s.insert(record))
-    }
-    async fn insert_capped(
-        &self,
-        record: KeyRecord,
-        max: usize,
-        now: OffsetDateTime,
-    ) -> Result<(), StoreError> {
-        dispatch!(self, s => s.insert_capped(record, max, now))
-    }
-    async fn get(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
-        dispatch!(self, s => s.get(id))
-    }
-    async fn update(&self, record: KeyRecord, expected: u64) -> Result<(), StoreError> {
-        dispatch!(self, s => s.update(record, expected))
-    }
-    async fn update_capped(
-        &self,
-        record: KeyRecord,
-        expected: u64,
-        max: usize,
-        now: OffsetDateTime,
-    ) -> Result<(), StoreError> {
-        dispatch!(self, s => s.update_capped(record, expected, max, now))
-    }
-    async fn revoke_matching(&self, filter: &ListFilter) -> Result<BulkRevocation, StoreError> {
-        dispatch!(self, s => s.revoke_matching(filter))
-    }
-    async fn rotate(
-        &self,
-        old: KeyRecord,
-        expected: u64,
-        new: KeyRecord,
-    ) -> Result<(), StoreError> {
-        dispatch!(self, s => s.rotate(old, expected, new))
-    }
-    async fn list(&self, filter: &ListFilter, page: Page) -> Result<Vec<KeyRecord>, StoreError> {
-        dispatch!(self, s => s.list(filter, page))
-    }
-    async fn consume(&self, id: &KeyId, cost: u64) -> Result<Consumed, StoreError> {
-        dispatch!(self, s => s.consume(id, cost))
-    }
-    async fn touch(&self, id: &KeyId, at: OffsetDateTime) -> Result<(), StoreError> {
-        dispatch!(self, s => s.touch(id, at))
-    }
-    async fn delete(&self, id: &KeyId) -> Result<bool, StoreError> {
-        dispatch!(self, s => s.delete(id))
-    }
-}
 const REALM: &str = "toado";
 
 /// Live sessions one key may hold; the oldest is dropped when another is made.
@@ -145,7 +57,7 @@ const SESSION_LIFETIME: Duration = Duration::hours(12);
 const DEFAULT_FAILED_VERIFICATIONS_PER_MINUTE: u32 = 10;
 
 struct App {
-    manager: Arc<KeyManager<Store>>,
+    manager: Arc<KeyManager<AnyStore>>,
     sessions: Mutex<Sessions>,
     tickets: Mutex<Vec<Ticket>>,
     /// Toado's defaults: 600 reads and 60 writes a minute per key, and
@@ -154,7 +66,7 @@ struct App {
     /// Failed verifications per client address, shared by every route.
     failures: Arc<FailureThrottle<Arc<MemoryLimiter>>>,
     /// GitHub's secret-scanning public keys, from `KEYWARD_SCANNING_KEYS_FILE`.
-    scanning: Option<ScanningReceiver<Store, PublicKeys>>,
+    scanning: Option<ScanningReceiver<AnyStore, PublicKeys>>,
 }
 
 /// Sessions by the SHA-256 of their cookie value (the value itself is never kept).
@@ -269,7 +181,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let url = std::env::var("KEYWARD_DATABASE_URL")
         .unwrap_or_else(|_| "sqlite://keyward-example.db?mode=rwc".to_owned());
-    let store = Store::open(&url).await?;
+    let store = AnyStore::open(&url).await?;
     let manager = KeyManager::new(store, KeyFormat::new(["tak"])?, Hasher::fast(pepper))
         .with_catalog(catalog()?)
         .with_policy(IssuancePolicy::default().allow_never_expiring(true))

@@ -82,5 +82,6 @@ pub use store::PostgresStore;
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use store::SqliteStore;
+pub use store::{AnyStore, AnyStoreError};
 pub use store::{BulkRevocation, Consumed, KeyStore, ListFilter, MemoryStore, Page, StoreError};
 pub use verified::Verified;

@@ -63,8 +63,8 @@ pub use sqlite::SqliteStore;
 ///   block the calling thread on I/O: hand blocking drivers to `spawn_blocking` or a thread
 ///   pool. The memory store answers at once.
 /// - **Choosing a store at run time.** The trait returns `impl Future`, so it is not
-///   object safe (`dyn KeyStore`): wrap the stores a service may use in an enum that
-///   forwards each method.
+///   object safe (`dyn KeyStore`): [`AnyStore`] opens the shipped stores from a URL and
+///   forwards each method; wrap your own stores in an enum the same way.
 pub trait KeyStore: Send + Sync {
     /// Inserts a new record, with the version it carries.
     ///

@@ -1,21 +1,56 @@
 //! Test support (feature `testing`): the [`KeyStore`] conformance suite, record fixtures,
 //! and a way to build a [`Verified`] proof in downstream tests.
 //!
-//! Run the suite against your own store from a test:
+//! # The conformance suite
+//! Each rule of the [`KeyStore`] contract has one public check function here, listed in
+//! [`Rule`]. Run them against your store in one of two ways:
 //!
-//! ```
-//! # async fn demo() {
-//! keyward::testing::conformance(|| async { keyward::MemoryStore::new() }).await;
-//! # }
-//! ```
+//! - [`conformance_tests!`](crate::conformance_tests) expands, in your test crate, into one
+//!   `#[test]` per rule, each on a fresh store and on a runtime of its own, so every broken
+//!   rule is reported on its own:
+//!
+//!   ```
+//!   async fn fresh_store() -> keyward::MemoryStore {
+//!       keyward::MemoryStore::new()
+//!   }
+//!
+//!   keyward::conformance_tests!(fresh_store);
+//!   # fn main() {}
+//!   ```
+//! - [`conformance`] runs every rule in one async test, which stops at the first failure:
+//!
+//!   ```
+//!   #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+//!   async fn my_store_passes_the_conformance_suite() {
+//!       keyward::testing::conformance(|| async { keyward::MemoryStore::new() }).await;
+//!   }
+//!   # fn main() {}
+//!   ```
 //!
 //! Every check panics with a message naming the check and what went wrong, which is how a
 //! test fails.
+//!
+//! ## What your store must implement
+//! [`KeyStore`] + [`Clone`] + `'static`. The concurrency rules (the cap race, racing
+//! compare-and-sets, racing capped updates, quota under concurrency) hand a clone of the
+//! store to each of many spawned tasks, so clones must share the same records, as a
+//! connection pool or an [`Arc`] does. The shipped stores are all like that; a store that is
+//! not `Clone` keeps its state behind an `Arc` and derives `Clone`.
+//!
+//! ## Runtime
+//! The concurrency rules race on tasks spawned on the current tokio runtime, which must be
+//! a multi-thread runtime (they panic otherwise: on one thread, a store whose count and
+//! write are not atomic would pass, since nothing runs between them unless it awaits).
+//! Each race starts its tasks together behind a [`tokio::sync::Barrier`] and is repeated 20
+//! rounds. [`conformance_tests!`](crate::conformance_tests) builds a multi-thread runtime
+//! with 2 worker threads for each test; call [`conformance`] from one
+//! (`#[tokio::test(flavor = "multi_thread", worker_threads = 2)]`).
 
 use core::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
-use futures_util::future::join_all;
+use futures_util::FutureExt;
 use time::{Duration, OffsetDateTime};
 
 use crate::hash::StoredHash;
@@ -25,6 +60,9 @@ use crate::record::{KeyRecord, KeyStatus, Metadata, QuotaRefill};
 use crate::scope::{Restrictions, ScopeSet};
 use crate::store::{BulkRevocation, Consumed, KeyStore, ListFilter, Page, StoreError};
 use crate::verified::Verified;
+
+/// How many times each concurrency rule repeats its race.
+pub const RACE_ROUNDS: usize = 20;
 
 /// A fixed instant used by the fixtures (whole seconds, so every database keeps it exactly).
 #[must_use]
@@ -91,32 +129,406 @@ pub fn verified(record: KeyRecord, scopes: ScopeSet, at: OffsetDateTime) -> Veri
     Verified::new(Arc::new(record), Some(scopes), None, ends_at, at)
 }
 
-/// Runs every conformance check, each on a fresh store from `fresh`.
+/// One rule of the [`KeyStore`] contract, checked by the function of this module with the
+/// same name (see [`Rule::name`]).
+///
+/// [`conformance`] runs them all; [`conformance_tests!`](crate::conformance_tests) makes one
+/// `#[test]` of each; [`run_rule`] runs one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Rule {
+    /// [`insert_and_get`].
+    InsertAndGet,
+    /// [`duplicate_insert`].
+    DuplicateInsert,
+    /// [`compare_and_set`].
+    CompareAndSet,
+    /// [`lost_compare_and_set`] (a race).
+    LostCompareAndSet,
+    /// [`update_stores_as_given`].
+    UpdateStoresAsGiven,
+    /// [`cap_race`] (a race).
+    CapRace,
+    /// [`cap_counts_only_live_keys`].
+    CapCountsOnlyLiveKeys,
+    /// [`capped_insert_duplicates`].
+    CappedInsertDuplicates,
+    /// [`atomic_rotation`].
+    AtomicRotation,
+    /// [`rotation_error_order`].
+    RotationErrorOrder,
+    /// [`quota_under_concurrency`] (a race).
+    QuotaUnderConcurrency,
+    /// [`quota_refill_round_trip`].
+    QuotaRefillRoundTrip,
+    /// [`consume_is_a_write`].
+    ConsumeIsAWrite,
+    /// [`touch_last_used`].
+    TouchLastUsed,
+    /// [`paging_and_filters`].
+    PagingAndFilters,
+    /// [`paging_under_every_filter`].
+    PagingUnderEveryFilter,
+    /// [`ordering_across_id_lengths`].
+    OrderingAcrossIdLengths,
+    /// [`delete`].
+    Delete,
+    /// [`capped_update`] (with a race).
+    CappedUpdate,
+    /// [`bulk_revocation`].
+    BulkRevocation,
+    /// [`lineage_round_trip`].
+    LineageRoundTrip,
+}
+
+impl Rule {
+    /// Every rule, in the order [`conformance`] runs them.
+    pub const ALL: &'static [Rule] = &[
+        Rule::InsertAndGet,
+        Rule::DuplicateInsert,
+        Rule::CompareAndSet,
+        Rule::LostCompareAndSet,
+        Rule::UpdateStoresAsGiven,
+        Rule::CapRace,
+        Rule::CapCountsOnlyLiveKeys,
+        Rule::CappedInsertDuplicates,
+        Rule::AtomicRotation,
+        Rule::RotationErrorOrder,
+        Rule::QuotaUnderConcurrency,
+        Rule::QuotaRefillRoundTrip,
+        Rule::ConsumeIsAWrite,
+        Rule::TouchLastUsed,
+        Rule::PagingAndFilters,
+        Rule::PagingUnderEveryFilter,
+        Rule::OrderingAcrossIdLengths,
+        Rule::Delete,
+        Rule::CappedUpdate,
+        Rule::BulkRevocation,
+        Rule::LineageRoundTrip,
+    ];
+
+    /// The name of the rule's check function (and of its test made by
+    /// [`conformance_tests!`](crate::conformance_tests)).
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Rule::InsertAndGet => "insert_and_get",
+            Rule::DuplicateInsert => "duplicate_insert",
+            Rule::CompareAndSet => "compare_and_set",
+            Rule::LostCompareAndSet => "lost_compare_and_set",
+            Rule::UpdateStoresAsGiven => "update_stores_as_given",
+            Rule::CapRace => "cap_race",
+            Rule::CapCountsOnlyLiveKeys => "cap_counts_only_live_keys",
+            Rule::CappedInsertDuplicates => "capped_insert_duplicates",
+            Rule::AtomicRotation => "atomic_rotation",
+            Rule::RotationErrorOrder => "rotation_error_order",
+            Rule::QuotaUnderConcurrency => "quota_under_concurrency",
+            Rule::QuotaRefillRoundTrip => "quota_refill_round_trip",
+            Rule::ConsumeIsAWrite => "consume_is_a_write",
+            Rule::TouchLastUsed => "touch_last_used",
+            Rule::PagingAndFilters => "paging_and_filters",
+            Rule::PagingUnderEveryFilter => "paging_under_every_filter",
+            Rule::OrderingAcrossIdLengths => "ordering_across_id_lengths",
+            Rule::Delete => "delete",
+            Rule::CappedUpdate => "capped_update",
+            Rule::BulkRevocation => "bulk_revocation",
+            Rule::LineageRoundTrip => "lineage_round_trip",
+        }
+    }
+
+    /// Runs this rule's check against `store`, which should be fresh (empty).
+    ///
+    /// # Panics
+    /// When the check fails, and for a concurrency rule when not called on a multi-thread
+    /// tokio runtime.
+    pub async fn check<S: KeyStore + Clone + 'static>(self, store: &S) {
+        match self {
+            Rule::InsertAndGet => insert_and_get(store).await,
+            Rule::DuplicateInsert => duplicate_insert(store).await,
+            Rule::CompareAndSet => compare_and_set(store).await,
+            Rule::LostCompareAndSet => lost_compare_and_set(store).await,
+            Rule::UpdateStoresAsGiven => update_stores_as_given(store).await,
+            Rule::CapRace => cap_race(store).await,
+            Rule::CapCountsOnlyLiveKeys => cap_counts_only_live_keys(store).await,
+            Rule::CappedInsertDuplicates => capped_insert_duplicates(store).await,
+            Rule::AtomicRotation => atomic_rotation(store).await,
+            Rule::RotationErrorOrder => rotation_error_order(store).await,
+            Rule::QuotaUnderConcurrency => quota_under_concurrency(store).await,
+            Rule::QuotaRefillRoundTrip => quota_refill_round_trip(store).await,
+            Rule::ConsumeIsAWrite => consume_is_a_write(store).await,
+            Rule::TouchLastUsed => touch_last_used(store).await,
+            Rule::PagingAndFilters => paging_and_filters(store).await,
+            Rule::PagingUnderEveryFilter => paging_under_every_filter(store).await,
+            Rule::OrderingAcrossIdLengths => ordering_across_id_lengths(store).await,
+            Rule::Delete => delete(store).await,
+            Rule::CappedUpdate => capped_update(store).await,
+            Rule::BulkRevocation => bulk_revocation(store).await,
+            Rule::LineageRoundTrip => lineage_round_trip(store).await,
+        }
+    }
+}
+
+impl core::fmt::Display for Rule {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Runs every conformance check, each on a fresh store from `fresh`, stopping at the first
+/// that fails. Call it on a multi-thread tokio runtime (see [the module](self) for what the
+/// store must implement); [`conformance_tests!`](crate::conformance_tests) reports each
+/// rule as a test of its own instead.
 ///
 /// # Panics
 /// When a check fails; the message names the check.
 pub async fn conformance<S, F, Fut>(fresh: F)
 where
-    S: KeyStore,
+    S: KeyStore + Clone + 'static,
     F: Fn() -> Fut,
     Fut: Future<Output = S>,
 {
-    insert_and_get(&fresh().await).await;
-    duplicate_insert(&fresh().await).await;
-    compare_and_set(&fresh().await).await;
-    lost_compare_and_set(&fresh().await).await;
-    cap_race(&fresh().await).await;
-    cap_counts_only_live_keys(&fresh().await).await;
-    atomic_rotation(&fresh().await).await;
-    quota_under_concurrency(&fresh().await).await;
-    quota_refill_round_trip(&fresh().await).await;
-    touch_last_used(&fresh().await).await;
-    paging_and_filters(&fresh().await).await;
-    delete(&fresh().await).await;
-    consume_is_a_write(&fresh().await).await;
-    capped_update(&fresh().await).await;
-    bulk_revocation(&fresh().await).await;
-    lineage_round_trip(&fresh().await).await;
+    for rule in Rule::ALL {
+        rule.check(&fresh().await).await;
+    }
+}
+
+/// Runs one rule on a store from `fresh`, then hands the store to `teardown` (also when the
+/// check fails), on a new multi-thread tokio runtime with 2 worker threads (every driver
+/// compiled in enabled). This is the body of each test [`conformance_tests!`](crate::conformance_tests)
+/// makes; pass [`no_teardown`] when there is nothing to clean up.
+///
+/// # Panics
+/// When the check fails (after `teardown` ran), or when the runtime cannot be built.
+pub fn run_rule<S, F, Fut, T, TFut>(rule: Rule, fresh: F, teardown: T)
+where
+    S: KeyStore + Clone + 'static,
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = S>,
+    T: FnOnce(S) -> TFut,
+    TFut: Future<Output = ()>,
+{
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("conformance: cannot build a tokio runtime");
+    runtime.block_on(async {
+        let store = fresh().await;
+        let outcome = AssertUnwindSafe(rule.check(&store)).catch_unwind().await;
+        teardown(store).await;
+        if let Err(panic) = outcome {
+            std::panic::resume_unwind(panic);
+        }
+    });
+}
+
+/// A teardown that does nothing (the store is dropped): what
+/// [`conformance_tests!`](crate::conformance_tests) uses when given none.
+pub async fn no_teardown<S>(store: S) {
+    drop(store);
+}
+
+/// Expands into one `#[test]` per conformance [`Rule`], named after the rule's check
+/// function (`cap_race`, `paging_under_every_filter`, …), so that each broken rule of the
+/// [`KeyStore`](crate::KeyStore) contract fails on its own.
+///
+/// The first argument is a function (or closure) taking nothing and returning a future of a
+/// fresh, empty store; it is called once per test. The optional second argument is a
+/// teardown: a function taking the store and returning a future, run after the check,
+/// whether it passed or not (drop a database schema, delete a file). Each test runs on a
+/// tokio runtime of its own (multi-thread, 2 worker threads), so no `#[tokio::test]` is
+/// needed. The store must be [`KeyStore`](crate::KeyStore) + `Clone` + `'static` (see
+/// [`testing`](crate::testing)).
+///
+/// Each generated test calls [`testing::run_rule`](crate::testing::run_rule) with its
+/// [`Rule`](crate::testing::Rule), which calls the rule's public check function: the
+/// checks' code lives in the crate, not in the expansion. Invoke it inside a module of its
+/// own when its test names could clash with yours.
+///
+/// ```
+/// use keyward::MemoryStore;
+///
+/// async fn fresh_store() -> MemoryStore {
+///     MemoryStore::new()
+/// }
+///
+/// mod conformance {
+///     keyward::conformance_tests!(super::fresh_store);
+/// }
+///
+/// // With a teardown, and a closure for the store:
+/// mod with_teardown {
+///     async fn forget(store: keyward::MemoryStore) {
+///         assert!(store.len() < 1_000_000);
+///     }
+///     keyward::conformance_tests!(|| async { keyward::MemoryStore::new() }, forget);
+/// }
+/// # fn main() {}
+/// ```
+#[macro_export]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+macro_rules! conformance_tests {
+    ($fresh:expr $(,)?) => {
+        $crate::conformance_tests!($fresh, $crate::testing::no_teardown);
+    };
+    ($fresh:expr, $teardown:expr $(,)?) => {
+        $crate::__conformance_test! {
+            ($fresh) ($teardown)
+            insert_and_get InsertAndGet,
+            duplicate_insert DuplicateInsert,
+            compare_and_set CompareAndSet,
+            lost_compare_and_set LostCompareAndSet,
+            update_stores_as_given UpdateStoresAsGiven,
+            cap_race CapRace,
+            cap_counts_only_live_keys CapCountsOnlyLiveKeys,
+            capped_insert_duplicates CappedInsertDuplicates,
+            atomic_rotation AtomicRotation,
+            rotation_error_order RotationErrorOrder,
+            quota_under_concurrency QuotaUnderConcurrency,
+            quota_refill_round_trip QuotaRefillRoundTrip,
+            consume_is_a_write ConsumeIsAWrite,
+            touch_last_used TouchLastUsed,
+            paging_and_filters PagingAndFilters,
+            paging_under_every_filter PagingUnderEveryFilter,
+            ordering_across_id_lengths OrderingAcrossIdLengths,
+            delete Delete,
+            capped_update CappedUpdate,
+            bulk_revocation BulkRevocation,
+            lineage_round_trip LineageRoundTrip,
+        }
+    };
+}
+
+/// One `#[test]` per (test name, [`Rule`](crate::testing::Rule) variant) pair: the body of
+/// [`conformance_tests!`](crate::conformance_tests).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_test {
+    (($fresh:expr) ($teardown:expr) $($name:ident $rule:ident,)*) => {
+        $(
+            #[test]
+            fn $name() {
+                $crate::testing::run_rule($crate::testing::Rule::$rule, $fresh, $teardown);
+            }
+        )*
+    };
+}
+
+/// The current runtime's handle, for spawning a race.
+///
+/// # Panics
+/// When there is no tokio runtime, or it runs on one thread.
+fn multi_thread(check: &str) -> tokio::runtime::Handle {
+    let hint = "run the conformance suite with keyward::conformance_tests!, or call it from \
+                #[tokio::test(flavor = \"multi_thread\", worker_threads = 2)]";
+    let Ok(handle) = tokio::runtime::Handle::try_current() else {
+        panic!("{check}: races run on spawned tasks of a tokio runtime and there is none: {hint}");
+    };
+    assert!(
+        handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread,
+        "{check}: races run on spawned tasks of a multi-thread runtime, not a current-thread \
+         one (where a count and a write with no .await between them never interleave): {hint}"
+    );
+    handle
+}
+
+/// Spawns `tasks` tasks on the current multi-thread runtime, each running `op` on a clone of
+/// the store and its index once all are ready (a barrier releases them together), and
+/// returns their results in index order. A task that panics panics the caller with its
+/// message.
+async fn race<S, T, Fut>(
+    check: &str,
+    store: &S,
+    tasks: usize,
+    op: impl Fn(S, usize) -> Fut,
+) -> Vec<T>
+where
+    S: KeyStore + Clone + 'static,
+    Fut: Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let handle = multi_thread(check);
+    let barrier = Arc::new(tokio::sync::Barrier::new(tasks));
+    let spawned: Vec<_> = (0..tasks)
+        .map(|i| {
+            let work = op(store.clone(), i);
+            let barrier = Arc::clone(&barrier);
+            handle.spawn(async move {
+                barrier.wait().await;
+                work.await
+            })
+        })
+        .collect();
+    let mut results = Vec::with_capacity(tasks);
+    for task in spawned {
+        match task.await {
+            Ok(result) => results.push(result),
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => panic!("{check}: a racing task did not finish: {e}"),
+        }
+    }
+    results
+}
+
+/// The ids of `records`, in the order given.
+fn ids(records: &[KeyRecord]) -> Vec<KeyId> {
+    records.iter().map(|r| r.id).collect()
+}
+
+/// `ids` sorted by their bytes: the order every listing must follow.
+fn byte_order(mut ids: Vec<KeyId>) -> Vec<KeyId> {
+    ids.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    ids
+}
+
+/// Every record of `filter`, page by page of `limit`, checking each page on the way: at most
+/// `limit` records, all matching, all after `page.after` and in byte order. Panics when the
+/// listing does not end (a store that ignores `page.after` repeats its first page forever).
+async fn list_all(
+    check: &str,
+    store: &impl KeyStore,
+    filter: &ListFilter,
+    limit: usize,
+) -> Vec<KeyId> {
+    let mut seen: Vec<KeyId> = Vec::new();
+    let mut page = Some(Page::first(limit));
+    let mut pages = 0;
+    while let Some(p) = page {
+        pages += 1;
+        assert!(
+            pages <= 1000,
+            "{check}: listing {filter:?} by pages of {limit} never ends: is page.after ignored?"
+        );
+        let records = expect_ok(check, store.list(filter, p).await);
+        assert!(
+            records.len() <= limit,
+            "{check}: {filter:?}: a page of {limit} returned {} records",
+            records.len()
+        );
+        let mut previous = p.after;
+        for r in &records {
+            assert!(
+                filter.matches(r),
+                "{check}: listing {filter:?} returned {} (owner {:?}, tenant {:?})",
+                r.id,
+                r.owner,
+                r.tenant
+            );
+            if let Some(previous) = previous {
+                assert!(
+                    previous.as_str() < r.id.as_str(),
+                    "{check}: listing {filter:?} after {:?}: {} comes after {previous}, not in \
+                     byte order after page.after",
+                    p.after.map(|id| id.to_string()),
+                    r.id
+                );
+            }
+            previous = Some(r.id);
+        }
+        seen.extend(ids(&records));
+        page = p.next(&records);
+    }
+    seen
 }
 
 /// `consume` increments the version: a compare-and-set built on a read taken before the
@@ -167,12 +579,12 @@ pub async fn consume_is_a_write(store: &impl KeyStore) {
 }
 
 /// `update_capped`: compare-and-set that keeps the owner's cap; `NotFound`, then
-/// `Conflict`, then `LimitReached`; nothing changes on an error; two enables racing under
-/// a cap of 1 never both succeed.
+/// `Conflict`, then `LimitReached`; nothing changes on an error; two enables racing on
+/// spawned tasks under a cap of 1 never both succeed ([`RACE_ROUNDS`] rounds).
 ///
 /// # Panics
-/// When the check fails.
-pub async fn capped_update(store: &impl KeyStore) {
+/// When the check fails, or not on a multi-thread tokio runtime.
+pub async fn capped_update<S: KeyStore + Clone + 'static>(store: &S) {
     let check = "capped_update";
     let now = epoch() + Duration::days(1);
     let live = record("rita");
@@ -229,21 +641,20 @@ pub async fn capped_update(store: &impl KeyStore) {
         "capped_update: enable not stored"
     );
 
-    // Two disabled keys of one owner enabled at once under a cap of 1: one wins.
-    for round in 0..20 {
+    // Two disabled keys of one owner enabled at once, on spawned tasks, under a cap of 1:
+    // one wins.
+    for round in 0..RACE_ROUNDS {
         let owner = format!("race-{round}");
-        let mut a = record(&owner);
-        a.status = KeyStatus::Disabled;
-        let mut b = record(&owner);
-        b.status = KeyStatus::Disabled;
-        expect_ok(check, store.insert(a.clone()).await);
-        expect_ok(check, store.insert(b.clone()).await);
-        a.status = KeyStatus::Active;
-        b.status = KeyStatus::Active;
-        let results = join_all([
-            store.update_capped(a, 0, 1, now),
-            store.update_capped(b, 0, 1, now),
-        ])
+        let mut pair = [record(&owner), record(&owner)];
+        for r in &mut pair {
+            r.status = KeyStatus::Disabled;
+            expect_ok(check, store.insert(r.clone()).await);
+            r.status = KeyStatus::Active;
+        }
+        let results = race(check, store, 2, |store, i| {
+            let r = pair[i].clone();
+            async move { store.update_capped(r, 0, 1, now).await }
+        })
         .await;
         let won = results.iter().filter(|r| r.is_ok()).count();
         assert_eq!(
@@ -445,68 +856,6 @@ pub async fn compare_and_set(store: &impl KeyStore) {
     }
 }
 
-/// Of many concurrent updates from the same version, exactly one wins.
-///
-/// # Panics
-/// When the check fails.
-pub async fn lost_compare_and_set(store: &impl KeyStore) {
-    let r = record("alice");
-    expect_ok("lost_compare_and_set", store.insert(r.clone()).await);
-    let attempts = (0..8).map(|i| {
-        let mut next = r.clone();
-        next.name = format!("writer {i}");
-        store.update(next, 0)
-    });
-    let results = join_all(attempts).await;
-    let wins = results.iter().filter(|r| r.is_ok()).count();
-    let conflicts = results
-        .iter()
-        .filter(|r| matches!(r, Err(StoreError::Conflict(_))))
-        .count();
-    assert_eq!(
-        (wins, conflicts),
-        (1, 7),
-        "lost_compare_and_set: expected one winner, got {results:?}"
-    );
-    let got = expect_ok("lost_compare_and_set", store.get(&r.id).await).expect("record vanished");
-    assert_eq!(
-        got.version, 1,
-        "lost_compare_and_set: version must be 1 after one win"
-    );
-}
-
-/// 50 concurrent capped inserts for one owner with a cap of 3 store exactly 3.
-///
-/// # Panics
-/// When the check fails.
-pub async fn cap_race(store: &impl KeyStore) {
-    let now = epoch();
-    let inserts = (0..50).map(|_| store.insert_capped(record("carol"), 3, now));
-    let results = join_all(inserts).await;
-    let ok = results.iter().filter(|r| r.is_ok()).count();
-    let limited = results
-        .iter()
-        .filter(|r| matches!(r, Err(StoreError::LimitReached { limit: 3 })))
-        .count();
-    assert_eq!(
-        (ok, limited),
-        (3, 47),
-        "cap_race: expected 3 inserted and 47 refused"
-    );
-    let listed = expect_ok(
-        "cap_race",
-        store
-            .list(&ListFilter::Owner("carol".into()), Page::first(100))
-            .await,
-    );
-    assert_eq!(
-        listed.len(),
-        3,
-        "cap_race: the store holds {} keys for the owner",
-        listed.len()
-    );
-}
-
 /// Expired, disabled, revoked keys and the old half of a rotation do not count against the
 /// cap; other owners' keys do not either.
 ///
@@ -605,64 +954,6 @@ pub async fn atomic_rotation(store: &impl KeyStore) {
     );
 }
 
-/// 25 concurrent uses of a quota of 10 succeed exactly 10 times.
-///
-/// # Panics
-/// When the check fails.
-pub async fn quota_under_concurrency(store: &impl KeyStore) {
-    let mut r = record("grace");
-    r.remaining_uses = Some(10);
-    expect_ok("quota", store.insert(r.clone()).await);
-    let results = join_all((0..25).map(|_| store.consume(&r.id, 1))).await;
-    let taken = results
-        .iter()
-        .filter(|c| matches!(c, Ok(Consumed::Remaining(_))))
-        .count();
-    let refused = results
-        .iter()
-        .filter(|c| matches!(c, Ok(Consumed::Exhausted)))
-        .count();
-    assert_eq!(
-        (taken, refused),
-        (10, 15),
-        "quota: expected 10 uses and 15 refusals, got {results:?}"
-    );
-    let got = expect_ok("quota", store.get(&r.id).await).expect("record vanished");
-    assert_eq!(
-        got.remaining_uses,
-        Some(0),
-        "quota: remaining uses not zero"
-    );
-    assert_eq!(
-        expect_ok("quota", store.consume(&r.id, 1).await),
-        Consumed::Exhausted
-    );
-
-    let unlimited = record("grace");
-    expect_ok("quota", store.insert(unlimited.clone()).await);
-    assert_eq!(
-        expect_ok("quota", store.consume(&unlimited.id, 5).await),
-        Consumed::Unlimited
-    );
-    assert_eq!(
-        expect_ok("quota", store.consume(&random_id(), 1).await),
-        Consumed::NotFound
-    );
-
-    let mut big = record("grace");
-    big.remaining_uses = Some(3);
-    expect_ok("quota", store.insert(big.clone()).await);
-    assert_eq!(
-        expect_ok("quota", store.consume(&big.id, 5).await),
-        Consumed::Exhausted,
-        "quota: over-cost use"
-    );
-    assert_eq!(
-        expect_ok("quota", store.consume(&big.id, 3).await),
-        Consumed::Remaining(0)
-    );
-}
-
 /// A quota's refill schedule and last refill time round-trip through insert, update and
 /// listing, are replaced and cleared by compare-and-set, and a refilled quota is then
 /// consumed from the refilled amount.
@@ -727,28 +1018,8 @@ pub async fn quota_refill_round_trip(store: &impl KeyStore) {
     );
 }
 
-/// `touch` moves `last_used_at` forward only and leaves the version alone.
-///
-/// # Panics
-/// When the check fails.
-pub async fn touch_last_used(store: &impl KeyStore) {
-    let r = record("heidi");
-    expect_ok("touch", store.insert(r.clone()).await);
-    let t1 = epoch() + Duration::minutes(1);
-    expect_ok("touch", store.touch(&r.id, t1).await);
-    expect_ok("touch", store.touch(&r.id, epoch()).await);
-    let got = expect_ok("touch", store.get(&r.id).await).expect("record vanished");
-    assert_eq!(
-        got.last_used_at,
-        Some(t1),
-        "touch: last_used_at must only move forward"
-    );
-    assert_eq!(got.version, 0, "touch: must not change the version");
-    expect_ok("touch", store.touch(&random_id(), t1).await);
-}
-
-/// Listing pages through records in id order without gaps or repeats, and filters by owner
-/// and tenant.
+/// Listing pages through records in byte order of their ids without gaps or repeats, and
+/// filters by owner and tenant.
 ///
 /// # Panics
 /// When the check fails.
@@ -762,7 +1033,7 @@ pub async fn paging_and_filters(store: &impl KeyStore) {
         all.push(r.id);
         expect_ok("paging", store.insert(r).await);
     }
-    all.sort();
+    all.sort_by(|a, b| a.as_str().cmp(b.as_str()));
     let mut seen = Vec::new();
     let mut page = Some(Page::first(10));
     let mut sizes = Vec::new();
@@ -809,6 +1080,611 @@ pub async fn delete(store: &impl KeyStore) {
     assert!(
         expect_ok("delete", store.get(&r.id).await).is_none(),
         "delete: record still there"
+    );
+}
+
+/// Of many compare-and-sets racing from the same version on spawned tasks, exactly one
+/// wins and the others conflict; repeated [`RACE_ROUNDS`] rounds.
+///
+/// # Panics
+/// When the check fails, or not on a multi-thread tokio runtime.
+pub async fn lost_compare_and_set<S: KeyStore + Clone + 'static>(store: &S) {
+    let check = "lost_compare_and_set";
+    for round in 0..RACE_ROUNDS {
+        let r = record("alice");
+        expect_ok(check, store.insert(r.clone()).await);
+        let results = race(check, store, 8, |store, i| {
+            let mut next = r.clone();
+            next.name = format!("writer {i}");
+            async move { store.update(next, 0).await }
+        })
+        .await;
+        let wins: Vec<usize> = (0..results.len()).filter(|&i| results[i].is_ok()).collect();
+        let conflicts = results
+            .iter()
+            .filter(|r| matches!(r, Err(StoreError::Conflict(_))))
+            .count();
+        assert_eq!(
+            (wins.len(), conflicts),
+            (1, 7),
+            "{check}: round {round}: expected one winner and 7 conflicts, got {results:?}"
+        );
+        let got = expect_ok(check, store.get(&r.id).await).expect("record vanished");
+        assert_eq!(
+            (got.version, got.name.clone()),
+            (1, format!("writer {}", wins[0])),
+            "{check}: round {round}: the stored record is not the winner's, at version 1"
+        );
+    }
+}
+
+/// Capped inserts for one owner racing on spawned tasks (16 of them, a cap of 3) store
+/// exactly 3, the others are refused with `LimitReached`; repeated [`RACE_ROUNDS`] rounds.
+///
+/// # Panics
+/// When the check fails, or not on a multi-thread tokio runtime.
+pub async fn cap_race<S: KeyStore + Clone + 'static>(store: &S) {
+    let check = "cap_race";
+    let now = epoch();
+    for round in 0..RACE_ROUNDS {
+        let owner = format!("carol-{round}");
+        let results = race(check, store, 16, |store, _| {
+            let r = record(&owner);
+            async move { store.insert_capped(r, 3, now).await }
+        })
+        .await;
+        let ok = results.iter().filter(|r| r.is_ok()).count();
+        let limited = results
+            .iter()
+            .filter(|r| matches!(r, Err(StoreError::LimitReached { limit: 3 })))
+            .count();
+        assert_eq!(
+            (ok, limited),
+            (3, 13),
+            "{check}: round {round}: expected 3 inserted and 13 refused, got {results:?}"
+        );
+        let listed = expect_ok(
+            check,
+            store
+                .list(&ListFilter::Owner(owner.clone()), Page::first(100))
+                .await,
+        );
+        assert_eq!(
+            listed.len(),
+            3,
+            "{check}: round {round}: the store holds {} keys for the owner under a cap of 3",
+            listed.len()
+        );
+    }
+}
+
+/// 25 uses of a quota of 10 racing on spawned tasks succeed exactly 10 times, each
+/// remaining count answered once; repeated [`RACE_ROUNDS`] rounds. Then: a key without a
+/// quota is unlimited, an unknown one not found, and a use costing more than is left takes
+/// nothing.
+///
+/// # Panics
+/// When the check fails, or not on a multi-thread tokio runtime.
+pub async fn quota_under_concurrency<S: KeyStore + Clone + 'static>(store: &S) {
+    let check = "quota_under_concurrency";
+    for round in 0..RACE_ROUNDS {
+        let mut r = record("grace");
+        r.remaining_uses = Some(10);
+        expect_ok(check, store.insert(r.clone()).await);
+        let id = r.id;
+        let results = race(check, store, 25, |store, _| async move {
+            store.consume(&id, 1).await
+        })
+        .await;
+        let mut remaining: Vec<u64> = results
+            .iter()
+            .filter_map(|c| match c {
+                Ok(Consumed::Remaining(n)) => Some(*n),
+                _ => None,
+            })
+            .collect();
+        let refused = results
+            .iter()
+            .filter(|c| matches!(c, Ok(Consumed::Exhausted)))
+            .count();
+        remaining.sort_unstable();
+        assert_eq!(
+            (remaining.len(), refused),
+            (10, 15),
+            "{check}: round {round}: expected 10 uses and 15 refusals, got {results:?}"
+        );
+        assert_eq!(
+            remaining,
+            (0..10).collect::<Vec<u64>>(),
+            "{check}: round {round}: each remaining count must be answered once"
+        );
+        let got = expect_ok(check, store.get(&r.id).await).expect("record vanished");
+        assert_eq!(
+            got.remaining_uses,
+            Some(0),
+            "{check}: round {round}: remaining uses not zero"
+        );
+        assert_eq!(
+            expect_ok(check, store.consume(&r.id, 1).await),
+            Consumed::Exhausted
+        );
+    }
+
+    let unlimited = record("grace");
+    expect_ok(check, store.insert(unlimited.clone()).await);
+    assert_eq!(
+        expect_ok(check, store.consume(&unlimited.id, 5).await),
+        Consumed::Unlimited
+    );
+    assert_eq!(
+        expect_ok(check, store.consume(&random_id(), 1).await),
+        Consumed::NotFound
+    );
+
+    let mut big = record("grace");
+    big.remaining_uses = Some(3);
+    expect_ok(check, store.insert(big.clone()).await);
+    assert_eq!(
+        expect_ok(check, store.consume(&big.id, 5).await),
+        Consumed::Exhausted,
+        "{check}: over-cost use"
+    );
+    assert_eq!(
+        expect_ok(check, store.consume(&big.id, 3).await),
+        Consumed::Remaining(0)
+    );
+}
+
+/// `touch` moves `last_used_at` forward only and never changes the version (a
+/// compare-and-set from the version read before still wins); on an unknown id it is
+/// `Ok(())` and creates nothing.
+///
+/// # Panics
+/// When the check fails.
+pub async fn touch_last_used(store: &impl KeyStore) {
+    let check = "touch_last_used";
+    let r = record("heidi");
+    expect_ok(check, store.insert(r.clone()).await);
+    let t1 = epoch() + Duration::minutes(1);
+    expect_ok(check, store.touch(&r.id, t1).await);
+    let got = expect_ok(check, store.get(&r.id).await).expect("record vanished");
+    assert_eq!(
+        (got.last_used_at, got.version),
+        (Some(t1), 0),
+        "{check}: a touch must set last_used_at and leave the version"
+    );
+    expect_ok(check, store.touch(&r.id, epoch()).await);
+    let got = expect_ok(check, store.get(&r.id).await).expect("record vanished");
+    assert_eq!(
+        got.last_used_at,
+        Some(t1),
+        "{check}: last_used_at must only move forward"
+    );
+    assert_eq!(got.version, 0, "{check}: must not change the version");
+    let mut renamed = KeyRecord::clone(&got);
+    renamed.name = "renamed after use".into();
+    expect_ok(check, store.update(renamed, 0).await);
+
+    let unknown = random_id();
+    match store.touch(&unknown, t1).await {
+        Ok(()) => {}
+        Err(e) => panic!("{check}: a touch of an unknown id must be Ok(()), got {e:?}"),
+    }
+    assert!(
+        expect_ok(check, store.get(&unknown).await).is_none(),
+        "{check}: a touch of an unknown id created a record"
+    );
+}
+
+/// `update` stores the record as given: `last_used_at` even when older than the stored one
+/// (or cleared), an owner and a tenant change (listings and the owner's cap follow it), a
+/// tenant removed; the version written is `expected_version + 1` whatever the record says.
+///
+/// # Panics
+/// When the check fails.
+pub async fn update_stores_as_given(store: &impl KeyStore) {
+    let check = "update_stores_as_given";
+    let now = epoch() + Duration::days(1);
+    let mut r = record("wendy");
+    r.tenant = Some("update-old-tenant".into());
+    r.last_used_at = Some(epoch() + Duration::hours(5));
+    expect_ok(check, store.insert(r.clone()).await);
+
+    let mut older = r.clone();
+    older.last_used_at = Some(epoch() + Duration::hours(1));
+    older.version = 42;
+    expect_ok(check, store.update(older.clone(), 0).await);
+    older.version = 1;
+    let got = expect_ok(check, store.get(&r.id).await).expect("update_stores_as_given: missing");
+    assert_eq!(
+        got.last_used_at, older.last_used_at,
+        "{check}: an older last_used_at must be stored as given"
+    );
+    assert_eq!(
+        *got, older,
+        "{check}: the record must be stored as given, at expected_version + 1"
+    );
+
+    let mut moved = older.clone();
+    moved.owner = "xavier".into();
+    moved.tenant = Some("update-new-tenant".into());
+    moved.last_used_at = None;
+    expect_ok(check, store.update(moved.clone(), 1).await);
+    moved.version = 2;
+    let got = expect_ok(check, store.get(&r.id).await).expect("update_stores_as_given: missing");
+    assert_eq!(
+        *got, moved,
+        "{check}: an owner and tenant change (and a cleared last_used_at) must be stored"
+    );
+    for (filter, expected) in [
+        (ListFilter::Owner("xavier".into()), vec![r.id]),
+        (ListFilter::Owner("wendy".into()), vec![]),
+        (ListFilter::Tenant("update-new-tenant".into()), vec![r.id]),
+        (ListFilter::Tenant("update-old-tenant".into()), vec![]),
+    ] {
+        let listed = expect_ok(check, store.list(&filter, Page::first(10)).await);
+        assert_eq!(
+            ids(&listed),
+            expected,
+            "{check}: listing {filter:?} after the owner and tenant changed"
+        );
+    }
+    // The owner's cap follows the key to its new owner.
+    match store.insert_capped(record("xavier"), 1, now).await {
+        Err(StoreError::LimitReached { limit: 1 }) => {}
+        other => panic!(
+            "{check}: the moved key must count against its new owner's cap of 1, got {other:?}"
+        ),
+    }
+    expect_ok(check, store.insert_capped(record("wendy"), 1, now).await);
+
+    let mut untenanted = moved.clone();
+    untenanted.tenant = None;
+    expect_ok(check, store.update(untenanted.clone(), 2).await);
+    let listed = expect_ok(
+        check,
+        store
+            .list(
+                &ListFilter::Tenant("update-new-tenant".into()),
+                Page::first(10),
+            )
+            .await,
+    );
+    assert!(
+        listed.is_empty(),
+        "{check}: a key whose tenant was removed is still listed under it"
+    );
+    let got = expect_ok(check, store.get(&r.id).await).expect("update_stores_as_given: missing");
+    assert_eq!(got.tenant, None, "{check}: tenant not removed");
+}
+
+/// `insert_capped` answers `Duplicate` before `LimitReached` and never overwrites an
+/// existing record: a duplicate id (with another owner, or the same owner and another name)
+/// is refused and changes nothing, whether the cap would allow the insert or not.
+///
+/// # Panics
+/// When the check fails.
+pub async fn capped_insert_duplicates(store: &impl KeyStore) {
+    let check = "capped_insert_duplicates";
+    let now = epoch() + Duration::days(1);
+    let first = record("uma");
+    expect_ok(check, store.insert_capped(first.clone(), 3, now).await);
+    let mut stranger = record("victor");
+    stranger.id = first.id;
+    stranger.name = "victor's key, same id".into();
+    let mut renamed = first.clone();
+    renamed.name = "overwritten".into();
+    renamed.scopes = "admin".parse::<ScopeSet>().expect("fixture scopes");
+
+    let expect_duplicate = |what: &str, result: Result<(), StoreError>| match result {
+        Err(StoreError::Duplicate(id)) => assert_eq!(id, first.id, "{check}: {what}: wrong id"),
+        other => panic!("{check}: {what}: expected Duplicate, got {other:?}"),
+    };
+    expect_duplicate(
+        "another owner's record with an existing id, under the cap",
+        store.insert_capped(stranger.clone(), 3, now).await,
+    );
+    expect_duplicate(
+        "a record with an existing id, its owner under the cap",
+        store.insert_capped(renamed.clone(), 3, now).await,
+    );
+    let unchanged = expect_ok(check, store.get(&first.id).await).expect("record vanished");
+    assert_eq!(
+        *unchanged, first,
+        "{check}: a duplicate overwrote the record"
+    );
+
+    // The owner at the cap: a duplicate is still a duplicate, not a cap refusal.
+    expect_ok(check, store.insert_capped(record("uma"), 3, now).await);
+    expect_ok(check, store.insert_capped(record("uma"), 3, now).await);
+    expect_duplicate(
+        "a record with an existing id, its owner at the cap",
+        store.insert_capped(renamed.clone(), 3, now).await,
+    );
+    expect_duplicate(
+        "another owner's record with an existing id, under a cap of 0",
+        store.insert_capped(stranger.clone(), 0, now).await,
+    );
+    expect_duplicate(
+        "a record with an existing id, under a cap of 0",
+        store.insert_capped(renamed, 0, now).await,
+    );
+    let unchanged = expect_ok(check, store.get(&first.id).await).expect("record vanished");
+    assert_eq!(
+        *unchanged, first,
+        "{check}: a duplicate overwrote the record"
+    );
+    let victor = expect_ok(
+        check,
+        store
+            .list(&ListFilter::Owner("victor".into()), Page::first(10))
+            .await,
+    );
+    assert!(victor.is_empty(), "{check}: a refused duplicate is listed");
+    let uma = expect_ok(
+        check,
+        store
+            .list(&ListFilter::Owner("uma".into()), Page::first(10))
+            .await,
+    );
+    assert_eq!(uma.len(), 3, "{check}: the owner's keys changed");
+}
+
+/// `rotate` checks `NotFound` (old id), then `Conflict` (version), then `Duplicate` (new
+/// id), and changes nothing on any of them.
+///
+/// # Panics
+/// When the check fails.
+pub async fn rotation_error_order(store: &impl KeyStore) {
+    let check = "rotation_error_order";
+    let old = record("yusuf");
+    let squatter = record("zoe");
+    expect_ok(check, store.insert(old.clone()).await);
+    expect_ok(check, store.insert(squatter.clone()).await);
+    let mut new = record("yusuf");
+    new.rotated_from = Some(old.id);
+    let mut retired = old.clone();
+    retired.expires_at = Some(epoch() + Duration::hours(1));
+    retired.rotated_to = Some(new.id);
+    let mut clash = new.clone();
+    clash.id = squatter.id;
+    let ghost = record("yusuf");
+
+    let unchanged = |what: &'static str| {
+        rotation_changed_nothing(store, what, [&old, &squatter], [new.id, ghost.id])
+    };
+
+    match store.rotate(ghost.clone(), 3, clash.clone()).await {
+        Err(StoreError::NotFound(id)) => assert_eq!(id, ghost.id, "{check}: NotFound's id"),
+        other => panic!(
+            "{check}: a missing old key must be NotFound before Conflict and Duplicate, got \
+             {other:?}"
+        ),
+    }
+    unchanged("a rotation of a missing key").await;
+    match store.rotate(ghost.clone(), 0, new.clone()).await {
+        Err(StoreError::NotFound(id)) => assert_eq!(id, ghost.id, "{check}: NotFound's id"),
+        other => panic!("{check}: a missing old key must be NotFound, got {other:?}"),
+    }
+    unchanged("a rotation of a missing key").await;
+    match store.rotate(retired.clone(), 3, clash.clone()).await {
+        Err(StoreError::Conflict(id)) => assert_eq!(id, old.id, "{check}: Conflict's id"),
+        other => panic!(
+            "{check}: a stale version must be Conflict before an existing new id is \
+             Duplicate, got {other:?}"
+        ),
+    }
+    unchanged("a rotation from a stale version").await;
+    match store.rotate(retired.clone(), 0, clash).await {
+        Err(StoreError::Duplicate(id)) => assert_eq!(id, squatter.id, "{check}: Duplicate's id"),
+        other => panic!("{check}: an existing new id must be Duplicate, got {other:?}"),
+    }
+    unchanged("a rotation to an existing id").await;
+
+    expect_ok(check, store.rotate(retired.clone(), 0, new.clone()).await);
+    // Again from the same version: the old key moved on (Conflict), the new exists.
+    match store.rotate(retired, 0, new.clone()).await {
+        Err(StoreError::Conflict(id)) => assert_eq!(id, old.id, "{check}: Conflict's id"),
+        other => panic!("{check}: a repeated rotation must be Conflict, got {other:?}"),
+    }
+    let got = expect_ok(check, store.get(&new.id).await).expect("new key missing");
+    assert_eq!(*got, new, "{check}: a refused rotation changed the new key");
+    let got = expect_ok(check, store.get(&old.id).await).expect("old key vanished");
+    assert_eq!(
+        got.version, 1,
+        "{check}: a refused rotation changed the old key"
+    );
+}
+
+/// After a refused rotation: `kept` are stored as they were, `absent` are not stored.
+async fn rotation_changed_nothing(
+    store: &impl KeyStore,
+    what: &str,
+    kept: [&KeyRecord; 2],
+    absent: [KeyId; 2],
+) {
+    let check = "rotation_error_order";
+    for r in kept {
+        let got = expect_ok(check, store.get(&r.id).await).expect("a key vanished");
+        assert_eq!(*got, *r, "{check}: {what} changed {}", r.id);
+    }
+    for id in absent {
+        assert!(
+            expect_ok(check, store.get(&id).await).is_none(),
+            "{check}: {what} inserted {id}"
+        );
+    }
+}
+
+/// Paging under every filter ([`ListFilter::All`], [`ListFilter::Owner`],
+/// [`ListFilter::Tenant`]) by pages of 3 over 7 matching records among others: each page
+/// starts after `page.after` (also an id the filter does not select, or that is not
+/// stored), so every record comes once, none is missing, in byte order.
+///
+/// # Panics
+/// When the check fails.
+pub async fn paging_under_every_filter(store: &impl KeyStore) {
+    let check = "paging_under_every_filter";
+    let mut records = Vec::new();
+    for i in 0..21 {
+        let mut r = record(if i % 3 == 0 {
+            "page-owner"
+        } else {
+            "page-other"
+        });
+        r.tenant = Some(
+            if i % 3 == 1 {
+                "page-tenant"
+            } else {
+                "page-noise"
+            }
+            .into(),
+        );
+        expect_ok(check, store.insert(r.clone()).await);
+        records.push(r);
+    }
+    let owner = ListFilter::Owner("page-owner".into());
+    let tenant = ListFilter::Tenant("page-tenant".into());
+    for (filter, limit, count) in [
+        (ListFilter::All, 3, 21),
+        (ListFilter::All, 5, 21),
+        (owner.clone(), 3, 7),
+        (tenant.clone(), 3, 7),
+    ] {
+        let expected = byte_order(
+            records
+                .iter()
+                .filter(|r| filter.matches(r))
+                .map(|r| r.id)
+                .collect(),
+        );
+        assert_eq!(expected.len(), count);
+        let seen = list_all(check, store, &filter, limit).await;
+        assert_eq!(
+            seen, expected,
+            "{check}: listing {filter:?} by pages of {limit} must return every record once, in \
+             byte order"
+        );
+    }
+    // A page after an id the filter does not select, and after one not stored at all.
+    let all = byte_order(ids(&records));
+    for filter in [ListFilter::All, owner, tenant] {
+        let mut afters: Vec<KeyId> = records
+            .iter()
+            .filter(|r| !filter.matches(r))
+            .map(|r| r.id)
+            .take(2)
+            .collect();
+        afters.push(random_id());
+        afters.push(all[10]);
+        for after in afters {
+            let page = Page {
+                after: Some(after),
+                limit: 3,
+            };
+            let listed = expect_ok(check, store.list(&filter, page).await);
+            let expected: Vec<KeyId> = all
+                .iter()
+                .copied()
+                .filter(|id| id.as_str() > after.as_str())
+                .filter(|id| records.iter().any(|r| r.id == *id && filter.matches(r)))
+                .take(3)
+                .collect();
+            assert_eq!(
+                ids(&listed),
+                expected,
+                "{check}: listing {filter:?} after {after} (limit 3)"
+            );
+        }
+    }
+}
+
+/// Ids of different lengths are listed by their bytes, as `str` compares them
+/// (`0000000000000` before `zzzzzzzzzzzz`, `abcdefghijk` before `abcdefghijkl`), under
+/// every filter and across pages.
+///
+/// # Panics
+/// When the check fails.
+pub async fn ordering_across_id_lengths(store: &impl KeyStore) {
+    let check = "ordering_across_id_lengths";
+    let ids_by_len = [
+        "zzzzzzzzzzzz",
+        "0000000000000",
+        "zzzzzzzzzzz",
+        "00000000000",
+        "abcdefghijkl",
+        "0000000000000000000000000000000Z",
+        "abcdefghijk",
+        "ZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZ",
+        "aaaaaaaaaaaa",
+        "A0000000000000000000",
+        "abcdefghijkL",
+        "9zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz",
+        "zzzzzzzzzzzzz",
+    ];
+    let mut records = Vec::new();
+    for (i, id) in ids_by_len.iter().enumerate() {
+        let mut r = record(if i % 2 == 0 {
+            "order-even"
+        } else {
+            "order-odd"
+        });
+        r.id = id.parse::<KeyId>().expect("fixture id");
+        r.tenant = Some(
+            if i % 3 == 0 {
+                "order-third"
+            } else {
+                "order-rest"
+            }
+            .into(),
+        );
+        expect_ok(check, store.insert(r.clone()).await);
+        records.push(r);
+    }
+    for filter in [
+        ListFilter::All,
+        ListFilter::Owner("order-even".into()),
+        ListFilter::Tenant("order-third".into()),
+    ] {
+        let expected = byte_order(
+            records
+                .iter()
+                .filter(|r| filter.matches(r))
+                .map(|r| r.id)
+                .collect(),
+        );
+        let one_page = expect_ok(check, store.list(&filter, Page::first(100)).await);
+        assert_eq!(
+            ids(&one_page).iter().map(KeyId::as_str).collect::<Vec<_>>(),
+            expected.iter().map(KeyId::as_str).collect::<Vec<_>>(),
+            "{check}: listing {filter:?} must order ids by their bytes, whatever their length"
+        );
+        for limit in [1, 2] {
+            let paged = list_all(check, store, &filter, limit).await;
+            assert_eq!(
+                paged, expected,
+                "{check}: listing {filter:?} by pages of {limit} across id lengths"
+            );
+        }
+    }
+    // After an id that is not stored, shorter or longer than its neighbours.
+    let after: KeyId = "aaaaaaaaaaaaa".parse().expect("fixture id");
+    let listed = expect_ok(
+        check,
+        store
+            .list(
+                &ListFilter::All,
+                Page {
+                    after: Some(after),
+                    limit: 3,
+                },
+            )
+            .await,
+    );
+    assert_eq!(
+        ids(&listed).iter().map(KeyId::as_str).collect::<Vec<_>>(),
+        ["abcdefghijk", "abcdefghijkL", "abcdefghijkl"],
+        "{check}: listing after {after}"
     );
 }
 

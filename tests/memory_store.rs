@@ -1,13 +1,23 @@
-//! The in-memory store passes the KeyStore conformance suite, and holds its cap under real
-//! parallelism (threads, not just interleaved futures).
+//! The in-memory store passes the KeyStore conformance suite (one test per rule, and the
+//! whole suite in one test), and holds its cap under real parallelism (threads, not just
+//! interleaved futures).
 
 use std::sync::Arc;
 
 use keyward::{KeyStore, MemoryStore, StoreError, testing};
 
-#[tokio::test]
-async fn memory_store_passes_the_conformance_suite() {
-    testing::conformance(|| async { MemoryStore::new() }).await;
+async fn fresh_store() -> MemoryStore {
+    MemoryStore::new()
+}
+
+/// One test per rule of the contract.
+mod conformance {
+    keyward::conformance_tests!(super::fresh_store);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_store_passes_the_whole_conformance_suite() {
+    testing::conformance(fresh_store).await;
 }
 
 #[test]

@@ -1,4 +1,5 @@
-//! The PostgreSQL store against a real server: the conformance suite, hand-corrupted rows,
+//! The PostgreSQL store against a real server: the conformance suite (one test per rule, each
+//! in a schema of its own, and the whole suite in one test), hand-corrupted rows,
 //! migrations beside another application's sqlx migrations (also run concurrently) and
 //! upgrades from older keyward schemas, two services over one database, the per-owner cap
 //! with 50 concurrent issuers over several connections and with racing capped updates, bulk
@@ -113,8 +114,38 @@ impl Schema {
     }
 }
 
-#[tokio::test]
-async fn postgres_store_passes_the_conformance_suite() {
+/// A migrated store in a fresh schema of its own, for one conformance rule.
+async fn fresh_schema_store() -> PostgresStore {
+    let schema = Schema::new().await;
+    let store = schema.migrated(5).await;
+    schema.admin.close().await;
+    store
+}
+
+/// Drops the store's schema (made by [`fresh_schema_store`]) and closes its pool.
+async fn drop_store_schema(store: PostgresStore) {
+    let name: String = sqlx::query_scalar("SELECT current_schema()::text")
+        .fetch_one(store.pool())
+        .await
+        .expect("current schema");
+    assert!(
+        name.starts_with("keyward_test_"),
+        "not a test schema: {name}"
+    );
+    sqlx::query(&format!("DROP SCHEMA {name} CASCADE"))
+        .execute(store.pool())
+        .await
+        .expect("drop schema");
+    store.pool().close().await;
+}
+
+/// One test per rule of the contract, each in a schema of its own.
+mod conformance {
+    keyward::conformance_tests!(super::fresh_schema_store, super::drop_store_schema);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_store_passes_the_whole_conformance_suite() {
     let schemas = std::sync::Mutex::new(Vec::new());
     testing::conformance(|| async {
         let schema = Schema::new().await;
@@ -124,7 +155,11 @@ async fn postgres_store_passes_the_conformance_suite() {
     })
     .await;
     let schemas = std::mem::take(&mut *schemas.lock().expect("lock"));
-    assert_eq!(schemas.len(), 16, "one fresh schema per check");
+    assert_eq!(
+        schemas.len(),
+        testing::Rule::ALL.len(),
+        "one fresh schema per check"
+    );
     for schema in schemas {
         schema.drop().await;
     }

@@ -1,4 +1,5 @@
-//! The SQLite store against real database files: the conformance suite, hand-corrupted rows,
+//! The SQLite store against real database files: the conformance suite (one test per rule,
+//! each on a database file of its own, and the whole suite in one test), hand-corrupted rows,
 //! migrations beside another application's sqlx migrations and upgrades from older keyward
 //! schemas, two services over one file, the per-owner cap under real parallelism (on
 //! inserts and on capped updates), bulk revocation over a corrupt row, the delegation
@@ -33,6 +34,12 @@ impl TempDir {
     fn file(&self, name: &str) -> PathBuf {
         self.0.join(name)
     }
+
+    /// Keeps the directory past this value (removed by [`remove_database`] instead).
+    fn keep(self) -> PathBuf {
+        let this = std::mem::ManuallyDrop::new(self);
+        this.0.clone()
+    }
 }
 
 impl Drop for TempDir {
@@ -47,8 +54,37 @@ async fn migrated(path: &Path) -> SqliteStore {
     store
 }
 
-#[tokio::test]
-async fn sqlite_store_passes_the_conformance_suite() {
+/// A migrated database in a directory of its own, for one conformance rule.
+async fn fresh_database() -> SqliteStore {
+    let dir = TempDir::new().keep();
+    migrated(&dir.join("conformance.db")).await
+}
+
+/// Closes the store and removes its database's directory (made by [`fresh_database`]).
+async fn remove_database(store: SqliteStore) {
+    let file: String =
+        sqlx::query_scalar("SELECT file FROM pragma_database_list WHERE name = 'main'")
+            .fetch_one(store.pool())
+            .await
+            .expect("database file");
+    store.pool().close().await;
+    let dir = Path::new(&file).parent().expect("database directory");
+    assert!(
+        dir.file_name()
+            .is_some_and(|name| name.to_string_lossy().starts_with("keyward-sqlite-")),
+        "not a test directory: {}",
+        dir.display()
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// One test per rule of the contract, each on a database file of its own.
+mod conformance {
+    keyward::conformance_tests!(super::fresh_database, super::remove_database);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_store_passes_the_whole_conformance_suite() {
     let dir = TempDir::new();
     let n = AtomicUsize::new(0);
     testing::conformance(|| {
@@ -61,7 +97,7 @@ async fn sqlite_store_passes_the_conformance_suite() {
     .await;
     assert_eq!(
         n.load(Ordering::Relaxed),
-        16,
+        testing::Rule::ALL.len(),
         "one fresh database per check"
     );
 }
