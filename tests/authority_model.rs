@@ -10,13 +10,24 @@
 //!    *current* effective ones, its own and its owner's permissions (and a new key lies
 //!    within the key that made it);
 //! 2. no key verifies past an ancestor's end (revoked, disabled, expired or deleted), nor
-//!    past its own; rotation never extends an end;
+//!    past its own; rotation never extends an end; a key in a rotation's grace period works
+//!    only while every successor does; nothing a delegated key makes (issues or delegates)
+//!    or obtains (by rotating or regenerating) verifies once that key's parent no longer
+//!    does; and every key verifies, or fails with the error, exactly as the rules compute
+//!    from the store;
 //! 3. an acting operation changes nothing outside the actor's reach, computed here from a
 //!    snapshot of the store by the rules documented on [`keyward::Acting`] (tenant, scopes,
-//!    resources, lifetime, never the actor's own ancestors), and nothing but its target;
-//!    the library's answer (`NotFound` outside reach) must agree with that computation;
-//! 4. no owner has more live keys than the cap (records that count against it);
+//!    resources, lifetime, never the actor's own ancestors, and for a delegated actor only
+//!    keys below its parent), and nothing but its target; the library's answer (`NotFound`
+//!    outside reach) must agree with that computation; a key retired by a rotation (in its
+//!    grace period) manages nothing;
+//! 4. no owner has more live keys than the cap (records that count against it), nor more
+//!    keys that verify than the cap (a rotation's old and new key counted once);
 //! 5. a key seen revoked or deleted never verifies again, and revocation is final.
+//!
+//! Lineage is by the exact key: a delegated key's ancestors are the records its `parent`
+//! links name (a rotated parent's old key, not its successor); administrative issuance by a
+//! delegated key files the new key below the actor's own parent.
 //!
 //! The model also keeps what it believes of each key (status, expiry) and compares it with
 //! the store after every step. A failure names the invariant and the step, and lists the
@@ -28,6 +39,7 @@
 //! `PROPTEST_RNG_SEED` replays one (the seed is printed).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt::Write as _;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
@@ -48,8 +60,8 @@ use time::{Duration, OffsetDateTime, macros::datetime};
 const CAP: usize = 4;
 /// Deepest delegation (a root key's child is 1 deep).
 const MAX_DEPTH: usize = DEFAULT_MAX_DELEGATION_DEPTH;
-/// Successors the library follows from one ancestor before calling the chain broken.
-const MAX_ROTATION_FOLLOWS: usize = 15;
+/// Successors checked from a key in a rotation's grace period before the chain is refused.
+const MAX_SUCCESSORS: usize = 16;
 const DEFAULT_CASES: u32 = 100;
 const DEFAULT_STEPS: usize = 100;
 /// Runs at least this long must reach every coverage scenario.
@@ -79,14 +91,17 @@ static VERIFICATIONS: AtomicUsize = AtomicUsize::new(0);
 static ACTED: AtomicUsize = AtomicUsize::new(0);
 /// Acting operations refused because the handle's key no longer verified.
 static STALE_REFUSED: AtomicUsize = AtomicUsize::new(0);
-/// Sweeps in which an owner had more keys that verify than the cap, a rotation's pair
-/// counted once: an old half whose successor was revoked, disabled or deleted keeps working
-/// until its grace ends and counts against nothing. Reported, not an invariant (the cap
-/// counts records with `counts_against_cap`).
-static VERIFYING_OVER_CAP: AtomicUsize = AtomicUsize::new(0);
-/// Sweeps in which a key issued administratively by a delegated key verified while that
-/// delegated key no longer did (`issued_by` is provenance only). Reported, not an invariant.
-static OUTLIVED_DELEGATED_ISSUER: AtomicUsize = AtomicUsize::new(0);
+/// Sweeps in which a key in its grace period (active, unexpired) was checked while a
+/// successor of it had ended: it must not verify.
+static GRACE_AFTER_SUCCESSOR_ENDED: AtomicUsize = AtomicUsize::new(0);
+/// Sweeps in which a key made or obtained by a delegated key was checked while that key's
+/// parent no longer verified: it must not verify.
+static MADE_AFTER_PARENT_ENDED: AtomicUsize = AtomicUsize::new(0);
+/// Acting operations refused because the acting key was retired by a rotation.
+static RETIRED_REFUSED: AtomicUsize = AtomicUsize::new(0);
+/// Acting operations of a delegated key refused (`NotFound`) only because the target is not
+/// below the actor's parent.
+static OUTSIDE_PARENT_REFUSED: AtomicUsize = AtomicUsize::new(0);
 
 fn bump(counter: &AtomicUsize) {
     counter.fetch_add(1, Ordering::Relaxed);
@@ -625,9 +640,9 @@ impl Lifetime {
 
 type Records = BTreeMap<KeyId, KeyRecord>;
 
-/// The ancestors of `record`, nearest first, each the current key of its lineage (after
-/// following rotations); `None` when the chain is broken (an ancestor missing, too deep,
-/// looping, or rotated too many times).
+/// The ancestors of `record`, nearest first: the records its `parent` links name (a
+/// rotated ancestor's old key, not its successor); `None` when the chain is broken (an
+/// ancestor missing, too deep, or looping).
 fn lineage<'a>(record: &KeyRecord, records: &'a Records) -> Option<Vec<&'a KeyRecord>> {
     let mut out: Vec<&KeyRecord> = Vec::new();
     let mut next = record.parent;
@@ -635,22 +650,106 @@ fn lineage<'a>(record: &KeyRecord, records: &'a Records) -> Option<Vec<&'a KeyRe
         if out.len() >= MAX_DEPTH {
             return None;
         }
-        let mut head = records.get(&id)?;
-        let mut follows = 0;
-        while let Some(to) = head.rotated_to {
-            if follows == MAX_ROTATION_FOLLOWS {
-                return None;
-            }
-            follows += 1;
-            head = records.get(&to)?;
-        }
-        if head.id == record.id || out.iter().any(|a| a.id == head.id) {
+        let ancestor = records.get(&id)?;
+        if ancestor.id == record.id || out.iter().any(|a| a.id == ancestor.id) {
             return None;
         }
-        next = head.parent;
-        out.push(head);
+        next = ancestor.parent;
+        out.push(ancestor);
     }
     Some(out)
+}
+
+/// How a verification ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Verifies,
+    Invalid,
+    Disabled,
+    Revoked,
+    Expired,
+    /// Malformed or unavailable: never expected here.
+    Other,
+}
+
+impl Outcome {
+    fn of(result: &Result<Verified, VerifyError>) -> Self {
+        match result {
+            Ok(_) => Self::Verifies,
+            Err(VerifyError::Invalid) => Self::Invalid,
+            Err(VerifyError::Disabled) => Self::Disabled,
+            Err(VerifyError::Revoked) => Self::Revoked,
+            Err(VerifyError::Expired) => Self::Expired,
+            Err(_) => Self::Other,
+        }
+    }
+
+    /// A record's own state at `now`.
+    fn own(r: &KeyRecord, now: OffsetDateTime) -> Self {
+        match r.status {
+            KeyStatus::Revoked => Self::Revoked,
+            KeyStatus::Disabled => Self::Disabled,
+            KeyStatus::Active if r.is_expired(now) => Self::Expired,
+            KeyStatus::Active => Self::Verifies,
+        }
+    }
+}
+
+/// How verifying key `id` must end at `now`, by the rules: unknown ids are invalid; then
+/// the key's own status and expiry; then, for a key in a rotation's grace period, every
+/// successor's (a missing one, or a chain longer than [`MAX_SUCCESSORS`], as revoked); then
+/// its parent must work by these same rules, up to [`MAX_DEPTH`] ancestors (a missing
+/// ancestor or a deeper chain as revoked). A parent retired by a rotation works only while
+/// its successors do, so its children end with it.
+fn expected_outcome(id: &KeyId, records: &Records, now: OffsetDateTime) -> Outcome {
+    match records.get(id) {
+        None => Outcome::Invalid,
+        Some(r) => works(r, records, now, 0),
+    }
+}
+
+/// Whether `r` (`depth` ancestors above the key verified) works at `now`.
+fn works(r: &KeyRecord, records: &Records, now: OffsetDateTime, depth: usize) -> Outcome {
+    let own = Outcome::own(r, now);
+    if own != Outcome::Verifies {
+        return own;
+    }
+    let mut next = r.rotated_to;
+    let mut hops = 0;
+    while let Some(id) = next {
+        hops += 1;
+        if hops > MAX_SUCCESSORS {
+            return Outcome::Revoked;
+        }
+        let Some(successor) = records.get(&id) else {
+            return Outcome::Revoked;
+        };
+        let theirs = Outcome::own(successor, now);
+        if theirs != Outcome::Verifies {
+            return theirs;
+        }
+        next = successor.rotated_to;
+    }
+    match r.parent {
+        None => Outcome::Verifies,
+        Some(_) if depth == MAX_DEPTH => Outcome::Revoked,
+        Some(p) => records
+            .get(&p)
+            .map_or(Outcome::Revoked, |a| works(a, records, now, depth + 1)),
+    }
+}
+
+/// The last successor of `r` (itself when it was never rotated); `None` when one is
+/// missing or the chain is longer than [`MAX_SUCCESSORS`].
+fn successor_head<'a>(r: &'a KeyRecord, records: &'a Records) -> Option<&'a KeyRecord> {
+    let mut head = r;
+    for _ in 0..=MAX_SUCCESSORS {
+        match head.rotated_to {
+            None => return Some(head),
+            Some(to) => head = records.get(&to)?,
+        }
+    }
+    None
 }
 
 fn earlier(a: Option<OffsetDateTime>, b: Option<OffsetDateTime>) -> Option<OffsetDateTime> {
@@ -696,27 +795,49 @@ fn bounds(record: &KeyRecord, records: &Records, catalog: &ScopeCatalog) -> Boun
     b
 }
 
-/// The keys an actor never reaches however much it holds: its parent as recorded and the
-/// current key of each ancestor's lineage (a child never manages the keys its authority
-/// comes from). `None` when the actor's lineage is broken.
-fn own_lineage(actor: &KeyRecord, records: &Records) -> Option<BTreeSet<KeyId>> {
-    let mut out: BTreeSet<KeyId> = actor.parent.into_iter().collect();
-    out.extend(lineage(actor, records)?.iter().map(|a| a.id));
-    Some(out)
+/// What bounds an actor's reach besides its own verification: the keys it never reaches
+/// however much it holds (its parent as recorded and every ancestor: a child never manages
+/// the keys its authority comes from), and for a delegated actor its parent, below which
+/// every key it reaches must lie.
+struct ActorLineage {
+    excluded: BTreeSet<KeyId>,
+    parent: Option<KeyId>,
 }
 
-/// Whether `actor` (as verified now, with its lineage `excluded`) reaches `record`: not an
-/// ancestor of the actor, same tenant (a tenant-less actor reaches tenant-less keys, and
-/// every key only with `*`), effective scopes and restrictions within the actor's, and an
-/// end no later than the actor's.
-fn reaches(
+impl ActorLineage {
+    /// `None` when the actor's lineage is broken.
+    fn of(actor: &KeyRecord, records: &Records) -> Option<Self> {
+        let ancestors = lineage(actor, records)?;
+        let mut excluded: BTreeSet<KeyId> = actor.parent.into_iter().collect();
+        excluded.extend(ancestors.iter().map(|a| a.id));
+        Some(Self {
+            excluded,
+            parent: ancestors.first().map(|a| a.id),
+        })
+    }
+
+    /// Whether `record` lies below the actor's parent (always, for a root actor): the
+    /// parent is among its ancestors, and its lineage is not broken.
+    fn below_parent(&self, record: &KeyRecord, records: &Records) -> bool {
+        self.parent.is_none_or(|parent| {
+            lineage(record, records)
+                .is_some_and(|ancestors| ancestors.iter().any(|a| a.id == parent))
+        })
+    }
+}
+
+/// Whether `actor` (as verified now, with its lineage `own`) reaches `record`, but for
+/// [`ActorLineage::below_parent`]: not an ancestor of the actor, same tenant (a tenant-less
+/// actor reaches tenant-less keys, and every key only with `*`), effective scopes and
+/// restrictions within the actor's, and an end no later than the actor's.
+fn reaches_but_parent(
     actor: &Verified,
-    excluded: &BTreeSet<KeyId>,
+    own: &ActorLineage,
     record: &KeyRecord,
     records: &Records,
     catalog: &ScopeCatalog,
 ) -> bool {
-    if excluded.contains(&record.id) {
+    if own.excluded.contains(&record.id) {
         return false;
     }
     let tenant_ok = match actor.tenant() {
@@ -733,6 +854,18 @@ fn reaches(
     lifetime_ok
         && b.scopes.is_subset(actor.scopes())
         && b.restrictions.is_within(actor.restrictions())
+}
+
+/// Whether `actor` reaches `record`: every rule of [`reaches_but_parent`], and for a
+/// delegated actor, `record` below its parent.
+fn reaches(
+    actor: &Verified,
+    own: &ActorLineage,
+    record: &KeyRecord,
+    records: &Records,
+    catalog: &ScopeCatalog,
+) -> bool {
+    own.below_parent(record, records) && reaches_but_parent(actor, own, record, records, catalog)
 }
 
 /// Equal except for `last_used_at` (which verification writes).
@@ -786,6 +919,9 @@ struct Key {
     proof: Option<Verified>,
     /// Whether it verified in the last sweep.
     verifies: bool,
+    /// When a delegated key made (issued or delegated) or obtained (rotated or regenerated)
+    /// this key: that key's parent as recorded, which this key must not outlive.
+    made_under: Option<KeyId>,
     seen_revoked: bool,
     seen_deleted: bool,
 }
@@ -948,6 +1084,41 @@ impl World {
         )
     }
 
+    /// Record `r`, its successors and its ancestors (each with theirs) as the store holds
+    /// them, one per line, for a failure message.
+    fn chain(&self, r: &KeyRecord, records: &Records) -> String {
+        let mut out = String::new();
+        let mut next = Some(r.id);
+        for _ in 0..=MAX_DEPTH + 1 {
+            let Some(id) = next else {
+                break;
+            };
+            let Some(mut k) = records.get(&id) else {
+                let _ = write!(out, "\n    {}: deleted", self.label(&id));
+                break;
+            };
+            next = k.parent;
+            for _ in 0..=MAX_SUCCESSORS {
+                let parent = k.parent.map_or_else(|| "-".to_owned(), |p| self.label(&p));
+                let _ = write!(
+                    out,
+                    "\n    {}: {}, parent {parent}",
+                    self.label(&k.id),
+                    brief(k)
+                );
+                match k.rotated_to.map(|to| (to, records.get(&to))) {
+                    None => break,
+                    Some((to, None)) => {
+                        let _ = write!(out, "\n    {}: deleted", self.label(&to));
+                        break;
+                    }
+                    Some((_, Some(successor))) => k = successor,
+                }
+            }
+        }
+        out
+    }
+
     fn add_key(&mut self, issued: &Issued) -> usize {
         self.add_record(issued.key.expose_secret(), &issued.record)
     }
@@ -965,6 +1136,7 @@ impl World {
             believed_expiry: r.expires_at,
             proof: None,
             verifies: false,
+            made_under: None,
             seen_revoked: false,
             seen_deleted: false,
         });
@@ -1014,7 +1186,8 @@ impl World {
                 let mut family: BTreeSet<KeyId> = self
                     .previous
                     .get(&id)
-                    .and_then(|r| own_lineage(r, &self.previous))
+                    .and_then(|r| ActorLineage::of(r, &self.previous))
+                    .map(|own| own.excluded)
                     .unwrap_or_default();
                 family.insert(id);
                 for r in self.previous.values() {
@@ -1312,6 +1485,9 @@ impl World {
         let actor_label = self.describe(ai);
 
         // The answer.
+        let retired = fresh
+            .as_ref()
+            .is_some_and(|f| f.record().rotated_to.is_some());
         if fresh.is_none() {
             ensure(
                 matches!(result, Err(IssueError::Actor(_))),
@@ -1319,6 +1495,13 @@ impl World {
                 || format!("{what} by stale {actor_label}: {result:?}"),
             )?;
             bump(&STALE_REFUSED);
+        } else if retired {
+            ensure(
+                matches!(result, Err(IssueError::Actor(_))),
+                "3 (a key retired by a rotation manages nothing)",
+                || format!("{what} by retired {actor_label}: {result:?}"),
+            )?;
+            bump(&RETIRED_REFUSED);
         }
         self.unchanged(&before, &after, None, &BTreeSet::new())?;
         self.added(&before, &after, result.as_ref().ok().map(|i| i.record.id))?;
@@ -1379,9 +1562,16 @@ impl World {
         let depth;
         if admin.is_some() {
             ensure(
-                new.parent.is_none() && new.issued_by == Some(f.key_id()),
-                "administrative issuance records provenance only",
-                || format!("parent {:?}, issued_by {:?}", new.parent, new.issued_by),
+                new.parent == f.parent() && new.issued_by == Some(f.key_id()),
+                "2 (administrative issuance files the new key below the actor's parent, if any)",
+                || {
+                    format!(
+                        "{actor_label} (parent {:?}) made parent {:?}, issued_by {:?}",
+                        f.parent(),
+                        new.parent,
+                        new.issued_by
+                    )
+                },
             )?;
             let tenant_ok = match f.tenant() {
                 Some(t) => new.tenant.as_deref() == Some(t),
@@ -1392,7 +1582,13 @@ impl World {
                 "3 (a new key within its issuer's tenant)",
                 || format!("{actor_label} made a key of tenant {:?}", new.tenant),
             )?;
-            depth = 0;
+            let Some(d) = lineage(new, &after).map(|a| a.len()) else {
+                return Err(broken(
+                    "2 (no issuance below a broken lineage)",
+                    format!("{actor_label} issued {}", brief(new)),
+                ));
+            };
+            depth = d;
         } else {
             ensure(
                 new.parent == Some(f.key_id())
@@ -1415,7 +1611,9 @@ impl World {
                 bump(&DEEP_DELEGATION);
             }
         }
+        let made_under = f.parent();
         let i = self.add_key(&issued);
+        self.keys[i].made_under = made_under;
         Ok(format!(
             "{what} by {actor_label} {asked}: {} (depth {depth})",
             self.describe(i)
@@ -1438,17 +1636,29 @@ impl World {
         let fresh = manager.verify(&self.keys[ai].secret, &self.ctx).await.ok();
         let before = self.snapshot().await;
         let now = self.clock.now();
-        let excluded = before
+        let own = before
             .get(&self.keys[ai].id)
-            .and_then(|r| own_lineage(r, &before));
-        let reach: BTreeSet<KeyId> = match (&fresh, &excluded) {
-            (Some(f), Some(excluded)) => before
+            .and_then(|r| ActorLineage::of(r, &before));
+        let retired = fresh
+            .as_ref()
+            .is_some_and(|f| f.record().rotated_to.is_some());
+        let reach: BTreeSet<KeyId> = match (&fresh, &own) {
+            (Some(f), Some(own)) if !retired => before
                 .values()
-                .filter(|r| reaches(f, excluded, r, &before, self.catalog()))
+                .filter(|r| reaches(f, own, r, &before, self.catalog()))
                 .map(|r| r.id)
                 .collect(),
-            // A key that does not verify (or whose lineage is broken) reaches nothing.
+            // A key that does not verify (or whose lineage is broken), or that a rotation
+            // retired, reaches nothing.
             _ => BTreeSet::new(),
+        };
+        // Whether the target is out of reach only for not lying below the actor's parent.
+        let only_outside_parent = match (&fresh, &own, before.get(&target_id)) {
+            (Some(f), Some(own), Some(t)) if !retired => {
+                !own.below_parent(t, &before)
+                    && reaches_but_parent(f, own, t, &before, self.catalog())
+            }
+            _ => false,
         };
         let acting = manager.acting_as(&proof);
         let ctx = &self.ctx;
@@ -1465,7 +1675,13 @@ impl World {
         let in_reach = reach.contains(&target_id);
         let line = format!(
             "{action} by {}{} on {} ({}): {}",
-            if fresh.is_none() { "stale " } else { "" },
+            if fresh.is_none() {
+                "stale "
+            } else if retired {
+                "retired "
+            } else {
+                ""
+            },
             self.describe(ai),
             self.describe(ti),
             if !exists {
@@ -1491,6 +1707,13 @@ impl World {
                 || line.clone(),
             )?;
             bump(&STALE_REFUSED);
+        } else if retired {
+            ensure(
+                matches!(result, Err(LifecycleError::Actor(_))),
+                "3 (a key retired by a rotation manages nothing)",
+                || line.clone(),
+            )?;
+            bump(&RETIRED_REFUSED);
         } else if !exists {
             ensure(
                 refused_as_unknown,
@@ -1504,6 +1727,9 @@ impl World {
                 || line.clone(),
             )?;
             bump(&REACH_REFUSED);
+            if only_outside_parent {
+                bump(&OUTSIDE_PARENT_REFUSED);
+            }
         } else {
             ensure(
                 !refused_as_unknown && !matches!(result, Err(LifecycleError::Actor(_))),
@@ -1649,7 +1875,9 @@ impl World {
                     )?;
                     self.keys[ti].believed_expiry = expected;
                 }
+                let made_under = f.parent();
                 let i = self.add_key(&issued);
+                self.keys[i].made_under = made_under;
                 return Ok(format!("{line} = {}", self.describe(i)));
             }
         }
@@ -1661,8 +1889,11 @@ impl World {
         let now = self.clock.now();
         let records = self.snapshot().await;
         let mut results: Vec<Option<Verified>> = Vec::with_capacity(self.keys.len());
+        let mut outcomes: Vec<Outcome> = Vec::with_capacity(self.keys.len());
         for key in &self.keys {
-            results.push(match self.manager().verify(&key.secret, &self.ctx).await {
+            let result = self.manager().verify(&key.secret, &self.ctx).await;
+            outcomes.push(Outcome::of(&result));
+            results.push(match result {
                 Ok(v) => Some(v),
                 Err(VerifyError::Unavailable(e)) => {
                     return Err(broken("the memory store answers", e.to_string()));
@@ -1841,35 +2072,104 @@ impl World {
                 format!("{owner} has {n} live keys, cap {CAP}")
             })?;
         }
-        // Keys that verify, counting an old half of a rotation only when its lineage's
-        // current key does not count against the cap (an orphaned old half).
+        // Every key verifies, or fails as the rules compute it from the store.
+        for (i, key) in self.keys.iter().enumerate() {
+            let expected = expected_outcome(&key.id, &records, now);
+            ensure(
+                outcomes[i] == expected,
+                "2 (verification as the rules compute it)",
+                || {
+                    let chain = records
+                        .get(&key.id)
+                        .map_or_else(String::new, |r| self.chain(r, &records));
+                    format!(
+                        "{}: library {:?}, rules {expected:?}, now {now}{chain}",
+                        Label(self, i),
+                        outcomes[i]
+                    )
+                },
+            )?;
+        }
+        // A key in a rotation's grace period works only while every successor does.
+        let mut grace_after_successor_ended = false;
+        for (i, key) in self.keys.iter().enumerate() {
+            let Some(r) = records.get(&key.id) else {
+                continue;
+            };
+            if r.rotated_to.is_none() || !r.is_live(now) {
+                continue;
+            }
+            let head = successor_head(r, &records);
+            let head_verifies =
+                head.is_some_and(|h| self.by_id.get(&h.id).is_some_and(|&j| results[j].is_some()));
+            if !head_verifies {
+                grace_after_successor_ended = true;
+            }
+            ensure(
+                results[i].is_none() || head_verifies,
+                "2 (a key in its grace period works only while its successor does)",
+                || {
+                    format!(
+                        "{} verifies, its rotation's current key {} does not{}",
+                        Label(self, i),
+                        head.map_or_else(|| "(missing)".to_owned(), |h| self.label(&h.id)),
+                        self.chain(r, &records)
+                    )
+                },
+            )?;
+        }
+        if grace_after_successor_ended {
+            bump(&GRACE_AFTER_SUCCESSOR_ENDED);
+        }
+        // Keys that verify per owner, a rotation's old and new key counted once (through the
+        // new key: with the rule above, an old key verifies only beside its successor).
         let mut verifying: HashMap<&str, usize> = HashMap::new();
         for (key, v) in self.keys.iter().zip(&results) {
-            let orphaned = |r: &KeyRecord| {
-                let mut head = r;
-                for _ in 0..=MAX_ROTATION_FOLLOWS {
-                    match head.rotated_to.map(|to| records.get(&to)) {
-                        None => return !head.counts_against_cap(now),
-                        Some(None) => return true,
-                        Some(Some(next)) => head = next,
-                    }
-                }
-                true
-            };
-            let record = records.get(&key.id);
-            if v.is_some() && record.is_some_and(|r| r.rotated_to.is_none() || orphaned(r)) {
+            let current = records.get(&key.id).is_some_and(|r| r.rotated_to.is_none());
+            if v.is_some() && current {
                 *verifying.entry(key.owner.as_str()).or_default() += 1;
             }
-            let issuer = records.get(&key.id).and_then(|r| r.issued_by);
-            let issuer = issuer.and_then(|x| Some((records.get(&x)?, *self.by_id.get(&x)?)));
-            if let (Some(_), Some((x, j))) = (v, issuer) {
-                if x.parent.is_some() && results[j].is_none() && key.parent.is_none() {
-                    bump(&OUTLIVED_DELEGATED_ISSUER);
-                }
-            }
         }
-        if verifying.values().any(|&n| n > CAP) {
-            bump(&VERIFYING_OVER_CAP);
+        for (owner, n) in verifying {
+            ensure(
+                n <= CAP,
+                "4 (keys that verify per owner within the cap, a rotation's pair once)",
+                || format!("{owner} has {n} keys that verify, cap {CAP}"),
+            )?;
+        }
+        // Nothing a delegated key made or obtained outlives that key's parent.
+        let mut made_after_parent_ended = false;
+        for (i, key) in self.keys.iter().enumerate() {
+            let Some(parent) = key.made_under else {
+                continue;
+            };
+            let parent_verifies = self
+                .by_id
+                .get(&parent)
+                .is_some_and(|&j| results[j].is_some());
+            if parent_verifies {
+                continue;
+            }
+            if records.contains_key(&key.id) {
+                made_after_parent_ended = true;
+            }
+            ensure(
+                results[i].is_none(),
+                "2 (nothing a delegated key makes or obtains outlives that key's parent)",
+                || {
+                    format!(
+                        "{} verifies, made under {} which does not ({})",
+                        Label(self, i),
+                        self.label(&parent),
+                        records
+                            .get(&parent)
+                            .map_or_else(|| "deleted".to_owned(), brief)
+                    )
+                },
+            )?;
+        }
+        if made_after_parent_ended {
+            bump(&MADE_AFTER_PARENT_ENDED);
         }
         for (id, p) in &self.previous {
             let Some(c) = records.get(id) else {
@@ -1997,14 +2297,6 @@ fn random_operation_sequences_keep_the_authority_invariants() {
         ("verifications", read(&VERIFICATIONS)),
         ("acting operations that succeeded", read(&ACTED)),
         ("stale handles refused", read(&STALE_REFUSED)),
-        (
-            "sweeps with an owner verifying more keys than the cap",
-            read(&VERIFYING_OVER_CAP),
-        ),
-        (
-            "sweeps with a key outliving the delegated key that issued it",
-            read(&OUTLIVED_DELEGATED_ISSUER),
-        ),
     ];
     let required = [
         ("delegations three deep", read(&DEEP_DELEGATION)),
@@ -2015,6 +2307,22 @@ fn random_operation_sequences_keep_the_authority_invariants() {
         ),
         ("enables refused at the cap", read(&ENABLE_AT_CAP)),
         ("actions refused for reach", read(&REACH_REFUSED)),
+        (
+            "actions refused for a target not below the actor's parent",
+            read(&OUTSIDE_PARENT_REFUSED),
+        ),
+        (
+            "acting operations refused for a retired actor",
+            read(&RETIRED_REFUSED),
+        ),
+        (
+            "sweeps with a key in grace after its successor ended",
+            read(&GRACE_AFTER_SUCCESSOR_ENDED),
+        ),
+        (
+            "sweeps with a key made under a delegated key's parent that ended",
+            read(&MADE_AFTER_PARENT_ENDED),
+        ),
     ];
     eprintln!(
         "authority model: seed {seed}, {cases} cases x {steps} steps in {:.1} s",
@@ -2193,13 +2501,13 @@ async fn a_great_grandchild_stays_within_every_ancestor_and_dies_with_any() {
 }
 
 #[tokio::test]
-async fn the_old_key_verifies_during_grace_and_children_follow_the_successor() {
+async fn the_old_key_verifies_during_grace_beside_its_successor_and_manages_nothing() {
     let w = World::new();
     let m = &w.managers[0];
     let ctx = RequestContext::new();
     let root = m
         .issue(
-            IssueRequest::new("root", "root").scopes(scope_set("read write")),
+            IssueRequest::new("root", "root").scopes(scope_set("keys:manage read write")),
             &ctx,
         )
         .await
@@ -2219,41 +2527,179 @@ async fn the_old_key_verifies_during_grace_and_children_follow_the_successor() {
         .await
         .expect("rotate with grace");
     assert!(!later(successor.record.expires_at, root.record.expires_at));
-    // During grace: both keys verify, and the child is bounded by the successor.
+    // During grace both keys verify; the child stays bound to the old key, and ends with it.
     let old = verify(m, &root)
         .await
         .expect("the old key verifies during grace");
     assert_eq!(old.record().rotated_to, Some(successor.record.id));
-    assert!(m.get(&successor.record.id).await.is_ok());
     let new_v = verify(m, &successor).await.expect("the successor verifies");
-    assert!(verify(m, &child).await.is_ok());
-    let old_record = record(m, &root).await;
-    assert_eq!(old_record.expires_at, Some(START + Duration::hours(2)));
-
-    // After grace the old key is expired; the successor and the child still work.
-    w.clock.advance(Duration::hours(3));
-    assert!(matches!(verify(m, &root).await, Err(VerifyError::Expired)));
+    let child_v = verify(m, &child).await.expect("the child verifies");
+    assert_eq!(child_v.ends_at(), Some(START + Duration::hours(2)));
+    assert_eq!(
+        record(m, &root).await.expires_at,
+        Some(START + Duration::hours(2))
+    );
+    // The old key manages nothing, not even its successor or a child of its own.
+    let acting = m.acting_as(&old);
+    let refused = acting.revoke(&successor.record.id, None, &ctx).await;
+    assert!(
+        matches!(refused, Err(LifecycleError::Actor(_))),
+        "{refused:?}"
+    );
+    let refused = acting.delegate(acting.child_request("late"), &ctx).await;
+    assert!(matches!(refused, Err(IssueError::Actor(_))), "{refused:?}");
     assert!(verify(m, &successor).await.is_ok());
-    assert!(verify(m, &child).await.is_ok());
 
-    // Regenerating the successor revokes it at once; the child follows two rotations.
+    // The old key works only while its successor does.
+    m.disable(&successor.record.id, &ctx)
+        .await
+        .expect("disable");
+    assert!(matches!(verify(m, &root).await, Err(VerifyError::Disabled)));
+    m.enable(&successor.record.id, &ctx).await.expect("enable");
+    assert!(verify(m, &root).await.is_ok());
+    // ... and every successor: the new key rotated in turn, with a shorter grace.
+    w.clock.advance(Duration::minutes(30));
     let third = m
         .acting_as(&new_v)
-        .regenerate(&successor.record.id, &ctx)
+        .rotate(&successor.record.id, Duration::minutes(30), &ctx)
         .await
-        .expect("regenerate");
+        .expect("rotate the successor");
+    assert!(verify(m, &root).await.is_ok());
+    w.clock.advance(Duration::minutes(45));
     assert!(matches!(
         verify(m, &successor).await,
+        Err(VerifyError::Expired)
+    ));
+    assert!(
+        matches!(verify(m, &root).await, Err(VerifyError::Expired)),
+        "its own grace has not ended, its successor's has"
+    );
+    assert!(verify(m, &third).await.is_ok());
+
+    // After the old key's grace the child ends with it; the current key works on.
+    w.clock.advance(Duration::hours(1));
+    assert!(matches!(verify(m, &child).await, Err(VerifyError::Expired)));
+    assert!(verify(m, &third).await.is_ok());
+}
+
+// Found by this model: a key in a rotation's grace period stops working when its successor
+// is revoked, but the keys delegated from it (bound to the old key) kept working until its
+// grace period ended.
+#[tokio::test]
+async fn a_child_of_a_key_in_grace_ends_when_the_successor_does() {
+    let w = World::new();
+    let m = &w.managers[0];
+    let ctx = RequestContext::new();
+    let parent = m
+        .issue(
+            IssueRequest::new("parent", "alice")
+                .tenant("acme")
+                .scopes(scope_set("read")),
+            &ctx,
+        )
+        .await
+        .expect("parent");
+    let parent_v = verify(m, &parent).await.expect("parent verifies");
+    let acting = m.acting_as(&parent_v);
+    let child = acting
+        .delegate(
+            acting.child_request("child").scopes(scope_set("read")),
+            &ctx,
+        )
+        .await
+        .expect("child");
+    let successor = m
+        .rotate(&parent.record.id, Duration::hours(24), &ctx)
+        .await
+        .expect("rotate with grace");
+    assert!(verify(m, &child).await.is_ok());
+    m.revoke(&successor.record.id, None, &ctx)
+        .await
+        .expect("revoke the successor");
+    assert!(matches!(
+        verify(m, &parent).await,
         Err(VerifyError::Revoked)
     ));
-    assert!(verify(m, &third).await.is_ok());
-    assert!(verify(m, &child).await.is_ok());
-    // Disabling the lineage's current key stops the child.
-    m.disable(&third.record.id, &ctx).await.expect("disable");
+    let after = verify(m, &child).await;
+    assert!(
+        matches!(after, Err(VerifyError::Revoked)),
+        "the child outlives its parent: {after:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_delegated_key_reaches_only_below_its_parent_and_issues_there() {
+    let w = World::new();
+    let m = &w.managers[0];
+    let ctx = RequestContext::new();
+    let admin = m
+        .issue(
+            IssueRequest::new("admin", "alice")
+                .tenant("acme")
+                .scopes(scope_set("keys:manage read tickets:*")),
+            &ctx,
+        )
+        .await
+        .expect("admin");
+    let other = m
+        .issue(
+            IssueRequest::new("other", "bob")
+                .tenant("acme")
+                .scopes(scope_set("read")),
+            &ctx,
+        )
+        .await
+        .expect("another root key of the tenant");
+    let admin_v = verify(m, &admin).await.expect("admin verifies");
+    let acting = m.acting_as(&admin_v);
+    let agent = acting
+        .delegate(
+            acting
+                .child_request("agent")
+                .scopes(scope_set("keys:manage read tickets:*")),
+            &ctx,
+        )
+        .await
+        .expect("agent");
+    let agent_v = verify(m, &agent).await.expect("agent verifies");
+    let as_agent = m.acting_as(&agent_v);
+
+    // Administrative issuance by the agent files the new key below the agent's parent.
+    let made = as_agent
+        .issue(
+            IssueRequest::new("made", "bob").scopes(scope_set("read")),
+            &ctx,
+        )
+        .await
+        .expect("administrative issuance by a delegated key");
+    assert_eq!(made.record.parent, Some(admin.record.id));
+    assert_eq!(made.record.issued_by, Some(agent.record.id));
+    // The agent reaches itself and what lies below its parent; not a key beside it.
+    assert!(as_agent.get(&agent.record.id).await.is_ok());
+    assert!(as_agent.get(&made.record.id).await.is_ok());
+    let refused = as_agent.get(&other.record.id).await;
+    assert!(
+        matches!(refused, Err(LifecycleError::NotFound(_))),
+        "{refused:?}"
+    );
+    assert!(acting.get(&other.record.id).await.is_ok(), "the admin does");
+    // What it obtains by rotation stays below the parent too.
+    let rotated = as_agent
+        .rotate(&made.record.id, Duration::ZERO, &ctx)
+        .await
+        .expect("rotate");
+    assert_eq!(rotated.record.parent, Some(admin.record.id));
+    // Revoking the agent leaves it (it is not the agent's child); ending the parent ends it.
+    m.revoke(&agent.record.id, None, &ctx)
+        .await
+        .expect("revoke the agent");
+    assert!(verify(m, &rotated).await.is_ok());
+    m.disable(&admin.record.id, &ctx).await.expect("disable");
     assert!(matches!(
-        verify(m, &child).await,
+        verify(m, &rotated).await,
         Err(VerifyError::Disabled)
     ));
+    assert!(verify(m, &other).await.is_ok());
 }
 
 #[tokio::test]
@@ -2514,15 +2960,20 @@ async fn actions_outside_reach_are_refused_as_unknown_and_change_nothing() {
             "{refused:?}"
         );
     }
-    // The successor reaches the child (the old key no longer does: its grace ends first).
+    // The successor reaches the child (the old key, retired, manages nothing).
     let successor_v = verify(m, &successor).await.expect("successor verifies");
     let reached = m.acting_as(&successor_v).get(&child.record.id).await;
     assert!(reached.is_ok(), "{reached:?}");
+    let retired = m.acting_as(&root_v).get(&child.record.id).await;
+    assert!(
+        matches!(retired, Err(LifecycleError::Actor(_))),
+        "{retired:?}"
+    );
     assert!(verify(m, &child).await.is_ok());
     // A deleted key is answered as unknown too.
     m.delete(&wider.record.id, &ctx).await.expect("delete");
     let deleted = m
-        .acting_as(&root_v)
+        .acting_as(&successor_v)
         .revoke(&wider.record.id, None, &ctx)
         .await;
     assert!(

@@ -217,20 +217,8 @@ impl<S: KeyStore> KeyManager<S> {
         // A key in a rotation's grace period works only while its successor does: revoking,
         // disabling or deleting the new key ends the pair (which counts once against the
         // cap, through the new key).
-        let mut successor = record.rotated_to;
-        let mut hops = 0;
-        while let Some(id) = successor {
-            hops += 1;
-            if hops > MAX_SUCCESSORS {
-                return Err(VerifyError::Revoked);
-            }
-            let next = match self.ancestor(id).await {
-                Ok(next) => next,
-                Err(LineageError::Broken) => return Err(VerifyError::Revoked),
-                Err(LineageError::Store(e)) => return Err(VerifyError::Unavailable(Box::new(e))),
-            };
-            Self::check_ancestor(&next, now)?;
-            successor = next.rotated_to;
+        if record.rotated_to.is_some() {
+            self.check_successors(record, now).await?;
         }
         let mut bounds = self.own_bounds(record);
         let mut next = record.parent;
@@ -247,6 +235,11 @@ impl<S: KeyStore> KeyManager<S> {
                 Err(LineageError::Store(e)) => return Err(VerifyError::Unavailable(Box::new(e))),
             };
             Self::check_ancestor(&ancestor, now)?;
+            // An ancestor in its grace period ends, with its children, when its successor
+            // does.
+            if ancestor.rotated_to.is_some() {
+                self.check_successors(&ancestor, now).await?;
+            }
             self.bound_by(record, &mut bounds, &ancestor);
             // An ancestor of another owner or tenant (possible only in records written
             // outside the manager) bounds the key by that owner's permissions too.
@@ -259,6 +252,30 @@ impl<S: KeyStore> KeyManager<S> {
             next = ancestor.parent;
         }
         Ok(bounds)
+    }
+
+    /// Checks every successor of a key retired by a rotation (each must still work).
+    async fn check_successors(
+        &self,
+        record: &KeyRecord,
+        now: time::OffsetDateTime,
+    ) -> Result<(), VerifyError> {
+        let mut successor = record.rotated_to;
+        let mut hops = 0;
+        while let Some(id) = successor {
+            hops += 1;
+            if hops > MAX_SUCCESSORS {
+                return Err(VerifyError::Revoked);
+            }
+            let next = match self.ancestor(id).await {
+                Ok(next) => next,
+                Err(LineageError::Broken) => return Err(VerifyError::Revoked),
+                Err(LineageError::Store(e)) => return Err(VerifyError::Unavailable(Box::new(e))),
+            };
+            Self::check_ancestor(&next, now)?;
+            successor = next.rotated_to;
+        }
+        Ok(())
     }
 
     /// The owner's current permissions (with implications), when the manager has an
