@@ -491,6 +491,7 @@ fn lifecycle_error(e: LifecycleError) -> Response {
         LifecycleError::LimitReached { .. } => error(StatusCode::CONFLICT, "limit_reached", e),
         // The calling key stopped verifying since this request began: as for a dead key.
         LifecycleError::Actor(why) => error_response(&AuthError::Verify(why), REALM),
+        LifecycleError::NegativeGrace => invalid_request(e),
         _ => error(StatusCode::CONFLICT, "conflict", e),
     }
 }

@@ -212,8 +212,8 @@ impl BulkRevocation {
 }
 
 /// Visits every record matching `filter`, page by page in id order. A page that fails with
-/// [`StoreError::Corrupt`] is read again one record at a time, so every readable record is
-/// visited and each unreadable one is passed to `unreadable` once.
+/// [`StoreError::Corrupt`] is read again one record at a time up to the corrupt row, so
+/// every readable record is visited and each unreadable one is passed to `unreadable` once.
 ///
 /// # Errors
 /// Any other store error.
@@ -237,8 +237,6 @@ pub(crate) async fn for_each_readable<S: KeyStore + ?Sized>(
                 if done {
                     return Ok(());
                 }
-                // Back to full pages after stepping over a corrupt row.
-                limit = Page::MAX_LIMIT;
             }
             Err(StoreError::Corrupt { id, .. }) if limit == 1 => {
                 // A page of one that fails names the next row; naming the row already
@@ -250,6 +248,8 @@ pub(crate) async fn for_each_readable<S: KeyStore + ?Sized>(
                 }
                 unreadable(id);
                 after = Some(id);
+                // Past the corrupt row: back to full pages.
+                limit = Page::MAX_LIMIT;
             }
             Err(StoreError::Corrupt { .. }) => limit = 1,
             Err(e) => return Err(e),

@@ -57,6 +57,11 @@ impl Verified {
         &self.record
     }
 
+    /// The shared record, for internal reads that follow it (no copy).
+    pub(crate) fn shared_record(&self) -> Arc<KeyRecord> {
+        Arc::clone(&self.record)
+    }
+
     /// The key's owner.
     #[must_use]
     pub fn owner(&self) -> &str {

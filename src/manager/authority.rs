@@ -67,12 +67,11 @@ pub struct Acting<'a, S> {
 /// A fresh read of the actor, against which targets are checked.
 pub(crate) struct Reach {
     pub(crate) actor: Verified,
-    /// The actor's ancestors (and the parent as recorded): never within its reach, or a
-    /// stolen child could rotate its parent into a key its own revocation does not end.
+    /// The actor's ancestors, nearest first: never within its reach, or a stolen child could
+    /// rotate its parent into a key its own revocation does not end. For a delegated actor
+    /// the first is its parent: it reaches only keys below it, so nothing it issues or
+    /// rotates escapes the parent.
     lineage: Vec<KeyId>,
-    /// For a delegated actor, the current key of its parent's lineage: the actor reaches
-    /// only keys below it, so nothing it issues or rotates escapes its parent.
-    parent_head: Option<KeyId>,
 }
 
 impl<S: KeyStore> KeyManager<S> {
@@ -116,16 +115,16 @@ impl<S: KeyStore> KeyManager<S> {
         if !tenant_ok {
             return Ok(false);
         }
-        let bounds = match reach.parent_head {
+        let bounds = match reach.lineage.first() {
             None => self.bounds_of(record).await?,
-            Some(head) => {
+            Some(&parent) => {
                 // A delegated actor reaches only keys below its parent's lineage.
                 let ancestors = match self.ancestors(record).await {
                     Ok(ancestors) => ancestors,
                     Err(super::lineage::LineageError::Store(e)) => return Err(e),
                     Err(super::lineage::LineageError::Broken) => return Ok(false),
                 };
-                if !ancestors.iter().any(|a| a.id == head) {
+                if !ancestors.iter().any(|a| a.id == parent) {
                     return Ok(false);
                 }
                 self.lineage_bounds(record, &ancestors)
@@ -152,28 +151,15 @@ impl<S: KeyStore> Acting<'_, S> {
         if actor.record().rotated_to.is_some() {
             return Err(super::VerifyError::Revoked);
         }
-        let mut lineage: Vec<KeyId> = actor.parent().into_iter().collect();
-        let mut parent_head = None;
-        if actor.parent().is_some() {
-            // `refresh` has just walked the same chain; an error here is a change since.
-            match self.manager.ancestors(actor.record()).await {
-                Ok(ancestors) => {
-                    parent_head = ancestors.first().map(|a| a.id);
-                    lineage.extend(ancestors.iter().map(|a| a.id));
-                }
-                Err(super::lineage::LineageError::Store(e)) => {
-                    return Err(super::VerifyError::Unavailable(Box::new(e)));
-                }
-                Err(super::lineage::LineageError::Broken) => {
-                    return Err(super::VerifyError::Revoked);
-                }
-            }
-        }
-        Ok(Reach {
-            actor,
-            lineage,
-            parent_head,
-        })
+        // `refresh` has just walked the same chain; an error here is a change since.
+        let lineage = self
+            .manager
+            .ancestors(actor.record())
+            .await?
+            .iter()
+            .map(|a| a.id)
+            .collect();
+        Ok(Reach { actor, lineage })
     }
 
     async fn lifecycle_reach(&self) -> Result<Reach, LifecycleError> {
@@ -298,15 +284,8 @@ impl<S: KeyStore> Acting<'_, S> {
             return self.manager.refuse(&request, ctx, widening("tenant"));
         }
         request.tenant = actor.tenant().map(str::to_owned);
-        let depth = match self.manager.ancestors(actor.record()).await {
-            Ok(ancestors) => ancestors.len() + 1,
-            Err(super::lineage::LineageError::Store(e)) => return Err(IssueError::Store(e)),
-            Err(super::lineage::LineageError::Broken) => {
-                return Err(IssueError::Actor(super::VerifyError::Revoked));
-            }
-        };
         let max = self.manager.max_delegation_depth;
-        if depth > max {
+        if reach.lineage.len() + 1 > max {
             return self
                 .manager
                 .refuse(&request, ctx, IssueError::TooDeep { max });

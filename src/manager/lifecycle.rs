@@ -332,13 +332,12 @@ impl<S: KeyStore> KeyManager<S> {
     /// The old key keeps working until the earlier of its own expiry and now + `grace`, and
     /// only while the new key works (revoking, disabling or deleting the new key during the
     /// grace period ends the old one too), then fails as expired: a grace period ends *by
-    /// time*, by design, so instances whose
-    /// clocks differ end it a little apart. With no grace (or through
-    /// [`KeyManager::regenerate`]) the old key is ended by a status change instead
-    /// (revoked), which every instance sees at once whatever its clock. During the overlap
-    /// the pair counts once against the per-owner cap. Both changes are one atomic store
-    /// operation. An operator call, bounded by nothing: see [`KeyManager::acting_as`] for a
-    /// key's own.
+    /// time*, by design, so instances whose clocks differ end it a little apart. With no
+    /// grace (or through [`KeyManager::regenerate`]) the old key is ended by a status
+    /// change instead (revoked), which every instance sees at once whatever its clock.
+    /// During the overlap the pair counts once against the per-owner cap. Both changes are
+    /// one atomic store operation. An operator call, bounded by nothing: see
+    /// [`KeyManager::acting_as`] for a key's own.
     ///
     /// # Errors
     /// [`LifecycleError`]: not found, not live, already rotated, negative grace, or a store

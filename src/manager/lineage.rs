@@ -78,7 +78,8 @@ impl<S: KeyStore> KeyManager<S> {
         Ok(out)
     }
 
-    async fn read_ancestor(&self, id: KeyId) -> Result<Arc<KeyRecord>, LineageError> {
+    /// The record `id` of a chain: a missing one breaks the chain.
+    pub(crate) async fn read_ancestor(&self, id: KeyId) -> Result<Arc<KeyRecord>, LineageError> {
         match self.store.get(&id).await {
             Ok(Some(record)) => Ok(record),
             Ok(None) => Err(LineageError::Broken),
@@ -133,22 +134,25 @@ impl<S: KeyStore> KeyManager<S> {
         bounds.ends_at = earlier(bounds.ends_at, ancestor.expires_at);
     }
 
-    /// Ancestor `id` (or a successor), for the walk at verification.
-    pub(crate) async fn ancestor(&self, id: KeyId) -> Result<Arc<KeyRecord>, LineageError> {
-        self.read_ancestor(id).await
-    }
-
-    /// Checks that an ancestor still works at `now`: its state is reported as the key's own
-    /// (a revoked or deleted ancestor makes the key revoked).
-    pub(crate) fn check_ancestor(
-        ancestor: &KeyRecord,
-        now: OffsetDateTime,
-    ) -> Result<(), VerifyError> {
-        match ancestor.status {
+    /// Checks that a key (the one verified, an ancestor or a successor) still works at
+    /// `now`; an ancestor's or successor's state is reported as the verified key's own.
+    pub(crate) fn check_live(record: &KeyRecord, now: OffsetDateTime) -> Result<(), VerifyError> {
+        match record.status {
             KeyStatus::Revoked => Err(VerifyError::Revoked),
             KeyStatus::Disabled => Err(VerifyError::Disabled),
-            KeyStatus::Active if ancestor.is_expired(now) => Err(VerifyError::Expired),
+            KeyStatus::Active if record.is_expired(now) => Err(VerifyError::Expired),
             KeyStatus::Active => Ok(()),
+        }
+    }
+}
+
+/// A broken chain (a missing ancestor or successor, one too deep or looping) makes the key
+/// revoked; a store failure fails closed.
+impl From<LineageError> for VerifyError {
+    fn from(e: LineageError) -> Self {
+        match e {
+            LineageError::Broken => Self::Revoked,
+            LineageError::Store(e) => Self::Unavailable(Box::new(e)),
         }
     }
 }

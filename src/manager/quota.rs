@@ -78,7 +78,7 @@ impl<S: KeyStore> KeyManager<S> {
     /// [`QuotaError::Unavailable`] when the store fails (or a refill kept losing to other
     /// writes of the record).
     pub async fn consume(&self, verified: &Verified, cost: u64) -> Result<Remaining, QuotaError> {
-        let mut record: Arc<KeyRecord> = Arc::new(verified.record().clone());
+        let mut record: Arc<KeyRecord> = verified.shared_record();
         // A key retired by a rotation draws on its successor's pool: its own uses moved
         // there. A proof read before the rotation learns it from the exhausted retired key.
         for _ in 0..ROTATION_HOPS {

@@ -4,10 +4,10 @@ use std::error::Error as StdError;
 use std::sync::Arc;
 
 use super::KeyManager;
-use super::lineage::{Bounds, LineageError, MAX_SUCCESSORS};
+use super::lineage::{Bounds, MAX_SUCCESSORS};
 use crate::audit::{AuditEvent, AuditKind, FailureReason, RequestContext};
 use crate::parse::ParseError;
-use crate::record::{KeyRecord, KeyStatus};
+use crate::record::KeyRecord;
 use crate::scope::ScopeSet;
 use crate::store::{KeyStore, StoreError};
 use crate::verified::Verified;
@@ -173,12 +173,7 @@ impl<S: KeyStore> KeyManager<S> {
         record: Arc<KeyRecord>,
         now: time::OffsetDateTime,
     ) -> Result<Verified, VerifyError> {
-        match record.status {
-            KeyStatus::Revoked => return Err(VerifyError::Revoked),
-            KeyStatus::Disabled => return Err(VerifyError::Disabled),
-            KeyStatus::Active if record.is_expired(now) => return Err(VerifyError::Expired),
-            KeyStatus::Active => {}
-        }
+        Self::check_live(&record, now)?;
         let bounds = if record.parent.is_some() || record.rotated_to.is_some() {
             // Boxed: only delegated keys and keys in a rotation's grace period pay for the
             // walk's larger future.
@@ -228,13 +223,8 @@ impl<S: KeyStore> KeyManager<S> {
             if depth > self.max_delegation_depth {
                 return Err(VerifyError::Revoked);
             }
-            let ancestor = match self.ancestor(id).await {
-                Ok(ancestor) => ancestor,
-                // A missing ancestor, or a rotation chain that does not end: the key is dead.
-                Err(LineageError::Broken) => return Err(VerifyError::Revoked),
-                Err(LineageError::Store(e)) => return Err(VerifyError::Unavailable(Box::new(e))),
-            };
-            Self::check_ancestor(&ancestor, now)?;
+            let ancestor = self.read_ancestor(id).await?;
+            Self::check_live(&ancestor, now)?;
             // An ancestor in its grace period ends, with its children, when its successor
             // does.
             if ancestor.rotated_to.is_some() {
@@ -267,12 +257,8 @@ impl<S: KeyStore> KeyManager<S> {
             if hops > MAX_SUCCESSORS {
                 return Err(VerifyError::Revoked);
             }
-            let next = match self.ancestor(id).await {
-                Ok(next) => next,
-                Err(LineageError::Broken) => return Err(VerifyError::Revoked),
-                Err(LineageError::Store(e)) => return Err(VerifyError::Unavailable(Box::new(e))),
-            };
-            Self::check_ancestor(&next, now)?;
+            let next = self.read_ancestor(id).await?;
+            Self::check_live(&next, now)?;
             successor = next.rotated_to;
         }
         Ok(())
