@@ -7,6 +7,7 @@ use keyward::{
     Hasher, IssueRequest, KeyFormat, KeyManager, MemoryStore, Pepper, RequestContext, ScopeCatalog,
 };
 use time::Duration;
+use time::format_description::well_known::Rfc3339;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -41,13 +42,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         issued.record.preview(),
         issued.key.expose_secret()
     );
-    println!(
-        "          expires {}",
-        issued
-            .record
-            .expires_at
-            .map_or("never".to_owned(), |t| t.to_string())
-    );
+    let expires = match issued.record.expires_at {
+        Some(at) => at.format(&Rfc3339)?,
+        None => "never".to_owned(),
+    };
+    println!("          expires {expires}");
 
     // 2. Verify it, as a request handler would.
     let verified = manager.verify(issued.key.expose_secret(), &ctx).await?;
@@ -58,13 +57,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     // 3. Authorize: `tickets:write` includes `read`, but not `tickets:assign`.
-    println!(
-        "authorize read            -> {:?}",
-        verified.authorize(&"read".parse()?, None)
-    );
-    match verified.authorize(&"tickets:assign".parse()?, None) {
-        Ok(()) => println!("authorize tickets:assign  -> allowed"),
-        Err(denied) => println!("authorize tickets:assign  -> denied: {denied}"),
+    for scope in ["read", "tickets:assign"] {
+        match verified.authorize(&scope.parse()?, None) {
+            Ok(()) => println!("authorize {scope:<16}-> allowed"),
+            Err(denied) => println!("authorize {scope:<16}-> denied: {denied}"),
+        }
     }
 
     // 4. Rotate with a one-hour overlap: both keys work until the old one's grace ends.
@@ -76,28 +73,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         issued.record.preview(),
         rotated.record.preview()
     );
-    println!(
-        "old key   -> {:?}",
-        manager
-            .verify(issued.key.expose_secret(), &ctx)
-            .await
-            .map(|v| v.key_id())
-    );
-    println!(
-        "new key   -> {:?}",
-        manager
-            .verify(rotated.key.expose_secret(), &ctx)
-            .await
-            .map(|v| v.key_id())
-    );
+    for (label, key) in [("old key", &issued.key), ("new key", &rotated.key)] {
+        match manager.verify(key.expose_secret(), &ctx).await {
+            Ok(v) => println!("{label}   -> accepted as {}", v.key_id()),
+            Err(e) => println!("{label}   -> refused: {e}"),
+        }
+    }
 
     // 5. Revoke the new key: refused at once, for good.
     manager
         .revoke(&rotated.key.id(), Some("quickstart done"), &ctx)
         .await?;
     match manager.verify(rotated.key.expose_secret(), &ctx).await {
-        Ok(_) => println!("revoked key -> still accepted (bug!)"),
-        Err(e) => println!("revoked key -> refused: {e}"),
+        Ok(_) => println!("revoked   -> still accepted (bug!)"),
+        Err(e) => println!("revoked   -> refused: {e}"),
     }
     Ok(())
 }

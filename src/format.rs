@@ -34,7 +34,7 @@ pub struct KeyFormat {
 #[non_exhaustive]
 pub enum FormatError {
     /// A prefix is not valid.
-    #[error("invalid prefix: {0}")]
+    #[error(transparent)]
     Prefix(#[from] PrefixError),
     /// No prefix was given.
     #[error("a key format needs at least one prefix")]

@@ -169,14 +169,13 @@ impl fmt::Debug for KeyId {
 
 impl Serialize for KeyId {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.as_str())
+        crate::text::serialize(self, serializer)
     }
 }
 
 impl<'de> Deserialize<'de> for KeyId {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-        Self::new(&s).map_err(serde::de::Error::custom)
+        crate::text::deserialize(deserializer, "a key id of 11 to 32 base62 characters")
     }
 }
 

@@ -31,6 +31,9 @@ mod store;
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
+mod text;
+#[cfg(any(feature = "axum", feature = "tonic"))]
+mod tower;
 mod verified;
 
 pub use api_key::{ApiKey, GenerateError};

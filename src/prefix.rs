@@ -124,14 +124,13 @@ impl fmt::Debug for Prefix {
 
 impl Serialize for Prefix {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.0)
+        crate::text::serialize(self, serializer)
     }
 }
 
 impl<'de> Deserialize<'de> for Prefix {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-        Self::new(&s).map_err(serde::de::Error::custom)
+        crate::text::deserialize(deserializer, "a key prefix such as \"sk_live\"")
     }
 }
 

@@ -122,7 +122,7 @@ pub struct Pepper {
 #[non_exhaustive]
 pub enum PepperError {
     /// The id is invalid.
-    #[error("invalid pepper id: {0}")]
+    #[error(transparent)]
     Id(#[from] PepperIdError),
     /// Too few or too many bytes.
     #[error(

@@ -146,10 +146,10 @@ pub enum HashParseError {
         expected: &'static str,
     },
     /// Argon2 parameters out of the accepted bounds.
-    #[error("argon2 parameters out of bounds: {0}")]
+    #[error(transparent)]
     Argon2Params(#[from] super::argon2id::Argon2ParamsError),
     /// The pepper id is malformed.
-    #[error("invalid pepper id: {0}")]
+    #[error(transparent)]
     PepperId(#[from] PepperIdError),
     /// A binary field is not valid unpadded base64.
     #[error("{field} is not valid unpadded base64")]
@@ -370,13 +370,15 @@ impl fmt::Debug for StoredHash {
 
 impl Serialize for StoredHash {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
+        crate::text::serialize(self, serializer)
     }
 }
 
 impl<'de> Deserialize<'de> for StoredHash {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-        s.parse().map_err(serde::de::Error::custom)
+        crate::text::deserialize(
+            deserializer,
+            "a stored hash such as \"$hmac-sha256$pid=k1$...\"",
+        )
     }
 }

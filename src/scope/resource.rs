@@ -143,23 +143,16 @@ impl fmt::Debug for Resource {
 
 impl Serialize for Resource {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.0)
+        crate::text::serialize(self, serializer)
     }
 }
 
 impl<'de> Deserialize<'de> for Resource {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl serde::de::Visitor<'_> for Visitor {
-            type Value = Resource;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a resource path such as \"company:42/project:7\"")
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Resource, E> {
-                Resource::new(v).map_err(E::custom)
-            }
-        }
-        deserializer.deserialize_str(Visitor)
+        crate::text::deserialize(
+            deserializer,
+            "a resource path such as \"company:42/project:7\"",
+        )
     }
 }
 
