@@ -17,6 +17,7 @@ use crate::scope::{ScopeCatalog, ScopeSet};
 use crate::store::KeyStore;
 
 mod authority;
+mod cas;
 mod issue;
 mod leaked;
 mod lifecycle;

@@ -5,17 +5,19 @@
 //! [`Acting`] handle whose every operation refuses a key outside reach exactly as it refuses
 //! an unknown id, and changes nothing.
 
+use std::sync::Arc;
+
 use time::{Duration, OffsetDateTime};
 
 use super::KeyManager;
 use super::issue::{IssueError, IssueRequest, Issued, Through};
-use super::lifecycle::LifecycleError;
+use super::lifecycle::{Lifecycle, LifecycleError};
 use super::lineage::Bounds;
 use super::quota::QuotaError;
 use crate::audit::RequestContext;
 use crate::key_id::KeyId;
 use crate::record::{KeyRecord, KeyStatus, QuotaRefill};
-use crate::store::{BulkRevocation, KeyStore, ListFilter, Page, StoreError, for_each_readable};
+use crate::store::{BulkRevocation, KeyStore, ListFilter, Page, StoreError};
 use crate::verified::Verified;
 
 /// Key management on behalf of a verified key, bounded by that key's *reach*.
@@ -171,14 +173,10 @@ impl<S: KeyStore> Acting<'_, S> {
     /// # Errors
     /// [`LifecycleError::NotFound`] for an unknown id or a key outside reach,
     /// [`LifecycleError::Actor`] when the acting key no longer verifies, or a store error.
-    pub async fn get(&self, id: &KeyId) -> Result<KeyRecord, LifecycleError> {
+    pub async fn get(&self, id: &KeyId) -> Lifecycle<KeyRecord> {
         let reach = self.lifecycle_reach().await?;
-        let record = self.manager.get(id).await?;
-        if self.manager.reaches(&reach, &record).await? {
-            Ok(record)
-        } else {
-            Err(LifecycleError::NotFound(*id))
-        }
+        let record = self.manager.reachable::<LifecycleError>(id, Some(&reach));
+        Ok(Arc::unwrap_or_clone(record.await?))
     }
 
     /// One page of the keys matching `filter` that are within reach, in id order: up to
@@ -352,13 +350,8 @@ impl<S: KeyStore> Acting<'_, S> {
     /// # Errors
     /// [`LifecycleError::NotFound`] for an unknown id or a key outside reach, or as
     /// [`KeyManager::disable`].
-    pub async fn disable(
-        &self,
-        id: &KeyId,
-        ctx: &RequestContext,
-    ) -> Result<KeyRecord, LifecycleError> {
-        let reach = self.lifecycle_reach().await?;
-        self.manager.disable_within(id, Some(&reach), ctx).await
+    pub async fn disable(&self, id: &KeyId, ctx: &RequestContext) -> Lifecycle<KeyRecord> {
+        self.set_status(id, KeyStatus::Disabled, None, ctx).await
     }
 
     /// Enables a key within reach, as [`KeyManager::enable`] (the per-owner cap applies).
@@ -366,13 +359,8 @@ impl<S: KeyStore> Acting<'_, S> {
     /// # Errors
     /// [`LifecycleError::NotFound`] for an unknown id or a key outside reach, or as
     /// [`KeyManager::enable`].
-    pub async fn enable(
-        &self,
-        id: &KeyId,
-        ctx: &RequestContext,
-    ) -> Result<KeyRecord, LifecycleError> {
-        let reach = self.lifecycle_reach().await?;
-        self.manager.enable_within(id, Some(&reach), ctx).await
+    pub async fn enable(&self, id: &KeyId, ctx: &RequestContext) -> Lifecycle<KeyRecord> {
+        self.set_status(id, KeyStatus::Active, None, ctx).await
     }
 
     /// Revokes a key within reach, as [`KeyManager::revoke`].
@@ -385,10 +373,21 @@ impl<S: KeyStore> Acting<'_, S> {
         id: &KeyId,
         reason: Option<&str>,
         ctx: &RequestContext,
-    ) -> Result<KeyRecord, LifecycleError> {
+    ) -> Lifecycle<KeyRecord> {
+        self.set_status(id, KeyStatus::Revoked, reason, ctx).await
+    }
+
+    /// A status change within reach.
+    async fn set_status(
+        &self,
+        id: &KeyId,
+        to: KeyStatus,
+        reason: Option<&str>,
+        ctx: &RequestContext,
+    ) -> Lifecycle<KeyRecord> {
         let reach = self.lifecycle_reach().await?;
         self.manager
-            .revoke_within(id, reason, Some(&reach), ctx)
+            .set_status(id, to, reason, Some(&reach), ctx)
             .await
     }
 
@@ -495,36 +494,11 @@ impl<S: KeyStore> Acting<'_, S> {
         filter: &ListFilter,
         reason: Option<&str>,
         ctx: &RequestContext,
-    ) -> Result<BulkRevocation, LifecycleError> {
+    ) -> Lifecycle<BulkRevocation> {
         let reach = self.lifecycle_reach().await?;
-        let mut candidates = Vec::new();
-        for_each_readable(
-            &self.manager.store,
-            filter,
-            |r| {
-                if r.status != KeyStatus::Revoked {
-                    candidates.push(r);
-                }
-            },
-            |_| {},
-        )
-        .await?;
-        let mut revoked = Vec::new();
-        for record in candidates {
-            if !self.manager.reaches(&reach, &record).await? {
-                continue;
-            }
-            match self
-                .manager
-                .revoke_within(&record.id, reason, Some(&reach), ctx)
-                .await
-            {
-                Ok(_) => revoked.push(record.id),
-                Err(LifecycleError::NotFound(_)) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(BulkRevocation::new(revoked, Vec::new()))
+        self.manager
+            .revoke_all(filter, reason, Some(&reach), ctx)
+            .await
     }
 
     /// The acting key, as it was verified.

@@ -1,17 +1,23 @@
 //! Lifecycle: disable, enable, revoke (one, or all of an owner or tenant), rotate,
 //! regenerate, delete, and listings.
 
+use core::convert::Infallible;
+use core::future::ready;
+use std::sync::Arc;
+
 use time::Duration;
 
 use super::KeyManager;
+use super::authority::{Reach, rotated_end};
+use super::cas::{CasError, Decision, Outcome, Write};
 use super::issue::Issued;
 use crate::audit::{AuditEvent, AuditKind, RequestContext};
 use crate::key_id::KeyId;
 use crate::record::{KeyRecord, KeyStatus};
-use std::sync::Arc;
+use crate::store::{BulkRevocation, KeyStore, ListFilter, Page, StoreError, for_each_readable};
 
-use super::authority::{Reach, rotated_end};
-use crate::store::{BulkRevocation, KeyStore, ListFilter, Page, StoreError};
+/// The result of a lifecycle operation.
+pub(crate) type Lifecycle<T> = Result<T, LifecycleError>;
 
 /// Why a lifecycle operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -45,12 +51,32 @@ pub enum LifecycleError {
     /// The record kept changing under concurrent updates.
     #[error("key {0} is being changed concurrently; try again")]
     Contended(KeyId),
-    /// Making the replacement key failed.
-    #[error("could not make the replacement key: {0}")]
+    /// Making the replacement key failed (the cause is the [`source`](std::error::Error::source)).
+    #[error("could not make the replacement key")]
     Issue(#[source] Box<super::IssueError>),
     /// The store failed.
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(StoreError),
+}
+
+/// A store error; the owner's cap of live keys is [`LifecycleError::LimitReached`].
+impl From<StoreError> for LifecycleError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::LimitReached { limit } => Self::LimitReached { limit },
+            other => Self::Store(other),
+        }
+    }
+}
+
+impl CasError for LifecycleError {
+    fn not_found(id: KeyId) -> Self {
+        Self::NotFound(id)
+    }
+
+    fn contended(id: KeyId) -> Self {
+        Self::Contended(id)
+    }
 }
 
 /// Compare-and-set attempts before giving up with [`LifecycleError::Contended`].
@@ -62,72 +88,8 @@ impl<S: KeyStore> KeyManager<S> {
     /// # Errors
     /// [`LifecycleError::NotFound`] or a store error.
     pub async fn get(&self, id: &KeyId) -> Result<KeyRecord, LifecycleError> {
-        match self.store.get(id).await? {
-            Some(r) => Ok(KeyRecord::clone(&r)),
-            None => Err(LifecycleError::NotFound(*id)),
-        }
-    }
-
-    /// Applies `change` with compare-and-set, retrying when another writer won.
-    /// `change` returns `Ok(false)` when there is nothing to do. With `reach`, a record
-    /// outside it is [`LifecycleError::NotFound`] (checked on every attempt, against the
-    /// version written). With `cap`, the write keeps the owner's cap of live keys.
-    async fn change(
-        &self,
-        id: &KeyId,
-        reach: Option<&Reach>,
-        cap: Option<usize>,
-        mut change: impl FnMut(&mut KeyRecord) -> Result<bool, LifecycleError>,
-    ) -> Result<(KeyRecord, bool), LifecycleError> {
-        for _ in 0..CAS_ATTEMPTS {
-            let current = self.reachable(id, reach).await?;
-            let mut next = KeyRecord::clone(&current);
-            if !change(&mut next)? {
-                return Ok((next, false));
-            }
-            let written = match cap {
-                Some(cap) => {
-                    let now = self.clock.now();
-                    self.store
-                        .update_capped(next.clone(), current.version, cap, now)
-                        .await
-                }
-                None => self.store.update(next.clone(), current.version).await,
-            };
-            match written {
-                Ok(()) => {
-                    next.version = current.version + 1;
-                    self.hasher.forget_cached(*id);
-                    return Ok((next, true));
-                }
-                Err(StoreError::Conflict(_)) => {}
-                Err(StoreError::LimitReached { limit }) => {
-                    return Err(LifecycleError::LimitReached { limit });
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(LifecycleError::Contended(*id))
-    }
-
-    /// The record of `id`, if it exists and (with `reach`) is within reach; otherwise
-    /// [`LifecycleError::NotFound`], the same answer for both.
-    async fn reachable(
-        &self,
-        id: &KeyId,
-        reach: Option<&Reach>,
-    ) -> Result<Arc<KeyRecord>, LifecycleError> {
-        let record = self
-            .store
-            .get(id)
-            .await?
-            .ok_or(LifecycleError::NotFound(*id))?;
-        match reach {
-            Some(reach) if !self.reaches(reach, &record).await? => {
-                Err(LifecycleError::NotFound(*id))
-            }
-            _ => Ok(record),
-        }
+        let record = self.reachable::<LifecycleError>(id, None).await?;
+        Ok(Arc::unwrap_or_clone(record))
     }
 
     /// Disables a key: it is refused until enabled again, with the same value (and so are
@@ -137,34 +99,9 @@ impl<S: KeyStore> KeyManager<S> {
     /// # Errors
     /// [`LifecycleError::Revoked`] for a revoked key, [`LifecycleError::NotFound`], or a
     /// store error.
-    pub async fn disable(
-        &self,
-        id: &KeyId,
-        ctx: &RequestContext,
-    ) -> Result<KeyRecord, LifecycleError> {
-        self.disable_within(id, None, ctx).await
-    }
-
-    pub(crate) async fn disable_within(
-        &self,
-        id: &KeyId,
-        reach: Option<&Reach>,
-        ctx: &RequestContext,
-    ) -> Result<KeyRecord, LifecycleError> {
-        let (record, changed) = self
-            .change(id, reach, None, |r| match r.status {
-                KeyStatus::Revoked => Err(LifecycleError::Revoked(r.id)),
-                KeyStatus::Disabled => Ok(false),
-                KeyStatus::Active => {
-                    r.status = KeyStatus::Disabled;
-                    Ok(true)
-                }
-            })
-            .await?;
-        if changed {
-            self.emit(AuditEvent::new(self.clock.now(), AuditKind::Disabled, ctx).about(&record));
-        }
-        Ok(record)
+    pub async fn disable(&self, id: &KeyId, ctx: &RequestContext) -> Lifecycle<KeyRecord> {
+        self.set_status(id, KeyStatus::Disabled, None, None, ctx)
+            .await
     }
 
     /// Enables a disabled key; the same key value works again (unless it has expired).
@@ -175,34 +112,9 @@ impl<S: KeyStore> KeyManager<S> {
     /// # Errors
     /// [`LifecycleError::Revoked`] for a revoked key (revocation is final),
     /// [`LifecycleError::LimitReached`], [`LifecycleError::NotFound`], or a store error.
-    pub async fn enable(
-        &self,
-        id: &KeyId,
-        ctx: &RequestContext,
-    ) -> Result<KeyRecord, LifecycleError> {
-        self.enable_within(id, None, ctx).await
-    }
-
-    pub(crate) async fn enable_within(
-        &self,
-        id: &KeyId,
-        reach: Option<&Reach>,
-        ctx: &RequestContext,
-    ) -> Result<KeyRecord, LifecycleError> {
-        let (record, changed) = self
-            .change(id, reach, self.policy.cap(), |r| match r.status {
-                KeyStatus::Revoked => Err(LifecycleError::Revoked(r.id)),
-                KeyStatus::Active => Ok(false),
-                KeyStatus::Disabled => {
-                    r.status = KeyStatus::Active;
-                    Ok(true)
-                }
-            })
-            .await?;
-        if changed {
-            self.emit(AuditEvent::new(self.clock.now(), AuditKind::Enabled, ctx).about(&record));
-        }
-        Ok(record)
+    pub async fn enable(&self, id: &KeyId, ctx: &RequestContext) -> Lifecycle<KeyRecord> {
+        self.set_status(id, KeyStatus::Active, None, None, ctx)
+            .await
     }
 
     /// Revokes a key, at once and for good, and with it every key delegated from it.
@@ -216,33 +128,61 @@ impl<S: KeyStore> KeyManager<S> {
         id: &KeyId,
         reason: Option<&str>,
         ctx: &RequestContext,
-    ) -> Result<KeyRecord, LifecycleError> {
-        self.revoke_within(id, reason, None, ctx).await
+    ) -> Lifecycle<KeyRecord> {
+        self.set_status(id, KeyStatus::Revoked, reason, None, ctx)
+            .await
     }
 
-    pub(crate) async fn revoke_within(
+    /// Sets a key's status to `to` by compare-and-set (with `reach`, only within it):
+    /// nothing changes when it has that status already, a revoked key stays revoked
+    /// ([`LifecycleError::Revoked`]), and making a key active again keeps the owner's cap.
+    /// `reason` goes to the audit event of a revocation.
+    pub(crate) async fn set_status(
         &self,
         id: &KeyId,
+        to: KeyStatus,
         reason: Option<&str>,
         reach: Option<&Reach>,
         ctx: &RequestContext,
-    ) -> Result<KeyRecord, LifecycleError> {
-        let (record, changed) = self
-            .change(id, reach, None, |r| {
-                if r.status == KeyStatus::Revoked {
-                    return Ok(false);
-                }
-                r.status = KeyStatus::Revoked;
-                Ok(true)
+    ) -> Lifecycle<KeyRecord> {
+        let cap = match to {
+            KeyStatus::Active => self.policy.cap(),
+            KeyStatus::Disabled | KeyStatus::Revoked => None,
+        };
+        let decide = |current: Arc<KeyRecord>| {
+            ready(if current.status == to {
+                Ok(Decision::Keep(()))
+            } else if current.status == KeyStatus::Revoked {
+                Err(LifecycleError::Revoked(current.id))
+            } else {
+                let mut next = KeyRecord::clone(&current);
+                next.status = to;
+                let write = match cap {
+                    Some(cap) => Write::Capped(next, cap),
+                    None => Write::Update(next),
+                };
+                Ok(Decision::Write(write, ()))
             })
-            .await?;
-        if changed {
-            let kind = AuditKind::Revoked {
-                reason: reason.map(str::to_owned),
-            };
-            self.emit(AuditEvent::new(self.clock.now(), kind, ctx).about(&record));
+        };
+        match self
+            .compare_and_set(id, reach, None, CAS_ATTEMPTS, decide)
+            .await?
+        {
+            Outcome::Kept(record, ()) => Ok(KeyRecord::clone(&record)),
+            Outcome::Written { write, .. } => {
+                self.hasher.forget_cached(*id);
+                let record = write.into_record();
+                let kind = match to {
+                    KeyStatus::Active => AuditKind::Enabled,
+                    KeyStatus::Disabled => AuditKind::Disabled,
+                    KeyStatus::Revoked => AuditKind::Revoked {
+                        reason: reason.map(str::to_owned),
+                    },
+                };
+                self.emit(AuditEvent::new(self.clock.now(), kind, ctx).about(&record));
+                Ok(record)
+            }
         }
-        Ok(record)
     }
 
     /// Revokes every key of an owner (offboarding), in one store operation that one
@@ -257,9 +197,9 @@ impl<S: KeyStore> KeyManager<S> {
         owner: &str,
         reason: Option<&str>,
         ctx: &RequestContext,
-    ) -> Result<BulkRevocation, LifecycleError> {
-        self.revoke_all(&ListFilter::Owner(owner.to_owned()), reason, ctx)
-            .await
+    ) -> Lifecycle<BulkRevocation> {
+        let filter = ListFilter::Owner(owner.to_owned());
+        self.revoke_all(&filter, reason, None, ctx).await
     }
 
     /// Revokes every key of a tenant (incident response), as [`KeyManager::revoke_owner`].
@@ -271,27 +211,61 @@ impl<S: KeyStore> KeyManager<S> {
         tenant: &str,
         reason: Option<&str>,
         ctx: &RequestContext,
-    ) -> Result<BulkRevocation, LifecycleError> {
-        self.revoke_all(&ListFilter::Tenant(tenant.to_owned()), reason, ctx)
-            .await
+    ) -> Lifecycle<BulkRevocation> {
+        let filter = ListFilter::Tenant(tenant.to_owned());
+        self.revoke_all(&filter, reason, None, ctx).await
     }
 
-    async fn revoke_all(
+    /// Revokes every key matching `filter`. Without `reach`, in one store operation that
+    /// revokes even unreadable rows; with it, one key at a time, only the readable ones
+    /// within reach (the others are left to the operator).
+    pub(crate) async fn revoke_all(
         &self,
         filter: &ListFilter,
         reason: Option<&str>,
+        reach: Option<&Reach>,
         ctx: &RequestContext,
-    ) -> Result<BulkRevocation, LifecycleError> {
-        let report = self.store.revoke_matching(filter).await?;
-        let now = self.clock.now();
-        for id in &report.revoked {
-            self.hasher.forget_cached(*id);
-            let kind = AuditKind::Revoked {
-                reason: reason.map(str::to_owned),
-            };
-            self.emit(AuditEvent::new(now, kind, ctx).key(*id));
+    ) -> Lifecycle<BulkRevocation> {
+        let Some(reach) = reach else {
+            let report = self.store.revoke_matching(filter).await?;
+            let now = self.clock.now();
+            for id in &report.revoked {
+                self.hasher.forget_cached(*id);
+                let kind = AuditKind::Revoked {
+                    reason: reason.map(str::to_owned),
+                };
+                self.emit(AuditEvent::new(now, kind, ctx).key(*id));
+            }
+            return Ok(report);
+        };
+        let mut candidates = Vec::new();
+        for_each_readable(
+            &self.store,
+            filter,
+            |r| {
+                if r.status != KeyStatus::Revoked {
+                    candidates.push(r);
+                }
+            },
+            |_| {},
+        )
+        .await?;
+        let mut revoked = Vec::new();
+        for record in candidates {
+            if !self.reaches(reach, &record).await? {
+                continue;
+            }
+            let id = record.id;
+            match self
+                .set_status(&id, KeyStatus::Revoked, reason, Some(reach), ctx)
+                .await
+            {
+                Ok(_) => revoked.push(id),
+                Err(LifecycleError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
         }
-        Ok(report)
+        Ok(BulkRevocation::new(revoked, Vec::new()))
     }
 
     /// Deletes a key's record (the keys delegated from it stop working: a missing ancestor
@@ -300,7 +274,7 @@ impl<S: KeyStore> KeyManager<S> {
     ///
     /// # Errors
     /// [`LifecycleError::NotFound`] or a store error.
-    pub async fn delete(&self, id: &KeyId, ctx: &RequestContext) -> Result<(), LifecycleError> {
+    pub async fn delete(&self, id: &KeyId, ctx: &RequestContext) -> Lifecycle<()> {
         self.delete_within(id, None, ctx).await
     }
 
@@ -309,8 +283,8 @@ impl<S: KeyStore> KeyManager<S> {
         id: &KeyId,
         reach: Option<&Reach>,
         ctx: &RequestContext,
-    ) -> Result<(), LifecycleError> {
-        let record = self.reachable(id, reach).await?;
+    ) -> Lifecycle<()> {
+        let record = self.reachable::<LifecycleError>(id, reach).await?;
         if !self.store.delete(id).await? {
             return Err(LifecycleError::NotFound(*id));
         }
@@ -361,9 +335,8 @@ impl<S: KeyStore> KeyManager<S> {
         if grace.is_negative() {
             return Err(LifecycleError::NegativeGrace);
         }
-        for _ in 0..CAS_ATTEMPTS {
+        let decide = |old: Arc<KeyRecord>| async move {
             let now = self.clock.now();
-            let old = self.reachable(id, reach).await?;
             if old.rotated_to.is_some() {
                 return Err(LifecycleError::AlreadyRotated(*id));
             }
@@ -403,40 +376,48 @@ impl<S: KeyStore> KeyManager<S> {
             };
             let mut retired = KeyRecord::clone(&old);
             retired.rotated_to = Some(new.id);
-            if grace.is_zero() {
+            let old_key_expires_at = if grace.is_zero() {
                 retired.status = KeyStatus::Revoked;
+                Some(now)
             } else {
                 let end = now.saturating_add(grace);
                 retired.expires_at = Some(retired.expires_at.map_or(end, |at| at.min(end)));
-            }
+                retired.expires_at
+            };
             // One pool: the uses (and their schedule) moved to the new key. The old key keeps
             // none, so a use of it (even through a proof read before the rotation) finds it
             // exhausted and is redirected to the new key (see `consume`).
             retired.remaining_uses = Some(0);
             retired.refill = None;
-            match self
-                .store
-                .rotate(retired.clone(), old.version, new.clone())
-                .await
-            {
-                Ok(()) => {
-                    self.hasher.forget_cached(*id);
-                    let kind = AuditKind::Rotated {
-                        new_key: new.id,
-                        old_key_expires_at: if grace.is_zero() {
-                            Some(now)
-                        } else {
-                            retired.expires_at
-                        },
-                    };
-                    self.emit(AuditEvent::new(now, kind, ctx).about(&old));
-                    return Ok(Issued { key, record: new });
-                }
-                Err(StoreError::Conflict(_) | StoreError::Duplicate(_)) => {}
-                Err(e) => return Err(e.into()),
+            let write = Write::Rotate {
+                retired: Box::new(retired),
+                new: Box::new(new),
+            };
+            Ok(Decision::<Infallible, _>::Write(
+                write,
+                (key, old_key_expires_at, now),
+            ))
+        };
+        match self
+            .compare_and_set(id, reach, None, CAS_ATTEMPTS, decide)
+            .await?
+        {
+            Outcome::Kept(_, never) => match never {},
+            Outcome::Written {
+                before: old,
+                write,
+                value: (key, old_key_expires_at, now),
+            } => {
+                self.hasher.forget_cached(*id);
+                let record = write.into_record();
+                let kind = AuditKind::Rotated {
+                    new_key: record.id,
+                    old_key_expires_at,
+                };
+                self.emit(AuditEvent::new(now, kind, ctx).about(&old));
+                Ok(Issued { key, record })
             }
         }
-        Err(LifecycleError::Contended(*id))
     }
 
     /// Regenerates a key: a rotation without overlap. The old key is revoked in the same

@@ -1,11 +1,13 @@
 //! Usage quotas: uses left on a key, taken atomically after it verified, refilled on the
 //! key's schedule (lazily, on the first use of each period) or by a job.
 
-use std::error::Error as StdError;
+use core::convert::Infallible;
+use core::future::ready;
 use std::sync::Arc;
 
 use super::KeyManager;
 use super::authority::Reach;
+use super::cas::{CasError, Decision, Outcome, Write};
 use crate::audit::{AuditEvent, AuditKind, RequestContext};
 use crate::key_id::KeyId;
 use crate::record::{KeyRecord, QuotaRefill};
@@ -45,17 +47,29 @@ pub enum QuotaError {
     /// left, none at all, or a refill schedule, while it has a quota itself).
     #[error("cannot give a usage quota beyond the acting key's own")]
     Widening,
-    /// The store could not answer: fail closed (`503`).
+    /// The store could not answer, or the record kept changing under concurrent writes
+    /// ([`StoreError::Conflict`]): fail closed (`503`).
     #[error("usage quota unavailable")]
-    Unavailable(#[source] Box<dyn StdError + Send + Sync>),
+    Unavailable(#[source] StoreError),
 }
 
+/// A store error; a missing record is [`QuotaError::NotFound`].
 impl From<StoreError> for QuotaError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::NotFound(id) => Self::NotFound(id),
-            other => Self::Unavailable(Box::new(other)),
+            other => Self::Unavailable(other),
         }
+    }
+}
+
+impl CasError for QuotaError {
+    fn not_found(id: KeyId) -> Self {
+        Self::NotFound(id)
+    }
+
+    fn contended(id: KeyId) -> Self {
+        Self::Unavailable(StoreError::Conflict(id))
     }
 }
 
@@ -111,35 +125,32 @@ impl<S: KeyStore> KeyManager<S> {
 
     /// Refills the quota of `seen` (a possibly stale read of the record) if its schedule
     /// calls for it now, by compare-and-set, re-reading and deciding again after a lost one.
-    async fn refill_if_due(&self, seen: &KeyRecord) -> Result<(), QuotaError> {
+    async fn refill_if_due(&self, seen: &Arc<KeyRecord>) -> Result<(), QuotaError> {
         let now = self.clock.now();
+        let decide = |record: Arc<KeyRecord>| {
+            let due = record.refill.filter(|r| r.is_due(record.refilled_at, now));
+            ready(Ok::<_, QuotaError>(match due {
+                None => Decision::Keep(()),
+                Some(refill) => {
+                    let mut next = KeyRecord::clone(&record);
+                    next.remaining_uses = Some(refill.uses());
+                    next.refilled_at = Some(now);
+                    Decision::Write(Write::Update(next), refill.uses())
+                }
+            }))
+        };
         let id = seen.id;
-        let mut fresh: Option<Arc<KeyRecord>> = None;
-        for _ in 0..REFILL_ATTEMPTS {
-            let record = fresh.as_deref().unwrap_or(seen);
-            let Some(refill) = record.refill.filter(|r| r.is_due(record.refilled_at, now)) else {
-                return Ok(());
+        let outcome =
+            self.compare_and_set(&id, None, Some(Arc::clone(seen)), REFILL_ATTEMPTS, decide);
+        if let Outcome::Written { before, value, .. } = outcome.await? {
+            let kind = AuditKind::QuotaRefilled {
+                remaining_uses: value,
+                scheduled: true,
             };
-            let mut next = record.clone();
-            next.remaining_uses = Some(refill.uses());
-            next.refilled_at = Some(now);
-            match self.store.update(next, record.version).await {
-                Ok(()) => {
-                    let kind = AuditKind::QuotaRefilled {
-                        remaining_uses: refill.uses(),
-                        scheduled: true,
-                    };
-                    let ctx = RequestContext::new();
-                    self.emit(AuditEvent::new(now, kind, &ctx).about(record));
-                    return Ok(());
-                }
-                Err(StoreError::Conflict(_)) => {
-                    fresh = Some(self.store.get(&id).await?.ok_or(QuotaError::NotFound(id))?);
-                }
-                Err(other) => return Err(other.into()),
-            }
+            let ctx = RequestContext::new();
+            self.emit(AuditEvent::new(now, kind, &ctx).about(&before));
         }
-        Err(QuotaError::Unavailable(Box::new(StoreError::Conflict(id))))
+        Ok(())
     }
 
     /// Replaces a key's quota, as [`IssueRequest::remaining_uses`](crate::IssueRequest::remaining_uses)
@@ -186,32 +197,31 @@ impl<S: KeyStore> KeyManager<S> {
         ctx: &RequestContext,
     ) -> Result<KeyRecord, QuotaError> {
         let now = self.clock.now();
-        for _ in 0..REFILL_ATTEMPTS {
-            let current = self.store.get(id).await?.ok_or(QuotaError::NotFound(*id))?;
-            if let Some(reach) = reach {
-                if !self.reaches(reach, &current).await? {
-                    return Err(QuotaError::NotFound(*id));
-                }
-            }
+        let decide = |current: Arc<KeyRecord>| {
             let mut next = KeyRecord::clone(&current);
             next.remaining_uses = remaining_uses.or(refill.map(|r| r.uses()));
             next.refill = refill;
             next.refilled_at = refill.map(|_| now);
-            match self.store.update(next.clone(), current.version).await {
-                Ok(()) => {
-                    next.version = current.version.saturating_add(1);
-                    let kind = AuditKind::QuotaSet {
-                        remaining_uses: next.remaining_uses,
-                        refill,
-                    };
-                    self.emit(AuditEvent::new(now, kind, ctx).about(&next));
-                    return Ok(next);
-                }
-                Err(StoreError::Conflict(_)) => {}
-                Err(other) => return Err(other.into()),
+            ready(Ok::<_, QuotaError>(Decision::<Infallible, _>::Write(
+                Write::Update(next),
+                (),
+            )))
+        };
+        match self
+            .compare_and_set(id, reach, None, REFILL_ATTEMPTS, decide)
+            .await?
+        {
+            Outcome::Kept(_, never) => match never {},
+            Outcome::Written { write, .. } => {
+                let next = write.into_record();
+                let kind = AuditKind::QuotaSet {
+                    remaining_uses: next.remaining_uses,
+                    refill,
+                };
+                self.emit(AuditEvent::new(now, kind, ctx).about(&next));
+                Ok(next)
             }
         }
-        Err(QuotaError::Unavailable(Box::new(StoreError::Conflict(*id))))
     }
 
     /// Sets the quota of every key matching `filter` that has one to `uses`: the refill
@@ -260,31 +270,32 @@ impl<S: KeyStore> KeyManager<S> {
         ctx: &RequestContext,
     ) -> Result<bool, QuotaError> {
         let now = self.clock.now();
-        for _ in 0..REFILL_ATTEMPTS {
-            let Some(record) = self.store.get(&id).await? else {
-                return Ok(false);
-            };
-            if record.remaining_uses.is_none() {
-                return Ok(false);
+        let decide = |record: Arc<KeyRecord>| {
+            ready(Ok::<_, QuotaError>(if record.remaining_uses.is_none() {
+                Decision::Keep(())
+            } else {
+                let mut next = KeyRecord::clone(&record);
+                next.remaining_uses = Some(uses);
+                next.refilled_at = Some(now);
+                Decision::Write(Write::Update(next), ())
+            }))
+        };
+        match self
+            .compare_and_set(&id, None, None, REFILL_ATTEMPTS, decide)
+            .await
+        {
+            Ok(Outcome::Written { before, .. }) => {
+                let kind = AuditKind::QuotaRefilled {
+                    remaining_uses: uses,
+                    scheduled: false,
+                };
+                self.emit(AuditEvent::new(now, kind, ctx).about(&before));
+                Ok(true)
             }
-            let mut next = KeyRecord::clone(&record);
-            next.remaining_uses = Some(uses);
-            next.refilled_at = Some(now);
-            match self.store.update(next, record.version).await {
-                Ok(()) => {
-                    let kind = AuditKind::QuotaRefilled {
-                        remaining_uses: uses,
-                        scheduled: false,
-                    };
-                    self.emit(AuditEvent::new(now, kind, ctx).about(&record));
-                    return Ok(true);
-                }
-                Err(StoreError::Conflict(_)) => {}
-                Err(StoreError::NotFound(_)) => return Ok(false),
-                Err(other) => return Err(other.into()),
-            }
+            // Deleted since it was listed, or without a quota now: nothing to refill.
+            Ok(Outcome::Kept(..)) | Err(QuotaError::NotFound(_)) => Ok(false),
+            Err(other) => Err(other),
         }
-        Err(QuotaError::Unavailable(Box::new(StoreError::Conflict(id))))
     }
 }
 
