@@ -2,18 +2,14 @@
 //! sqlx.
 
 use core::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions, PgRow};
-use sqlx::query::Query;
-use sqlx::{PgConnection, Postgres};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{PgConnection, Postgres, Transaction};
 use time::OffsetDateTime;
 
-use super::sql::{self, ColumnError, Encoded, Migration, SchemaTooNew, unavailable};
-use super::{BulkRevocation, Consumed, KeyStore, ListFilter, Page, StoreError};
-use crate::key_id::KeyId;
-use crate::record::KeyRecord;
+use super::StoreError;
+use super::sql::{self, ColumnError, Conn, Dialect, Migration, SqlStore, unavailable};
 
 /// keyward's schema on PostgreSQL, one entry per version.
 const MIGRATIONS: &[Migration] = &[
@@ -100,12 +96,12 @@ const MAX_CONNECTIONS: u32 = 10;
 /// are never stored, only their [`StoredHash`](crate::StoredHash) strings; timestamps are
 /// `timestamptz` (microseconds, UTC); scopes, roles, restrictions and metadata are JSON text.
 ///
-/// Every [`KeyStore`] method is atomic: single statements (compare-and-set updates, quota
+/// Every [`KeyStore`](super::KeyStore) method is atomic: single statements (compare-and-set updates, quota
 /// consumption, bulk revocation), or one transaction where a check and a write go together.
 /// The per-owner cap (on inserts and on capped updates) takes a transaction-scoped advisory
 /// lock on the owner, so it holds with any number of connections and instances; rotation
 /// updates the old key and inserts the new one in one transaction. Listings are ordered by
-/// the bytes of the id, which is [`KeyId`]'s order for ids of one length.
+/// the bytes of the id, which is [`KeyId`](crate::key_id::KeyId)'s order for ids of one length.
 ///
 /// A row that does not decode is [`StoreError::Corrupt`] naming its key; driver, pool and
 /// connection errors (including a pool that has no free connection in time) are
@@ -120,6 +116,14 @@ const MAX_CONNECTIONS: u32 = 10;
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+}
+
+impl SqlStore for PostgresStore {
+    type Db = Postgres;
+
+    fn pool(&self) -> &PgPool {
+        &self.pool
+    }
 }
 
 impl PostgresStore {
@@ -161,7 +165,7 @@ impl PostgresStore {
     /// is upgraded in place, its keys kept as they were: version 2 adds the columns of the
     /// usage quota's refill schedule ([`QuotaRefill`](crate::QuotaRefill)) and of the time of
     /// the last refill, null for existing keys (no schedule); version 3 adds the column of
-    /// the delegation parent ([`KeyRecord::parent`]), null for existing keys (root keys: old
+    /// the delegation parent ([`KeyRecord::parent`](crate::record::KeyRecord::parent)), null for existing keys (root keys: old
     /// `issued_by` values stay history and are not enforced). Idempotent, and safe to run from
     /// several instances at once: it runs in one transaction holding an advisory lock, so
     /// each step is applied once. Other tables, including sqlx's `_sqlx_migrations`, are
@@ -171,42 +175,7 @@ impl PostgresStore {
     /// [`StoreError::Unavailable`] when the database fails, or holds a keyward schema newer
     /// than this version of keyward knows (nothing is changed then).
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
-            .bind(LOCK_SPACE)
-            .bind(MIGRATION_LOCK)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-        sqlx::query(VERSION_TABLE)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-        let current: i64 = sqlx::query_scalar(sql::SCHEMA_VERSION)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-        if current > Self::SCHEMA_VERSION {
-            return Err(StoreError::unavailable(SchemaTooNew {
-                found: current,
-                supported: Self::SCHEMA_VERSION,
-            }));
-        }
-        for migration in MIGRATIONS.iter().filter(|m| m.version > current) {
-            for statement in migration.statements {
-                sqlx::query(statement)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(unavailable)?;
-            }
-            sqlx::query(sql::RECORD_MIGRATION)
-                .bind(migration.version)
-                .bind(migration.description)
-                .execute(&mut *tx)
-                .await
-                .map_err(unavailable)?;
-        }
-        tx.commit().await.map_err(unavailable)
+        Conn::migrate(&self.pool, Self::SCHEMA_VERSION).await
     }
 
     /// keyward's schema version in the database: 0 before the first
@@ -215,297 +184,54 @@ impl PostgresStore {
     /// # Errors
     /// [`StoreError::Unavailable`] when the database fails.
     pub async fn schema_version(&self) -> Result<i64, StoreError> {
-        let exists: bool =
-            sqlx::query_scalar("SELECT to_regclass('keyward_schema_version') IS NOT NULL")
-                .fetch_one(&self.pool)
-                .await
-                .map_err(unavailable)?;
-        if !exists {
-            return Ok(0);
-        }
-        sqlx::query_scalar(sql::SCHEMA_VERSION)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(unavailable)
+        Conn::schema_version(&self.pool).await
     }
 }
 
-type PgQuery<'q> = Query<'q, Postgres, PgArguments>;
+impl Dialect for Postgres {
+    type Time = OffsetDateTime;
 
-fn time_column(row: &PgRow, name: &'static str) -> Result<Option<OffsetDateTime>, ColumnError> {
-    sql::column::<PgRow, Option<OffsetDateTime>>(row, name)
-}
+    const MIGRATIONS: &'static [Migration] = MIGRATIONS;
+    const VERSION_TABLE: &'static str = VERSION_TABLE;
 
-fn decode(row: &PgRow, known: Option<KeyId>) -> Result<KeyRecord, StoreError> {
-    sql::decode(row, known, time_column)
-}
-
-/// Binds `$1` to `$24` of [`sql::INSERT`] and [`sql::UPDATE`].
-fn bind_record<'q>(query: PgQuery<'q>, e: &Encoded<'q>) -> PgQuery<'q> {
-    let r = e.record;
-    query
-        .bind(e.id())
-        .bind(r.prefix.as_str())
-        .bind(r.tenant.as_deref())
-        .bind(r.name.as_str())
-        .bind(r.owner.as_str())
-        .bind(e.scopes.clone())
-        .bind(e.roles.clone())
-        .bind(e.restrictions.clone())
-        .bind(e.metadata.clone())
-        .bind(r.created_at)
-        .bind(r.expires_at)
-        .bind(r.last_used_at)
-        .bind(e.status())
-        .bind(e.hash())
-        .bind(e.version)
-        .bind(sql::optional_id(r.rotated_from.as_ref()))
-        .bind(sql::optional_id(r.rotated_to.as_ref()))
-        .bind(sql::optional_id(r.issued_by.as_ref()))
-        .bind(e.remaining_uses)
-        .bind(e.refill_uses)
-        .bind(e.refill_interval)
-        .bind(e.refill_day)
-        .bind(r.refilled_at)
-        .bind(sql::optional_id(r.parent.as_ref()))
-}
-
-/// Inserts `record` on `conn`; a taken id is [`StoreError::Duplicate`].
-async fn insert_on(conn: &mut PgConnection, record: &KeyRecord) -> Result<(), StoreError> {
-    let encoded = Encoded::new(record)?;
-    match bind_record(sqlx::query(sql::INSERT), &encoded)
-        .execute(conn)
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(e) if sql::is_unique_violation(&e) => Err(StoreError::Duplicate(record.id)),
-        Err(e) => Err(unavailable(e)),
-    }
-}
-
-/// Compare-and-set of `record` on `conn`, storing version `expected + 1`.
-async fn update_on(
-    conn: &mut PgConnection,
-    record: &KeyRecord,
-    expected: u64,
-) -> Result<(), StoreError> {
-    let id = record.id;
-    // A version that does not fit the column is not the stored one.
-    let (Ok(expected_i64), Some(next)) = (i64::try_from(expected), expected.checked_add(1)) else {
-        return Err(missing_or_conflict(conn, id).await);
-    };
-    let mut encoded = Encoded::new(record)?;
-    encoded.version = sql::saturating_i64(next);
-    let done = bind_record(sqlx::query(sql::UPDATE), &encoded)
-        .bind(expected_i64)
-        .execute(&mut *conn)
-        .await
-        .map_err(unavailable)?;
-    if done.rows_affected() == 1 {
-        Ok(())
-    } else {
-        Err(missing_or_conflict(conn, id).await)
-    }
-}
-
-/// Takes the advisory lock of `owner`'s capped writes, held until the transaction ends.
-/// Capped writes for one owner queue on it until the holder commits, and each statement
-/// after it sees what the previous holders committed (READ COMMITTED).
-async fn lock_owner(conn: &mut PgConnection, owner: &str) -> Result<(), StoreError> {
-    sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
-        .bind(OWNER_LOCK_SPACE)
-        .bind(owner)
-        .execute(conn)
-        .await
-        .map_err(unavailable)?;
-    Ok(())
-}
-
-/// Checks that key `id` is stored with version `expected` (the first step of a
-/// compare-and-set done in a transaction; the write's own compare-and-set still guards it).
-async fn check_version(
-    conn: &mut PgConnection,
-    id: KeyId,
-    expected: u64,
-) -> Result<(), StoreError> {
-    let stored = sqlx::query_scalar::<_, i64>(sql::VERSION)
-        .bind(id.as_str())
-        .fetch_optional(conn)
-        .await
-        .map_err(unavailable)?;
-    sql::check_version(id, stored, expected)
-}
-
-/// Why a compare-and-set on `id` changed nothing: the record is absent or has another
-/// version.
-async fn missing_or_conflict(conn: &mut PgConnection, id: KeyId) -> StoreError {
-    match sqlx::query_scalar::<_, i64>(sql::VERSION)
-        .bind(id.as_str())
-        .fetch_optional(conn)
-        .await
-    {
-        Ok(None) => StoreError::NotFound(id),
-        Ok(Some(_)) => StoreError::Conflict(id),
-        Err(e) => unavailable(e),
-    }
-}
-
-impl KeyStore for PostgresStore {
-    async fn insert(&self, record: KeyRecord) -> Result<(), StoreError> {
-        let mut conn = self.pool.acquire().await.map_err(unavailable)?;
-        insert_on(&mut conn, &record).await
+    fn time(t: OffsetDateTime) -> OffsetDateTime {
+        t
     }
 
-    async fn insert_capped(
-        &self,
-        record: KeyRecord,
-        max_live: usize,
-        now: OffsetDateTime,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
-        lock_owner(&mut tx, &record.owner).await?;
-        let exists = sqlx::query(sql::EXISTS)
-            .bind(record.id.as_str())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-        if exists.is_some() {
-            return Err(StoreError::Duplicate(record.id));
-        }
-        let live: i64 = sqlx::query_scalar(sql::COUNT_LIVE)
-            .bind(record.owner.as_str())
-            .bind(now)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-        if live >= sql::saturating_usize(max_live) {
-            return Err(StoreError::LimitReached { limit: max_live });
-        }
-        insert_on(&mut tx, &record).await?;
-        tx.commit().await.map_err(unavailable)
+    fn read_time(row: &PgRow, name: &'static str) -> Result<Option<OffsetDateTime>, ColumnError> {
+        sql::column::<PgRow, Option<OffsetDateTime>>(row, name)
     }
 
-    async fn get(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
-        let row = sqlx::query(sql::SELECT)
-            .bind(id.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        row.map(|row| decode(&row, Some(*id)).map(Arc::new))
-            .transpose()
+    async fn begin(pool: &PgPool) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+        pool.begin().await
     }
 
-    async fn update(&self, record: KeyRecord, expected_version: u64) -> Result<(), StoreError> {
-        let mut conn = self.pool.acquire().await.map_err(unavailable)?;
-        update_on(&mut conn, &record, expected_version).await
-    }
-
-    async fn rotate(
-        &self,
-        old: KeyRecord,
-        expected_version: u64,
-        new: KeyRecord,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
-        update_on(&mut tx, &old, expected_version).await?;
-        // A duplicate new id returns early: dropping the transaction rolls the update back.
-        insert_on(&mut tx, &new).await?;
-        tx.commit().await.map_err(unavailable)
-    }
-
-    async fn update_capped(
-        &self,
-        record: KeyRecord,
-        expected_version: u64,
-        max_live: usize,
-        now: OffsetDateTime,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
-        // The owner's lock, as in insert_capped: capped writes for one owner never
-        // interleave. A plain update of this record between the version check and the write
-        // makes the write's compare-and-set change nothing, which is a Conflict.
-        lock_owner(&mut tx, &record.owner).await?;
-        check_version(&mut tx, record.id, expected_version).await?;
-        if record.counts_against_cap(now) {
-            let others: i64 = sqlx::query_scalar(sql::COUNT_LIVE_OTHERS)
-                .bind(record.owner.as_str())
-                .bind(now)
-                .bind(record.id.as_str())
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(unavailable)?;
-            if others >= sql::saturating_usize(max_live) {
-                return Err(StoreError::LimitReached { limit: max_live });
-            }
-        }
-        update_on(&mut tx, &record, expected_version).await?;
-        tx.commit().await.map_err(unavailable)
-    }
-
-    async fn revoke_matching(&self, filter: &ListFilter) -> Result<BulkRevocation, StoreError> {
-        // One statement that decodes no row: a corrupt row is revoked like the others.
-        let mut query = sql::revoke_query::<Postgres>(filter);
-        let rows = query
-            .build()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        Ok(BulkRevocation::new(sql::revoked_ids(&rows), Vec::new()))
-    }
-
-    async fn list(&self, filter: &ListFilter, page: Page) -> Result<Vec<KeyRecord>, StoreError> {
-        let mut query = sql::list_query::<Postgres>(filter, page);
-        let rows = query
-            .build()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        rows.iter().map(|row| decode(row, None)).collect()
-    }
-
-    async fn consume(&self, id: &KeyId, cost: u64) -> Result<Consumed, StoreError> {
-        if let Ok(cost) = i64::try_from(cost) {
-            let left: Option<i64> = sqlx::query_scalar(sql::CONSUME)
-                .bind(id.as_str())
-                .bind(cost)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(unavailable)?;
-            if let Some(left) = left {
-                return u64::try_from(left)
-                    .map(Consumed::Remaining)
-                    .map_err(|e| StoreError::corrupt(*id, ColumnError::new("remaining_uses", e)));
-            }
-        }
-        // Nothing taken: no such key, no quota, or not enough left.
-        let row: Option<Option<i64>> = sqlx::query_scalar(sql::REMAINING)
-            .bind(id.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        Ok(match row {
-            None => Consumed::NotFound,
-            Some(None) => Consumed::Unlimited,
-            Some(Some(_)) => Consumed::Exhausted,
-        })
-    }
-
-    async fn touch(&self, id: &KeyId, at: OffsetDateTime) -> Result<(), StoreError> {
-        sqlx::query(sql::TOUCH)
-            .bind(id.as_str())
-            .bind(at)
-            .execute(&self.pool)
-            .await
-            .map_err(unavailable)?;
+    /// Takes the advisory lock of `owner`'s capped writes, held until the transaction ends.
+    /// Capped writes for one owner queue on it until the holder commits, and each statement
+    /// after it sees what the previous holders committed (READ COMMITTED).
+    async fn lock_owner(conn: &mut PgConnection, owner: &str) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+            .bind(OWNER_LOCK_SPACE)
+            .bind(owner)
+            .execute(conn)
+            .await?;
         Ok(())
     }
 
-    async fn delete(&self, id: &KeyId) -> Result<bool, StoreError> {
-        let done = sqlx::query(sql::DELETE)
-            .bind(id.as_str())
-            .execute(&self.pool)
+    /// Takes the migration's advisory lock, held until the transaction ends: migrations
+    /// running from several instances at once apply each step once.
+    async fn lock_migrations(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
+            .bind(LOCK_SPACE)
+            .bind(MIGRATION_LOCK)
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+
+    async fn has_version_table(pool: &PgPool) -> Result<bool, sqlx::Error> {
+        sqlx::query_scalar("SELECT to_regclass('keyward_schema_version') IS NOT NULL")
+            .fetch_one(pool)
             .await
-            .map_err(unavailable)?;
-        Ok(done.rows_affected() > 0)
     }
 }

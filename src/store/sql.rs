@@ -1,11 +1,16 @@
 //! What the SQL stores share: the columns of a record, how a record becomes column values
 //! and a row becomes a record (or a [`StoreError::Corrupt`] naming the key), and how driver
-//! errors map to [`StoreError`].
+//! errors map to [`StoreError`]; and, in `backend`, the one [`KeyStore`](super::KeyStore)
+//! implementation both stores use.
+
+mod backend;
+
+pub(super) use backend::{Conn, Dialect, SqlStore};
 
 use core::fmt;
 use std::error::Error as StdError;
 
-use sqlx::{ColumnIndex, Database, Decode, Encode, QueryBuilder, Row, Type};
+use sqlx::{ColumnIndex, Decode, Row, Type};
 use time::OffsetDateTime;
 
 use super::{ListFilter, Page, StoreError};
@@ -51,13 +56,13 @@ pub(super) const INSERT: &str = concat!(
 );
 
 /// Compare-and-set: `$1` to `$24` as for [`INSERT`] (with `$15` the new version), `$25` the
-/// expected version.
+/// expected version; returns a row when it replaced the record.
 pub(super) const UPDATE: &str = "UPDATE keyward_keys SET prefix = $2, tenant = $3, name = $4, \
      owner = $5, scopes = $6, roles = $7, restrictions = $8, metadata = $9, created_at = $10, \
      expires_at = $11, last_used_at = $12, status = $13, hash = $14, version = $15, \
      rotated_from = $16, rotated_to = $17, issued_by = $18, remaining_uses = $19, \
      refill_uses = $20, refill_interval = $21, refill_day = $22, refilled_at = $23, \
-     parent = $24 WHERE id = $1 AND version = $25";
+     parent = $24 WHERE id = $1 AND version = $25 RETURNING version";
 
 /// The version of one record (after a compare-and-set that changed nothing): `$1` id.
 pub(super) const VERSION: &str = "SELECT version FROM keyward_keys WHERE id = $1";
@@ -91,7 +96,7 @@ pub(super) const CONSUME: &str = concat!(
     " WHERE id = $1 AND remaining_uses >= $2 RETURNING remaining_uses"
 );
 
-/// The start of a bulk revocation, to which [`revoke_query`] adds the filter: revokes every
+/// The start of a bulk revocation, to which [`Filtered::revoke`] adds the filter: revokes every
 /// row not revoked yet, moving its version on, and returns the ids. It reads no other
 /// column, so a row that does not decode is revoked like any other.
 pub(super) const REVOKE: &str = concat!(
@@ -107,10 +112,10 @@ pub(super) const REMAINING: &str = "SELECT remaining_uses FROM keyward_keys WHER
 pub(super) const TOUCH: &str = "UPDATE keyward_keys SET last_used_at = $2 \
      WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $2)";
 
-/// Deletes key `$1`.
-pub(super) const DELETE: &str = "DELETE FROM keyward_keys WHERE id = $1";
+/// Deletes key `$1`; returns a row when there was one.
+pub(super) const DELETE: &str = "DELETE FROM keyward_keys WHERE id = $1 RETURNING id";
 
-/// The start of a listing, to which [`list_query`] adds conditions.
+/// The start of a listing, to which [`Filtered::list`] adds conditions.
 pub(super) const LIST: &str = concat!("SELECT ", columns!(), " FROM keyward_keys WHERE 1 = 1");
 
 /// The current keyward schema version (the table exists).
@@ -129,50 +134,70 @@ pub(super) struct Migration {
     pub(super) statements: &'static [&'static str],
 }
 
-/// A listing query: [`LIST`] plus the filter, the page start, the order and the limit.
-pub(super) fn list_query<'a, DB>(filter: &'a ListFilter, page: Page) -> QueryBuilder<'a, DB>
-where
-    DB: Database,
-    &'a str: Encode<'a, DB> + Type<DB>,
-    String: Encode<'a, DB> + Type<DB>,
-    i64: Encode<'a, DB> + Type<DB>,
-{
-    let mut q = QueryBuilder::new(LIST);
-    push_filter(&mut q, filter);
-    if let Some(after) = page.after {
-        q.push(" AND id > ").push_bind(after.as_str().to_owned());
+/// A statement built from [`LIST`] or [`REVOKE`] and a filter: its text, with `$n`
+/// placeholders, and the values they take, in order.
+pub(super) struct Filtered<'a> {
+    pub(super) sql: String,
+    /// The owner or tenant to match, if the filter names one.
+    pub(super) filter: Option<&'a str>,
+    /// The id a listing starts after.
+    pub(super) after: Option<String>,
+    /// The most rows a listing returns.
+    pub(super) limit: Option<i64>,
+}
+
+impl<'a> Filtered<'a> {
+    /// A listing: [`LIST`] plus the filter, the page start, the order and the limit.
+    pub(super) fn list(filter: &'a ListFilter, page: Page) -> Self {
+        let mut q = Self::new(LIST, filter);
+        if let Some(after) = page.after {
+            q.after = Some(after.as_str().to_owned());
+            q.push_placeholder(" AND id > ");
+        }
+        q.limit = Some(saturating_usize(page.limit.clamp(1, Page::MAX_LIMIT)));
+        q.push_placeholder(" ORDER BY id LIMIT ");
+        q
     }
-    q.push(" ORDER BY id LIMIT ")
-        .push_bind(saturating_usize(page.limit.clamp(1, Page::MAX_LIMIT)));
-    q
-}
 
-/// A bulk revocation: [`REVOKE`] plus the filter, returning the id of each row it revoked.
-pub(super) fn revoke_query<'a, DB>(filter: &'a ListFilter) -> QueryBuilder<'a, DB>
-where
-    DB: Database,
-    &'a str: Encode<'a, DB> + Type<DB>,
-{
-    let mut q = QueryBuilder::new(REVOKE);
-    push_filter(&mut q, filter);
-    q.push(" RETURNING id");
-    q
-}
+    /// A bulk revocation: [`REVOKE`] plus the filter, returning the id of each row it
+    /// revoked.
+    pub(super) fn revoke(filter: &'a ListFilter) -> Self {
+        let mut q = Self::new(REVOKE, filter);
+        q.sql.push_str(" RETURNING id");
+        q
+    }
 
-/// Adds `filter`'s condition (` AND …`) to a query whose `WHERE` clause is open.
-fn push_filter<'a, DB>(q: &mut QueryBuilder<'a, DB>, filter: &'a ListFilter)
-where
-    DB: Database,
-    &'a str: Encode<'a, DB> + Type<DB>,
-{
-    match filter {
-        ListFilter::Owner(owner) => {
-            q.push(" AND owner = ").push_bind(owner.as_str());
-        }
-        ListFilter::Tenant(tenant) => {
-            q.push(" AND tenant = ").push_bind(tenant.as_str());
-        }
-        ListFilter::All => {}
+    /// `start` (whose `WHERE` clause is open) and `filter`'s condition (` AND …`).
+    fn new(start: &str, filter: &'a ListFilter) -> Self {
+        let mut q = Self {
+            sql: start.to_owned(),
+            filter: None,
+            after: None,
+            limit: None,
+        };
+        let (condition, value) = match filter {
+            ListFilter::Owner(owner) => (" AND owner = ", owner.as_str()),
+            ListFilter::Tenant(tenant) => (" AND tenant = ", tenant.as_str()),
+            ListFilter::All => return q,
+        };
+        q.filter = Some(value);
+        q.push_placeholder(condition);
+        q
+    }
+
+    /// Appends `text` and the placeholder of the value set last.
+    fn push_placeholder(&mut self, text: &str) {
+        let n = [
+            self.filter.is_some(),
+            self.after.is_some(),
+            self.limit.is_some(),
+        ]
+        .into_iter()
+        .filter(|&bound| bound)
+        .count();
+        self.sql.push_str(text);
+        self.sql.push('$');
+        self.sql.push_str(&n.to_string());
     }
 }
 

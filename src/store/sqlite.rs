@@ -2,21 +2,16 @@
 
 use core::str::FromStr;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::query::Query;
 use sqlx::sqlite::{
-    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteRow,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
 };
-use sqlx::{Sqlite, SqliteConnection};
+use sqlx::{Sqlite, SqliteConnection, Transaction};
 use time::OffsetDateTime;
 
-use super::sql::{self, ColumnError, Encoded, Migration, SchemaTooNew, unavailable};
-use super::{BulkRevocation, Consumed, KeyStore, ListFilter, Page, StoreError};
-use crate::key_id::KeyId;
-use crate::record::KeyRecord;
+use super::StoreError;
+use super::sql::{self, ColumnError, Conn, Dialect, Migration, SqlStore, unavailable};
 
 /// keyward's schema on SQLite, one entry per version.
 const MIGRATIONS: &[Migration] = &[
@@ -94,11 +89,11 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// their [`StoredHash`](crate::StoredHash) strings; timestamps are UTC unix microseconds;
 /// scopes, roles, restrictions and metadata are JSON text.
 ///
-/// Every [`KeyStore`] method is atomic: single statements (a bulk revocation is one
+/// Every [`KeyStore`](super::KeyStore) method is atomic: single statements (a bulk revocation is one
 /// `UPDATE`), or one `BEGIN IMMEDIATE` transaction where a check and a write go together
 /// (the per-owner cap on inserts and on capped updates, rotation), so the cap holds across
 /// connections and processes sharing the file. Listings are ordered by the bytes of the id,
-/// which is [`KeyId`]'s order for ids of one length.
+/// which is [`KeyId`](crate::key_id::KeyId)'s order for ids of one length.
 ///
 /// A row that does not decode is [`StoreError::Corrupt`] naming its key; driver, pool and
 /// connection errors are [`StoreError::Unavailable`].
@@ -112,6 +107,14 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+}
+
+impl SqlStore for SqliteStore {
+    type Db = Sqlite;
+
+    fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
 }
 
 impl SqliteStore {
@@ -171,7 +174,7 @@ impl SqliteStore {
     /// is upgraded in place, its keys kept as they were: version 2 adds the columns of the
     /// usage quota's refill schedule ([`QuotaRefill`](crate::QuotaRefill)) and of the time of
     /// the last refill, null for existing keys (no schedule); version 3 adds the column of
-    /// the delegation parent ([`KeyRecord::parent`]), null for existing keys (root keys: old
+    /// the delegation parent ([`KeyRecord::parent`](crate::record::KeyRecord::parent)), null for existing keys (root keys: old
     /// `issued_by` values stay history and are not enforced). Idempotent; runs in one
     /// `BEGIN IMMEDIATE` transaction, so concurrent calls apply each step once. Other tables,
     /// including sqlx's `_sqlx_migrations`, are left alone.
@@ -180,40 +183,7 @@ impl SqliteStore {
     /// [`StoreError::Unavailable`] when the database fails, or holds a keyward schema newer
     /// than this version of keyward knows (nothing is changed then).
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(unavailable)?;
-        sqlx::query(VERSION_TABLE)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-        let current: i64 = sqlx::query_scalar(sql::SCHEMA_VERSION)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-        if current > Self::SCHEMA_VERSION {
-            return Err(StoreError::unavailable(SchemaTooNew {
-                found: current,
-                supported: Self::SCHEMA_VERSION,
-            }));
-        }
-        for migration in MIGRATIONS.iter().filter(|m| m.version > current) {
-            for statement in migration.statements {
-                sqlx::query(statement)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(unavailable)?;
-            }
-            sqlx::query(sql::RECORD_MIGRATION)
-                .bind(migration.version)
-                .bind(migration.description)
-                .execute(&mut *tx)
-                .await
-                .map_err(unavailable)?;
-        }
-        tx.commit().await.map_err(unavailable)
+        Conn::migrate(&self.pool, Self::SCHEMA_VERSION).await
     }
 
     /// keyward's schema version in the database: 0 before the first
@@ -222,309 +192,62 @@ impl SqliteStore {
     /// # Errors
     /// [`StoreError::Unavailable`] when the database fails.
     pub async fn schema_version(&self) -> Result<i64, StoreError> {
+        Conn::schema_version(&self.pool).await
+    }
+}
+
+impl Dialect for Sqlite {
+    type Time = i64;
+
+    const MIGRATIONS: &'static [Migration] = MIGRATIONS;
+    const VERSION_TABLE: &'static str = VERSION_TABLE;
+
+    fn time(t: OffsetDateTime) -> i64 {
+        micros(t)
+    }
+
+    fn read_time(
+        row: &SqliteRow,
+        name: &'static str,
+    ) -> Result<Option<OffsetDateTime>, ColumnError> {
+        sql::column::<SqliteRow, Option<i64>>(row, name)?
+            .map(|us| {
+                OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000)
+                    .map_err(|e| ColumnError::new(name, e))
+            })
+            .transpose()
+    }
+
+    /// `BEGIN IMMEDIATE` takes the database's write lock before the transaction's first
+    /// statement, so no other writer changes anything between its checks and its write.
+    async fn begin(pool: &SqlitePool) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
+        pool.begin_with("BEGIN IMMEDIATE").await
+    }
+
+    /// Nothing to take: the transaction already holds the database's write lock.
+    async fn lock_owner(_conn: &mut SqliteConnection, _owner: &str) -> Result<(), sqlx::Error> {
+        Ok(())
+    }
+
+    /// Nothing to take: the transaction already holds the database's write lock.
+    async fn lock_migrations(_conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
+        Ok(())
+    }
+
+    async fn has_version_table(pool: &SqlitePool) -> Result<bool, sqlx::Error> {
         let tables: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' \
              AND name = 'keyward_schema_version'",
         )
-        .fetch_one(&self.pool)
-        .await
-        .map_err(unavailable)?;
-        if tables == 0 {
-            return Ok(0);
-        }
-        sqlx::query_scalar(sql::SCHEMA_VERSION)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(unavailable)
+        .fetch_one(pool)
+        .await?;
+        Ok(tables != 0)
     }
 }
-
-type SqliteQuery<'q> = Query<'q, Sqlite, SqliteArguments<'q>>;
 
 /// UTC unix microseconds, truncated like PostgreSQL's `timestamptz` (saturating outside
 /// ±292,000 years, which `time` does not reach by default).
 fn micros(t: OffsetDateTime) -> i64 {
     let us = t.unix_timestamp_nanos() / 1000;
     i64::try_from(us).unwrap_or(if us < 0 { i64::MIN } else { i64::MAX })
-}
-
-fn time_column(row: &SqliteRow, name: &'static str) -> Result<Option<OffsetDateTime>, ColumnError> {
-    sql::column::<SqliteRow, Option<i64>>(row, name)?
-        .map(|us| {
-            OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000)
-                .map_err(|e| ColumnError::new(name, e))
-        })
-        .transpose()
-}
-
-fn decode(row: &SqliteRow, known: Option<KeyId>) -> Result<KeyRecord, StoreError> {
-    sql::decode(row, known, time_column)
-}
-
-/// Binds `$1` to `$24` of [`sql::INSERT`] and [`sql::UPDATE`].
-fn bind_record<'q>(query: SqliteQuery<'q>, e: &Encoded<'q>) -> SqliteQuery<'q> {
-    let r = e.record;
-    query
-        .bind(e.id())
-        .bind(r.prefix.as_str())
-        .bind(r.tenant.as_deref())
-        .bind(r.name.as_str())
-        .bind(r.owner.as_str())
-        .bind(e.scopes.clone())
-        .bind(e.roles.clone())
-        .bind(e.restrictions.clone())
-        .bind(e.metadata.clone())
-        .bind(micros(r.created_at))
-        .bind(r.expires_at.map(micros))
-        .bind(r.last_used_at.map(micros))
-        .bind(e.status())
-        .bind(e.hash())
-        .bind(e.version)
-        .bind(sql::optional_id(r.rotated_from.as_ref()))
-        .bind(sql::optional_id(r.rotated_to.as_ref()))
-        .bind(sql::optional_id(r.issued_by.as_ref()))
-        .bind(e.remaining_uses)
-        .bind(e.refill_uses)
-        .bind(e.refill_interval)
-        .bind(e.refill_day)
-        .bind(r.refilled_at.map(micros))
-        .bind(sql::optional_id(r.parent.as_ref()))
-}
-
-/// Inserts `record` on `conn`; a taken id is [`StoreError::Duplicate`].
-async fn insert_on(conn: &mut SqliteConnection, record: &KeyRecord) -> Result<(), StoreError> {
-    let encoded = Encoded::new(record)?;
-    match bind_record(sqlx::query(sql::INSERT), &encoded)
-        .execute(conn)
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(e) if sql::is_unique_violation(&e) => Err(StoreError::Duplicate(record.id)),
-        Err(e) => Err(unavailable(e)),
-    }
-}
-
-/// Compare-and-set of `record` on `conn`, storing version `expected + 1`.
-async fn update_on(
-    conn: &mut SqliteConnection,
-    record: &KeyRecord,
-    expected: u64,
-) -> Result<(), StoreError> {
-    let id = record.id;
-    // A version that does not fit the column is not the stored one.
-    let (Ok(expected_i64), Some(next)) = (i64::try_from(expected), expected.checked_add(1)) else {
-        return Err(missing_or_conflict(conn, id).await);
-    };
-    let mut encoded = Encoded::new(record)?;
-    encoded.version = sql::saturating_i64(next);
-    let done = bind_record(sqlx::query(sql::UPDATE), &encoded)
-        .bind(expected_i64)
-        .execute(&mut *conn)
-        .await
-        .map_err(unavailable)?;
-    if done.rows_affected() == 1 {
-        Ok(())
-    } else {
-        Err(missing_or_conflict(conn, id).await)
-    }
-}
-
-/// Checks that key `id` is stored with version `expected`, inside a transaction that holds
-/// the write lock (so it cannot change before the transaction's write).
-async fn check_version(
-    conn: &mut SqliteConnection,
-    id: KeyId,
-    expected: u64,
-) -> Result<(), StoreError> {
-    let stored = sqlx::query_scalar::<_, i64>(sql::VERSION)
-        .bind(id.as_str())
-        .fetch_optional(conn)
-        .await
-        .map_err(unavailable)?;
-    sql::check_version(id, stored, expected)
-}
-
-/// Why a compare-and-set on `id` changed nothing: the record is absent or has another
-/// version.
-async fn missing_or_conflict(conn: &mut SqliteConnection, id: KeyId) -> StoreError {
-    match sqlx::query_scalar::<_, i64>(sql::VERSION)
-        .bind(id.as_str())
-        .fetch_optional(conn)
-        .await
-    {
-        Ok(None) => StoreError::NotFound(id),
-        Ok(Some(_)) => StoreError::Conflict(id),
-        Err(e) => unavailable(e),
-    }
-}
-
-impl KeyStore for SqliteStore {
-    async fn insert(&self, record: KeyRecord) -> Result<(), StoreError> {
-        let mut conn = self.pool.acquire().await.map_err(unavailable)?;
-        insert_on(&mut conn, &record).await
-    }
-
-    async fn insert_capped(
-        &self,
-        record: KeyRecord,
-        max_live: usize,
-        now: OffsetDateTime,
-    ) -> Result<(), StoreError> {
-        // BEGIN IMMEDIATE takes the database's write lock before the count, so no other
-        // writer can insert between the count and the insert.
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(unavailable)?;
-        let exists = sqlx::query(sql::EXISTS)
-            .bind(record.id.as_str())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-        if exists.is_some() {
-            return Err(StoreError::Duplicate(record.id));
-        }
-        let live: i64 = sqlx::query_scalar(sql::COUNT_LIVE)
-            .bind(record.owner.as_str())
-            .bind(micros(now))
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-        if live >= sql::saturating_usize(max_live) {
-            return Err(StoreError::LimitReached { limit: max_live });
-        }
-        insert_on(&mut tx, &record).await?;
-        tx.commit().await.map_err(unavailable)
-    }
-
-    async fn get(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
-        let row = sqlx::query(sql::SELECT)
-            .bind(id.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        row.map(|row| decode(&row, Some(*id)).map(Arc::new))
-            .transpose()
-    }
-
-    async fn update(&self, record: KeyRecord, expected_version: u64) -> Result<(), StoreError> {
-        let mut conn = self.pool.acquire().await.map_err(unavailable)?;
-        update_on(&mut conn, &record, expected_version).await
-    }
-
-    async fn rotate(
-        &self,
-        old: KeyRecord,
-        expected_version: u64,
-        new: KeyRecord,
-    ) -> Result<(), StoreError> {
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(unavailable)?;
-        update_on(&mut tx, &old, expected_version).await?;
-        // A duplicate new id returns early: dropping the transaction rolls the update back.
-        insert_on(&mut tx, &new).await?;
-        tx.commit().await.map_err(unavailable)
-    }
-
-    async fn update_capped(
-        &self,
-        record: KeyRecord,
-        expected_version: u64,
-        max_live: usize,
-        now: OffsetDateTime,
-    ) -> Result<(), StoreError> {
-        // As in insert_capped: BEGIN IMMEDIATE takes the database's write lock before the
-        // checks, so no other writer changes the record or the owner's keys in between.
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(unavailable)?;
-        check_version(&mut tx, record.id, expected_version).await?;
-        if record.counts_against_cap(now) {
-            let others: i64 = sqlx::query_scalar(sql::COUNT_LIVE_OTHERS)
-                .bind(record.owner.as_str())
-                .bind(micros(now))
-                .bind(record.id.as_str())
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(unavailable)?;
-            if others >= sql::saturating_usize(max_live) {
-                return Err(StoreError::LimitReached { limit: max_live });
-            }
-        }
-        update_on(&mut tx, &record, expected_version).await?;
-        tx.commit().await.map_err(unavailable)
-    }
-
-    async fn revoke_matching(&self, filter: &ListFilter) -> Result<BulkRevocation, StoreError> {
-        // One statement that decodes no row: a corrupt row is revoked like the others.
-        let mut query = sql::revoke_query::<Sqlite>(filter);
-        let rows = query
-            .build()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        Ok(BulkRevocation::new(sql::revoked_ids(&rows), Vec::new()))
-    }
-
-    async fn list(&self, filter: &ListFilter, page: Page) -> Result<Vec<KeyRecord>, StoreError> {
-        let mut query = sql::list_query::<Sqlite>(filter, page);
-        let rows = query
-            .build()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        rows.iter().map(|row| decode(row, None)).collect()
-    }
-
-    async fn consume(&self, id: &KeyId, cost: u64) -> Result<Consumed, StoreError> {
-        if let Ok(cost) = i64::try_from(cost) {
-            let left: Option<i64> = sqlx::query_scalar(sql::CONSUME)
-                .bind(id.as_str())
-                .bind(cost)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(unavailable)?;
-            if let Some(left) = left {
-                return u64::try_from(left)
-                    .map(Consumed::Remaining)
-                    .map_err(|e| StoreError::corrupt(*id, ColumnError::new("remaining_uses", e)));
-            }
-        }
-        // Nothing taken: no such key, no quota, or not enough left.
-        let row: Option<Option<i64>> = sqlx::query_scalar(sql::REMAINING)
-            .bind(id.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        Ok(match row {
-            None => Consumed::NotFound,
-            Some(None) => Consumed::Unlimited,
-            Some(Some(_)) => Consumed::Exhausted,
-        })
-    }
-
-    async fn touch(&self, id: &KeyId, at: OffsetDateTime) -> Result<(), StoreError> {
-        sqlx::query(sql::TOUCH)
-            .bind(id.as_str())
-            .bind(micros(at))
-            .execute(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        Ok(())
-    }
-
-    async fn delete(&self, id: &KeyId) -> Result<bool, StoreError> {
-        let done = sqlx::query(sql::DELETE)
-            .bind(id.as_str())
-            .execute(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        Ok(done.rows_affected() > 0)
-    }
 }
