@@ -1,5 +1,5 @@
 //! Test support (feature `testing`): the [`KeyStore`] conformance suite, record fixtures,
-//! and a way to build a [`Verified`] proof in downstream tests.
+//! and a [`Fixture`] that issues and verifies real keys for downstream tests.
 //!
 //! # The conformance suite
 //! Each rule of the [`KeyStore`] contract has one public check function here, listed in
@@ -53,6 +53,7 @@ use std::sync::Arc;
 use futures_util::FutureExt;
 use time::{Duration, OffsetDateTime};
 
+use crate::RequestContext;
 use crate::hash::StoredHash;
 use crate::key_id::KeyId;
 use crate::prefix::Prefix;
@@ -60,6 +61,7 @@ use crate::record::{KeyRecord, KeyStatus, Metadata, QuotaRefill};
 use crate::scope::{Restrictions, ScopeSet};
 use crate::store::{BulkRevocation, Consumed, KeyStore, ListFilter, Page, StoreError};
 use crate::verified::Verified;
+use crate::{FakeClock, Hasher, IssueRequest, KeyFormat, KeyManager, MemoryStore, Pepper};
 
 /// How many times each concurrency rule repeats its race.
 pub const RACE_ROUNDS: usize = 20;
@@ -121,12 +123,114 @@ pub fn record(owner: &str) -> KeyRecord {
     }
 }
 
-/// A [`Verified`] proof for `record` with `scopes` as its effective scopes, for testing
-/// handlers without a key manager. Only available with the `testing` feature.
-#[must_use]
-pub fn verified(record: KeyRecord, scopes: ScopeSet, at: OffsetDateTime) -> Verified {
+/// A key manager over a [`MemoryStore`] on a [`FakeClock`] at [`epoch`], for tests that
+/// need real keys and real [`Verified`] proofs: the only way to get a proof is to issue a
+/// key and verify it, here as in production.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let fixture = keyward::testing::Fixture::new();
+/// let proof = fixture.verified("alice", "read").await;
+/// assert_eq!(proof.owner(), "alice");
+/// assert!(proof.authorize(&"read".parse().expect("scope"), None).is_ok());
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Fixture {
+    manager: KeyManager<MemoryStore>,
+    clock: FakeClock,
+    ctx: RequestContext,
+}
+
+impl Fixture {
+    /// A fresh manager: keys with prefix `test`, a random pepper, an empty store, the
+    /// clock at [`epoch`].
+    ///
+    /// # Panics
+    /// If the operating system has no randomness.
+    #[must_use]
+    pub fn new() -> Self {
+        let clock = FakeClock::new(epoch());
+        let manager = KeyManager::new(
+            MemoryStore::new(),
+            KeyFormat::new(["test"]).expect("static format is valid"),
+            Hasher::fast(Pepper::random("test").expect("operating system randomness")),
+        )
+        .with_clock(clock.clone());
+        Self {
+            manager,
+            clock,
+            ctx: RequestContext::new(),
+        }
+    }
+
+    /// The manager.
+    #[must_use]
+    pub fn manager(&self) -> &KeyManager<MemoryStore> {
+        &self.manager
+    }
+
+    /// The manager's clock.
+    #[must_use]
+    pub fn clock(&self) -> &FakeClock {
+        &self.clock
+    }
+
+    /// Issues a key to `owner` with `scopes` (space-separated) and verifies it: the proof a
+    /// request carrying that key gets.
+    ///
+    /// # Panics
+    /// When `scopes` does not parse or the key does not issue or verify.
+    pub async fn verified(&self, owner: &str, scopes: &str) -> Verified {
+        let scopes = scopes.parse::<ScopeSet>().expect("fixture scopes");
+        let request = IssueRequest::new(format!("{owner}'s key"), owner).scopes(scopes);
+        let issued = self
+            .manager
+            .issue(request, &self.ctx)
+            .await
+            .expect("fixture key issues");
+        self.manager
+            .verify(issued.key.expose_secret(), &self.ctx)
+            .await
+            .expect("fixture key verifies")
+    }
+}
+
+impl Default for Fixture {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A proof for `record` with `scopes`, built without verifying a key: for this crate's own
+/// unit tests only (a stale or hand-made proof), compiled into no other build. Tests outside
+/// the crate get proofs from [`Fixture::verified`].
+#[cfg(test)]
+pub(crate) fn verified(record: KeyRecord, scopes: ScopeSet, at: OffsetDateTime) -> Verified {
     let ends_at = record.expires_at;
     Verified::new(Arc::new(record), Some(scopes), None, ends_at, at)
+}
+
+/// A well-formed key with the same id and prefix as `key` and a different secret, with a
+/// valid checksum: it passes parsing and the lookup by id and fails at the hash check.
+///
+/// # Panics
+/// When `key` is not a well-formed key.
+#[must_use]
+pub fn same_id_wrong_secret(key: &str) -> String {
+    // The body is base62, so the last `_` ends the prefix.
+    let (prefix, tail) = key.rsplit_once('_').expect("a key has a prefix");
+    let body = &tail[..tail.len() - crate::CHECKSUM_LEN];
+    let mut changed: Vec<u8> = body.as_bytes().to_vec();
+    let last = changed.len() - 1;
+    changed[last] = if changed[last] == b'A' { b'B' } else { b'A' };
+    let checksum = crate::checksum(&changed);
+    format!(
+        "{prefix}_{}{}",
+        String::from_utf8(changed).expect("ascii"),
+        String::from_utf8(checksum.to_vec()).expect("ascii")
+    )
 }
 
 /// One rule of the [`KeyStore`] contract, checked by the function of this module with the

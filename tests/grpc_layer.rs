@@ -93,14 +93,11 @@ async fn statuses_and_the_proof() {
     assert_eq!(s.metadata().get("retry-after").expect("retry-after"), "3");
 }
 
-#[test]
-fn handlers_authorize_from_the_proof() {
-    let record = keyward::testing::record("alice");
-    let proof = keyward::testing::verified(
-        record,
-        "read".parse().expect("scopes"),
-        keyward::testing::epoch(),
-    );
+#[tokio::test]
+async fn handlers_authorize_from_the_proof() {
+    let proof = keyward::testing::Fixture::new()
+        .verified("alice", "read")
+        .await;
     let mut request = tonic::Request::new(());
     request.extensions_mut().insert(proof);
     assert!(authorize(&request, &"read".parse().expect("scope"), None).is_ok());

@@ -60,22 +60,6 @@ impl<S: KeyStore> Fixture<S> {
     }
 }
 
-/// A well-formed key with the same id as `key` and a different secret (valid checksum), so
-/// that it reaches the hash check.
-fn same_id_wrong_secret(key: &str) -> String {
-    let (prefix, tail) = key.split_once('_').expect("prefix");
-    let body = &tail[..tail.len() - keyward::CHECKSUM_LEN];
-    let mut changed: Vec<u8> = body.as_bytes().to_vec();
-    let last = changed.len() - 1;
-    changed[last] = if changed[last] == b'A' { b'B' } else { b'A' };
-    let checksum = keyward::checksum(&changed);
-    format!(
-        "{prefix}_{}{}",
-        String::from_utf8(changed).expect("ascii"),
-        String::from_utf8(checksum.to_vec()).expect("ascii")
-    )
-}
-
 fn report(token: &str) -> LeakReport {
     LeakReport::new(token, "keyward_api_key")
         .url("https://github.com/octo/repo/blob/main/.env")
@@ -176,7 +160,7 @@ async fn false_positives_change_nothing() {
     let unknown = f.manager.format().generate().expect("generate");
     let tokens = [
         // Same id, valid checksum, different secret: must never revoke by id alone.
-        same_id_wrong_secret(&key),
+        keyward::testing::same_id_wrong_secret(&key),
         // Not ours at all.
         "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".to_owned(),
         // Ours in form, unknown id.
@@ -242,7 +226,7 @@ async fn replay_is_harmless() {
         vec![
             report(&a),
             report("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"),
-            report(&same_id_wrong_secret(&b)),
+            report(&keyward::testing::same_id_wrong_secret(&b)),
         ]
     };
     let first = f

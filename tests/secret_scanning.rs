@@ -419,21 +419,6 @@ fn sha256_hex(s: &str) -> String {
     keyward::LeakReport::new(s, "t").token_hash()
 }
 
-/// A well-formed key with the same id as `key` and a different secret (valid checksum).
-fn same_id_wrong_secret(key: &str) -> String {
-    let (prefix, tail) = key.split_once('_').expect("prefix");
-    let body = &tail[..tail.len() - keyward::CHECKSUM_LEN];
-    let mut changed: Vec<u8> = body.as_bytes().to_vec();
-    let last = changed.len() - 1;
-    changed[last] = if changed[last] == b'A' { b'B' } else { b'A' };
-    let checksum = keyward::checksum(&changed);
-    format!(
-        "{prefix}_{}{}",
-        String::from_utf8(changed).expect("ascii"),
-        String::from_utf8(checksum.to_vec()).expect("ascii")
-    )
-}
-
 fn kinds(events: &[AuditEvent]) -> Vec<&'static str> {
     events.iter().map(|e| e.kind.name()).collect()
 }
@@ -454,7 +439,7 @@ async fn mixed_alert_labels_revocations_and_audit() {
         .await
         .expect("revoke");
     let _ = f.audit.take();
-    let wrong_secret = same_id_wrong_secret(&wrong);
+    let wrong_secret = keyward::testing::same_id_wrong_secret(&wrong);
 
     let body = serde_json::to_vec(&serde_json::json!([
         alert(&genuine, "Commit"),
@@ -537,7 +522,7 @@ async fn audit_events_of_a_mixed_alert() {
     let _ = f.audit.take();
     let body = serde_json::to_vec(&serde_json::json!([
         alert(&genuine, "Commit"),
-        alert(&same_id_wrong_secret(&wrong), "commit"),
+        alert(&keyward::testing::same_id_wrong_secret(&wrong), "commit"),
         alert(FOREIGN, "npm"),
         {"token": revoked, "type": "keyward_api_key", "url": ""},
     ]))
