@@ -24,6 +24,7 @@ mod lifecycle;
 mod lineage;
 mod permissions;
 mod quota;
+mod reasons;
 mod verify;
 
 pub use authority::Acting;
@@ -33,6 +34,12 @@ pub use lifecycle::LifecycleError;
 pub use lineage::DEFAULT_MAX_DELEGATION_DEPTH;
 pub use permissions::PermissionTable;
 pub use quota::{QuotaError, Remaining};
+#[allow(
+    unused_imports,
+    unreachable_pub,
+    reason = "public types of issue 19, for the crate root to export once it is reorganized"
+)]
+pub use reasons::{HookRefusal, InvalidRequest, UnknownScopes, Widening};
 pub use verify::VerifyError;
 
 /// A boxed future, for the application hooks that the manager holds as trait objects.
@@ -53,7 +60,8 @@ pub trait OwnerPermissions: Send + Sync + 'static {
 
 /// An application hook consulted before every issuance (plan gating, quotas, approvals).
 pub trait IssueHook: Send + Sync + 'static {
-    /// `Err(reason)` refuses the issuance; the reason reaches the caller and the audit log.
+    /// `Err(reason)` refuses the issuance; the reason reaches the caller (as a
+    /// [`HookRefusal`] in [`IssueError::Refused`]) and the audit log.
     fn check<'a>(&'a self, request: &'a IssueRequest) -> BoxFuture<'a, Result<(), String>>;
 }
 

@@ -107,9 +107,10 @@ mod toado {
         let err = catalog()
             .validate(&scopes("read tickets:delete admin:*"), &[])
             .expect_err("Toado does not know these");
-        assert_eq!(
-            err,
-            CatalogError::Unknown(vec!["tickets:delete".into(), "admin:*".into()])
+        assert!(
+            matches!(&err, CatalogError::Unknown(u)
+                if u.scopes() == [scope("tickets:delete"), scope("admin:*")] && u.roles().is_empty()),
+            "{err:?}"
         );
         assert_eq!(
             err.to_string(),
@@ -303,7 +304,10 @@ mod toolio {
         let err = catalog()
             .validate(&ScopeSet::new(), &["viewer".into(), "owner".into()])
             .expect_err("no such role");
-        assert_eq!(err, CatalogError::Unknown(vec!["role:owner".into()]));
+        assert!(
+            matches!(&err, CatalogError::Unknown(u) if u.roles() == ["owner"] && u.scopes().is_empty()),
+            "{err:?}"
+        );
         // And it grants nothing if it ever reaches verification.
         assert!(
             catalog()

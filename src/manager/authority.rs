@@ -14,6 +14,7 @@ use super::issue::{IssueError, IssueRequest, Issued, Through};
 use super::lifecycle::{Lifecycle, LifecycleError};
 use super::lineage::Bounds;
 use super::quota::QuotaError;
+use super::reasons::Widening;
 use crate::audit::RequestContext;
 use crate::key_id::KeyId;
 use crate::record::{KeyRecord, KeyStatus, QuotaRefill};
@@ -242,10 +243,14 @@ impl<S: KeyStore> Acting<'_, S> {
         match (actor.tenant(), request.tenant.as_deref()) {
             (Some(own), None) => request.tenant = Some(own.to_owned()),
             (Some(own), Some(named)) if own != named => {
-                return self.manager.refuse(&request, ctx, widening("tenant"));
+                return self
+                    .manager
+                    .refuse(&request, ctx, IssueError::Widening(Widening::Tenant));
             }
             (None, Some(_)) if !actor.scopes().is_all() => {
-                return self.manager.refuse(&request, ctx, widening("tenant"));
+                return self
+                    .manager
+                    .refuse(&request, ctx, IssueError::Widening(Widening::Tenant));
             }
             _ => {}
         }
@@ -276,10 +281,14 @@ impl<S: KeyStore> Acting<'_, S> {
         let reach = self.reach().await.map_err(IssueError::Actor)?;
         let actor = &reach.actor;
         if request.owner != actor.owner() {
-            return self.manager.refuse(&request, ctx, widening("owner"));
+            return self
+                .manager
+                .refuse(&request, ctx, IssueError::Widening(Widening::Owner));
         }
         if request.tenant.is_some() && request.tenant.as_deref() != actor.tenant() {
-            return self.manager.refuse(&request, ctx, widening("tenant"));
+            return self
+                .manager
+                .refuse(&request, ctx, IssueError::Widening(Widening::Tenant));
         }
         request.tenant = actor.tenant().map(str::to_owned);
         let max = self.manager.max_delegation_depth;
@@ -314,12 +323,8 @@ impl<S: KeyStore> Acting<'_, S> {
             None => request.scopes.clone(),
         };
         if !wanted.is_subset(actor.scopes()) {
-            let extra: Vec<String> = wanted
-                .iter()
-                .filter(|s| !actor.scopes().allows(s))
-                .map(ToString::to_string)
-                .collect();
-            let e = widening(&format!("scopes {}", extra.join(" ")));
+            let extra = wanted.iter().filter(|s| !actor.scopes().allows(s));
+            let e = IssueError::Widening(Widening::Scopes(extra.cloned().collect()));
             return self.manager.refuse(request, ctx, e).map(|_| ());
         }
         if request.restrictions.is_unrestricted() {
@@ -327,7 +332,7 @@ impl<S: KeyStore> Acting<'_, S> {
         } else if !request.restrictions.is_within(actor.restrictions()) {
             return self
                 .manager
-                .refuse(request, ctx, widening("resources"))
+                .refuse(request, ctx, IssueError::Widening(Widening::Resources))
                 .map(|_| ());
         }
         // An actor with a usage quota gives at most what it has left, and no refills.
@@ -339,7 +344,7 @@ impl<S: KeyStore> Acting<'_, S> {
         if !quota_within(actor.record(), request.remaining_uses, request.refill) {
             return self
                 .manager
-                .refuse(request, ctx, widening("quota"))
+                .refuse(request, ctx, IssueError::Widening(Widening::Quota))
                 .map(|_| ());
         }
         Ok(())
@@ -520,10 +525,6 @@ fn quota_within(
         None => true,
         Some(left) => refill.is_none() && remaining_uses.is_some_and(|uses| uses <= left),
     }
-}
-
-fn widening(what: &str) -> IssueError {
-    IssueError::Widening(what.to_owned())
 }
 
 /// The new key's end in a rotation: no later than the old key, its lineage, the actor or

@@ -4,6 +4,9 @@ use core::fmt;
 
 use super::KeyManager;
 use super::lineage::earlier;
+use super::reasons::{
+    HookRefusal, InvalidRequest, MAX_NAME_LEN, MAX_OWNER_LEN, MAX_ROLES, UnknownScopes, Widening,
+};
 use super::verify::VerifyError;
 use crate::api_key::{ApiKey, GenerateError};
 use crate::audit::{AuditEvent, AuditKind, RequestContext};
@@ -166,10 +169,10 @@ impl fmt::Debug for Issued {
 pub enum IssueError {
     /// A field of the request is unusable.
     #[error("invalid request: {0}")]
-    InvalidRequest(&'static str),
+    InvalidRequest(InvalidRequest),
     /// The catalog does not know these scopes or roles.
-    #[error("unknown scopes or roles: {}", .0.join(", "))]
-    Unknown(Vec<String>),
+    #[error("unknown scopes or roles: {0}")]
+    Unknown(UnknownScopes),
     /// The expiry breaks the policy.
     #[error(transparent)]
     Policy(#[from] PolicyError),
@@ -181,11 +184,11 @@ pub enum IssueError {
     },
     /// The application's hook refused.
     #[error("refused: {0}")]
-    Refused(String),
+    Refused(HookRefusal),
     /// The key would get more than the key it is issued through holds (scopes, resources,
-    /// tenant or owner).
+    /// tenant, owner or quota).
     #[error("cannot grant more than the issuing key holds: {0}")]
-    Widening(String),
+    Widening(Widening),
     /// An explicit expiry later than the end of the key it is issued through.
     #[error("the key would outlive the key issuing it")]
     OutlivesActor,
@@ -229,10 +232,6 @@ impl<'a> Through<'a> {
         }
     }
 }
-
-const MAX_NAME_LEN: usize = 128;
-const MAX_OWNER_LEN: usize = 128;
-const MAX_ROLES: usize = 32;
 
 impl<S: KeyStore> KeyManager<S> {
     /// Issues a key. The plaintext is in the result and nowhere else.
@@ -314,7 +313,8 @@ impl<S: KeyStore> KeyManager<S> {
         }
         if let Some(hook) = &self.issue_hook {
             if let Err(reason) = hook.check(&request).await {
-                return self.refuse(&request, ctx, IssueError::Refused(reason));
+                let refusal = HookRefusal::new(reason);
+                return self.refuse(&request, ctx, IssueError::Refused(refusal));
             }
         }
         let prefix_index = match &request.prefix {
@@ -322,11 +322,8 @@ impl<S: KeyStore> KeyManager<S> {
             Some(p) => match self.format.prefixes().iter().position(|q| q.as_str() == p) {
                 Some(i) => i,
                 None => {
-                    return self.refuse(
-                        &request,
-                        ctx,
-                        IssueError::InvalidRequest("unknown prefix"),
-                    );
+                    let e = IssueError::InvalidRequest(InvalidRequest::UnknownPrefix);
+                    return self.refuse(&request, ctx, e);
                 }
             },
         };
@@ -389,31 +386,32 @@ impl<S: KeyStore> KeyManager<S> {
     }
 
     fn check_request(&self, request: &IssueRequest) -> Result<(), IssueError> {
-        if request.name.is_empty() || request.name.len() > MAX_NAME_LEN {
-            return Err(IssueError::InvalidRequest("name must have 1 to 128 bytes"));
-        }
-        if request.owner.is_empty() || request.owner.len() > MAX_OWNER_LEN {
-            return Err(IssueError::InvalidRequest("owner must have 1 to 128 bytes"));
-        }
-        if request
+        let bad_len = |text: &str, max: usize| text.is_empty() || text.len() > max;
+        let invalid = if bad_len(&request.name, MAX_NAME_LEN) {
+            Some(InvalidRequest::NameLength)
+        } else if bad_len(&request.owner, MAX_OWNER_LEN) {
+            Some(InvalidRequest::OwnerLength)
+        } else if request
             .tenant
-            .as_ref()
-            .is_some_and(|t| t.is_empty() || t.len() > MAX_OWNER_LEN)
+            .as_deref()
+            .is_some_and(|t| bad_len(t, MAX_OWNER_LEN))
         {
-            return Err(IssueError::InvalidRequest(
-                "tenant must have 1 to 128 bytes",
-            ));
-        }
-        if request.roles.len() > MAX_ROLES {
-            return Err(IssueError::InvalidRequest("too many roles (maximum 32)"));
+            Some(InvalidRequest::TenantLength)
+        } else if request.roles.len() > MAX_ROLES {
+            Some(InvalidRequest::TooManyRoles)
+        } else if self.catalog.is_none() && !request.roles.is_empty() {
+            Some(InvalidRequest::RolesNeedCatalog)
+        } else {
+            None
+        };
+        if let Some(invalid) = invalid {
+            return Err(IssueError::InvalidRequest(invalid));
         }
         if let Some(catalog) = &self.catalog {
             let unknown = catalog.unknown(&request.scopes, &request.roles);
             if !unknown.is_empty() {
                 return Err(IssueError::Unknown(unknown));
             }
-        } else if !request.roles.is_empty() {
-            return Err(IssueError::InvalidRequest("roles need a scope catalog"));
         }
         Ok(())
     }

@@ -21,8 +21,9 @@ use crate::verified::Verified;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum VerifyError {
-    /// Not a well-formed key of this service.
-    #[error("malformed key: {0}")]
+    /// Not a well-formed key of this service (what is wrong is the
+    /// [`source`](std::error::Error::source)).
+    #[error("malformed key")]
     Malformed(#[from] ParseError),
     /// Unknown key or wrong secret.
     #[error("invalid key")]

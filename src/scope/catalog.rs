@@ -4,6 +4,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 
 use super::{Scope, ScopeError, ScopeSet};
+// Defined with the manager's other refusal reasons until the crate root is reorganized.
+use crate::manager::UnknownScopes;
 
 /// Most scopes a catalog declares (implications count both ends).
 const MAX_CATALOG_SCOPES: usize = 4096;
@@ -108,8 +110,8 @@ pub enum CatalogError {
     )]
     TooLarge,
     /// Scopes or roles the catalog does not know, as listed by [`ScopeCatalog::unknown`].
-    #[error("unknown scopes or roles: {}", .0.join(", "))]
-    Unknown(Vec<String>),
+    #[error("unknown scopes or roles: {0}")]
+    Unknown(UnknownScopes),
 }
 
 impl ScopeCatalog {
@@ -240,25 +242,23 @@ impl ScopeCatalog {
     /// ```
     /// let catalog = keyward::ScopeCatalog::builder().scope("read").strict(true).build()?;
     /// let unknown = catalog.unknown(&"read write".parse()?, &["admin".into()]);
-    /// assert_eq!(unknown, ["role:admin", "write"]);
+    /// assert_eq!(unknown.to_string(), "role:admin, write");
+    /// assert_eq!(unknown.roles(), ["admin"]);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     #[must_use]
-    pub fn unknown(&self, scopes: &ScopeSet, roles: &[String]) -> Vec<String> {
-        let mut out: Vec<String> = roles
+    pub fn unknown(&self, scopes: &ScopeSet, roles: &[String]) -> UnknownScopes {
+        let roles = roles
             .iter()
             .filter(|r| !self.roles.contains_key(*r))
-            .map(|r| format!("role:{r}"))
+            .cloned()
             .collect();
-        if self.strict {
-            out.extend(
-                scopes
-                    .iter()
-                    .filter(|s| !self.knows(s))
-                    .map(ToString::to_string),
-            );
-        }
-        out
+        let scopes = if self.strict {
+            scopes.iter().filter(|s| !self.knows(s)).cloned().collect()
+        } else {
+            Vec::new()
+        };
+        UnknownScopes::new(roles, scopes)
     }
 
     /// Whether a scope is declared, or a wildcard covering a declared scope, or `*`.
@@ -278,7 +278,7 @@ impl ScopeCatalog {
     /// let catalog = ScopeCatalog::builder().scopes(["read", "tickets:write"]).strict(true).build()?;
     /// assert!(catalog.validate(&"read tickets:*".parse()?, &[]).is_ok());
     /// let err = catalog.validate(&"read billing:*".parse()?, &[]).unwrap_err();
-    /// assert_eq!(err, CatalogError::Unknown(vec!["billing:*".into()]));
+    /// assert!(matches!(&err, CatalogError::Unknown(u) if u.scopes() == ["billing:*".parse()?]));
     /// assert_eq!(err.to_string(), "unknown scopes or roles: billing:*");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -466,10 +466,8 @@ mod tests {
             &"read write x:*".parse().expect("set"),
             &["r".into(), "nope".into()],
         );
-        assert_eq!(
-            unknown,
-            vec!["role:nope".to_owned(), "write".to_owned(), "x:*".to_owned()]
-        );
+        assert_eq!(unknown.to_string(), "role:nope, write, x:*");
+        assert_eq!(unknown.roles(), ["nope"]);
         assert!(ScopeCatalog::builder().scope("a:*").build().is_err());
         assert_eq!(
             ScopeCatalog::builder()
