@@ -1620,6 +1620,28 @@ async fn rotation_changed_nothing(
     }
 }
 
+/// Inserts one fixture record per entry of `ids` (a fresh id for `None`), with the owner and
+/// tenant that `labels` gives its position, and returns them in insertion order.
+async fn insert_spread(
+    store: &impl KeyStore,
+    check: &str,
+    ids: impl IntoIterator<Item = Option<KeyId>>,
+    labels: impl Fn(usize) -> (&'static str, &'static str),
+) -> Vec<KeyRecord> {
+    let mut records = Vec::new();
+    for (i, id) in ids.into_iter().enumerate() {
+        let (owner, tenant) = labels(i);
+        let mut r = record(owner);
+        if let Some(id) = id {
+            r.id = id;
+        }
+        r.tenant = Some(tenant.to_owned());
+        expect_ok(check, store.insert(r.clone()).await);
+        records.push(r);
+    }
+    records
+}
+
 /// Paging under every filter ([`ListFilter::All`], [`ListFilter::Owner`],
 /// [`ListFilter::Tenant`]) by pages of 3 over 7 matching records among others: each page
 /// starts after `page.after` (also an id the filter does not select, or that is not
@@ -1629,24 +1651,20 @@ async fn rotation_changed_nothing(
 /// When the check fails.
 pub async fn paging_under_every_filter(store: &impl KeyStore) {
     let check = "paging_under_every_filter";
-    let mut records = Vec::new();
-    for i in 0..21 {
-        let mut r = record(if i % 3 == 0 {
+    let records = insert_spread(store, check, (0..21).map(|_| None), |i| {
+        let owner = if i % 3 == 0 {
             "page-owner"
         } else {
             "page-other"
-        });
-        r.tenant = Some(
-            if i % 3 == 1 {
-                "page-tenant"
-            } else {
-                "page-noise"
-            }
-            .into(),
-        );
-        expect_ok(check, store.insert(r.clone()).await);
-        records.push(r);
-    }
+        };
+        let tenant = if i % 3 == 1 {
+            "page-tenant"
+        } else {
+            "page-noise"
+        };
+        (owner, tenant)
+    })
+    .await;
     let owner = ListFilter::Owner("page-owner".into());
     let tenant = ListFilter::Tenant("page-tenant".into());
     for (filter, limit, count) in [
@@ -1726,25 +1744,23 @@ pub async fn ordering_across_id_lengths(store: &impl KeyStore) {
         "9zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz",
         "zzzzzzzzzzzzz",
     ];
-    let mut records = Vec::new();
-    for (i, id) in ids_by_len.iter().enumerate() {
-        let mut r = record(if i % 2 == 0 {
+    let fixed_ids = ids_by_len
+        .iter()
+        .map(|id| Some(id.parse::<KeyId>().expect("fixture id")));
+    let records = insert_spread(store, check, fixed_ids, |i| {
+        let owner = if i % 2 == 0 {
             "order-even"
         } else {
             "order-odd"
-        });
-        r.id = id.parse::<KeyId>().expect("fixture id");
-        r.tenant = Some(
-            if i % 3 == 0 {
-                "order-third"
-            } else {
-                "order-rest"
-            }
-            .into(),
-        );
-        expect_ok(check, store.insert(r.clone()).await);
-        records.push(r);
-    }
+        };
+        let tenant = if i % 3 == 0 {
+            "order-third"
+        } else {
+            "order-rest"
+        };
+        (owner, tenant)
+    })
+    .await;
     for filter in [
         ListFilter::All,
         ListFilter::Owner("order-even".into()),
