@@ -1620,6 +1620,16 @@ async fn rotation_changed_nothing(
     }
 }
 
+/// The ids of `records` that `filter` selects, in byte order.
+fn selected(records: &[KeyRecord], filter: &ListFilter) -> Vec<KeyId> {
+    byte_order(
+        records
+            .iter()
+            .filter(|r| filter.matches(r))
+            .map(|r| r.id)
+            .collect(),
+    )
+}
 /// Inserts one fixture record per entry of `ids` (a fresh id for `None`), with the owner and
 /// tenant that `labels` gives its position, and returns them in insertion order.
 async fn insert_spread(
@@ -1652,17 +1662,11 @@ async fn insert_spread(
 pub async fn paging_under_every_filter(store: &impl KeyStore) {
     let check = "paging_under_every_filter";
     let records = insert_spread(store, check, (0..21).map(|_| None), |i| {
-        let owner = if i % 3 == 0 {
-            "page-owner"
-        } else {
-            "page-other"
-        };
-        let tenant = if i % 3 == 1 {
-            "page-tenant"
-        } else {
-            "page-noise"
-        };
-        (owner, tenant)
+        let owner = ["page-owner", "page-other"][usize::from(i % 3 != 0)];
+        (
+            owner,
+            ["page-tenant", "page-noise"][usize::from(i % 3 != 1)],
+        )
     })
     .await;
     let owner = ListFilter::Owner("page-owner".into());
@@ -1673,13 +1677,7 @@ pub async fn paging_under_every_filter(store: &impl KeyStore) {
         (owner.clone(), 3, 7),
         (tenant.clone(), 3, 7),
     ] {
-        let expected = byte_order(
-            records
-                .iter()
-                .filter(|r| filter.matches(r))
-                .map(|r| r.id)
-                .collect(),
-        );
+        let expected = selected(&records, &filter);
         assert_eq!(expected.len(), count);
         let seen = list_all(check, store, &filter, limit).await;
         assert_eq!(
@@ -1748,17 +1746,11 @@ pub async fn ordering_across_id_lengths(store: &impl KeyStore) {
         .iter()
         .map(|id| Some(id.parse::<KeyId>().expect("fixture id")));
     let records = insert_spread(store, check, fixed_ids, |i| {
-        let owner = if i % 2 == 0 {
-            "order-even"
-        } else {
-            "order-odd"
-        };
-        let tenant = if i % 3 == 0 {
-            "order-third"
-        } else {
-            "order-rest"
-        };
-        (owner, tenant)
+        let owner = ["order-even", "order-odd"][i % 2];
+        (
+            owner,
+            ["order-third", "order-rest"][usize::from(i % 3 != 0)],
+        )
     })
     .await;
     for filter in [
@@ -1766,13 +1758,7 @@ pub async fn ordering_across_id_lengths(store: &impl KeyStore) {
         ListFilter::Owner("order-even".into()),
         ListFilter::Tenant("order-third".into()),
     ] {
-        let expected = byte_order(
-            records
-                .iter()
-                .filter(|r| filter.matches(r))
-                .map(|r| r.id)
-                .collect(),
-        );
+        let expected = selected(&records, &filter);
         let one_page = expect_ok(check, store.list(&filter, Page::first(100)).await);
         assert_eq!(
             ids(&one_page).iter().map(KeyId::as_str).collect::<Vec<_>>(),
