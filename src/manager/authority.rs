@@ -11,7 +11,7 @@ use time::{Duration, OffsetDateTime};
 
 use super::KeyManager;
 use super::issue::{IssueError, IssueRequest, Issued, Through};
-use super::lifecycle::{Lifecycle, LifecycleError};
+use super::lifecycle::LifecycleError;
 use super::lineage::Bounds;
 use super::quota::QuotaError;
 use super::reasons::Widening;
@@ -174,7 +174,7 @@ impl<S: KeyStore> Acting<'_, S> {
     /// # Errors
     /// [`LifecycleError::NotFound`] for an unknown id or a key outside reach,
     /// [`LifecycleError::Actor`] when the acting key no longer verifies, or a store error.
-    pub async fn get(&self, id: &KeyId) -> Lifecycle<KeyRecord> {
+    pub async fn get(&self, id: &KeyId) -> Result<KeyRecord, LifecycleError> {
         let reach = self.lifecycle_reach().await?;
         let record = self.manager.reachable::<LifecycleError>(id, Some(&reach));
         Ok(Arc::unwrap_or_clone(record.await?))
@@ -355,7 +355,11 @@ impl<S: KeyStore> Acting<'_, S> {
     /// # Errors
     /// [`LifecycleError::NotFound`] for an unknown id or a key outside reach, or as
     /// [`KeyManager::disable`].
-    pub async fn disable(&self, id: &KeyId, ctx: &RequestContext) -> Lifecycle<KeyRecord> {
+    pub async fn disable(
+        &self,
+        id: &KeyId,
+        ctx: &RequestContext,
+    ) -> Result<KeyRecord, LifecycleError> {
         self.set_status(id, KeyStatus::Disabled, None, ctx).await
     }
 
@@ -364,7 +368,11 @@ impl<S: KeyStore> Acting<'_, S> {
     /// # Errors
     /// [`LifecycleError::NotFound`] for an unknown id or a key outside reach, or as
     /// [`KeyManager::enable`].
-    pub async fn enable(&self, id: &KeyId, ctx: &RequestContext) -> Lifecycle<KeyRecord> {
+    pub async fn enable(
+        &self,
+        id: &KeyId,
+        ctx: &RequestContext,
+    ) -> Result<KeyRecord, LifecycleError> {
         self.set_status(id, KeyStatus::Active, None, ctx).await
     }
 
@@ -378,7 +386,7 @@ impl<S: KeyStore> Acting<'_, S> {
         id: &KeyId,
         reason: Option<&str>,
         ctx: &RequestContext,
-    ) -> Lifecycle<KeyRecord> {
+    ) -> Result<KeyRecord, LifecycleError> {
         self.set_status(id, KeyStatus::Revoked, reason, ctx).await
     }
 
@@ -389,7 +397,7 @@ impl<S: KeyStore> Acting<'_, S> {
         to: KeyStatus,
         reason: Option<&str>,
         ctx: &RequestContext,
-    ) -> Lifecycle<KeyRecord> {
+    ) -> Result<KeyRecord, LifecycleError> {
         let reach = self.lifecycle_reach().await?;
         self.manager
             .set_status(id, to, reason, Some(&reach), ctx)
@@ -499,7 +507,7 @@ impl<S: KeyStore> Acting<'_, S> {
         filter: &ListFilter,
         reason: Option<&str>,
         ctx: &RequestContext,
-    ) -> Lifecycle<BulkRevocation> {
+    ) -> Result<BulkRevocation, LifecycleError> {
         let reach = self.lifecycle_reach().await?;
         self.manager
             .revoke_all(filter, reason, Some(&reach), ctx)

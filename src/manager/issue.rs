@@ -10,7 +10,7 @@ use super::reasons::{
 use super::verify::VerifyError;
 use crate::api_key::{ApiKey, GenerateError};
 use crate::audit::{AuditEvent, AuditKind, RequestContext};
-use crate::hash::HashError;
+use crate::hash::{HashError, StoredHash};
 use crate::policy::{Expiry, PolicyError};
 use crate::record::{KeyRecord, KeyStatus, Metadata, QuotaRefill};
 use crate::scope::{Restrictions, ScopeSet};
@@ -331,10 +331,7 @@ impl<S: KeyStore> KeyManager<S> {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let key = self
-                .format
-                .generate_with_rng(prefix_index, &mut getrandom::SysRng)?;
-            let hash = self.hasher.hash(&key.as_parsed())?;
+            let (key, hash) = self.new_key(prefix_index)?;
             let record = KeyRecord {
                 id: key.id(),
                 prefix: self.format.prefixes()[prefix_index].clone(),
@@ -383,6 +380,15 @@ impl<S: KeyStore> KeyManager<S> {
                 Err(e) => return Err(IssueError::Store(e)),
             }
         }
+    }
+
+    /// A fresh key with the format's prefix number `prefix_index`, and its hash.
+    pub(crate) fn new_key(&self, prefix_index: usize) -> Result<(ApiKey, StoredHash), IssueError> {
+        let key = self
+            .format
+            .generate_with_rng(prefix_index, &mut getrandom::SysRng)?;
+        let hash = self.hasher.hash(&key.as_parsed())?;
+        Ok((key, hash))
     }
 
     fn check_request(&self, request: &IssueRequest) -> Result<(), IssueError> {

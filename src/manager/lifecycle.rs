@@ -16,9 +16,6 @@ use crate::key_id::KeyId;
 use crate::record::{KeyRecord, KeyStatus};
 use crate::store::{BulkRevocation, KeyStore, ListFilter, Page, StoreError, for_each_readable};
 
-/// The result of a lifecycle operation.
-pub(crate) type Lifecycle<T> = Result<T, LifecycleError>;
-
 /// Why a lifecycle operation failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -99,7 +96,11 @@ impl<S: KeyStore> KeyManager<S> {
     /// # Errors
     /// [`LifecycleError::Revoked`] for a revoked key, [`LifecycleError::NotFound`], or a
     /// store error.
-    pub async fn disable(&self, id: &KeyId, ctx: &RequestContext) -> Lifecycle<KeyRecord> {
+    pub async fn disable(
+        &self,
+        id: &KeyId,
+        ctx: &RequestContext,
+    ) -> Result<KeyRecord, LifecycleError> {
         self.set_status(id, KeyStatus::Disabled, None, None, ctx)
             .await
     }
@@ -112,7 +113,11 @@ impl<S: KeyStore> KeyManager<S> {
     /// # Errors
     /// [`LifecycleError::Revoked`] for a revoked key (revocation is final),
     /// [`LifecycleError::LimitReached`], [`LifecycleError::NotFound`], or a store error.
-    pub async fn enable(&self, id: &KeyId, ctx: &RequestContext) -> Lifecycle<KeyRecord> {
+    pub async fn enable(
+        &self,
+        id: &KeyId,
+        ctx: &RequestContext,
+    ) -> Result<KeyRecord, LifecycleError> {
         self.set_status(id, KeyStatus::Active, None, None, ctx)
             .await
     }
@@ -128,7 +133,7 @@ impl<S: KeyStore> KeyManager<S> {
         id: &KeyId,
         reason: Option<&str>,
         ctx: &RequestContext,
-    ) -> Lifecycle<KeyRecord> {
+    ) -> Result<KeyRecord, LifecycleError> {
         self.set_status(id, KeyStatus::Revoked, reason, None, ctx)
             .await
     }
@@ -144,7 +149,7 @@ impl<S: KeyStore> KeyManager<S> {
         reason: Option<&str>,
         reach: Option<&Reach>,
         ctx: &RequestContext,
-    ) -> Lifecycle<KeyRecord> {
+    ) -> Result<KeyRecord, LifecycleError> {
         let cap = match to {
             KeyStatus::Active => self.policy.cap(),
             KeyStatus::Disabled | KeyStatus::Revoked => None,
@@ -197,7 +202,7 @@ impl<S: KeyStore> KeyManager<S> {
         owner: &str,
         reason: Option<&str>,
         ctx: &RequestContext,
-    ) -> Lifecycle<BulkRevocation> {
+    ) -> Result<BulkRevocation, LifecycleError> {
         let filter = ListFilter::Owner(owner.to_owned());
         self.revoke_all(&filter, reason, None, ctx).await
     }
@@ -211,7 +216,7 @@ impl<S: KeyStore> KeyManager<S> {
         tenant: &str,
         reason: Option<&str>,
         ctx: &RequestContext,
-    ) -> Lifecycle<BulkRevocation> {
+    ) -> Result<BulkRevocation, LifecycleError> {
         let filter = ListFilter::Tenant(tenant.to_owned());
         self.revoke_all(&filter, reason, None, ctx).await
     }
@@ -225,7 +230,7 @@ impl<S: KeyStore> KeyManager<S> {
         reason: Option<&str>,
         reach: Option<&Reach>,
         ctx: &RequestContext,
-    ) -> Lifecycle<BulkRevocation> {
+    ) -> Result<BulkRevocation, LifecycleError> {
         let Some(reach) = reach else {
             let report = self.store.revoke_matching(filter).await?;
             let now = self.clock.now();
@@ -274,7 +279,7 @@ impl<S: KeyStore> KeyManager<S> {
     ///
     /// # Errors
     /// [`LifecycleError::NotFound`] or a store error.
-    pub async fn delete(&self, id: &KeyId, ctx: &RequestContext) -> Lifecycle<()> {
+    pub async fn delete(&self, id: &KeyId, ctx: &RequestContext) -> Result<(), LifecycleError> {
         self.delete_within(id, None, ctx).await
     }
 
@@ -283,7 +288,7 @@ impl<S: KeyStore> KeyManager<S> {
         id: &KeyId,
         reach: Option<&Reach>,
         ctx: &RequestContext,
-    ) -> Lifecycle<()> {
+    ) -> Result<(), LifecycleError> {
         let record = self.reachable::<LifecycleError>(id, reach).await?;
         if !self.store.delete(id).await? {
             return Err(LifecycleError::NotFound(*id));
@@ -349,14 +354,9 @@ impl<S: KeyStore> KeyManager<S> {
                 .iter()
                 .position(|p| *p == old.prefix)
                 .unwrap_or(0);
-            let key = self
-                .format
-                .generate_with_rng(prefix_index, &mut getrandom::SysRng)
-                .map_err(|e| LifecycleError::Issue(Box::new(e.into())))?;
-            let hash = self
-                .hasher
-                .hash(&key.as_parsed())
-                .map_err(|e| LifecycleError::Issue(Box::new(e.into())))?;
+            let (key, hash) = self
+                .new_key(prefix_index)
+                .map_err(|e| LifecycleError::Issue(Box::new(e)))?;
             let lineage_end = self.bounds_of(&old).await?.ends_at;
             let expires_at = rotated_end(lineage_end, reach, self.policy.latest_expiry(now));
             if expires_at.is_some_and(|at| at <= now) {
