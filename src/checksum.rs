@@ -33,8 +33,11 @@ pub(crate) fn matches(crc: &Crc32, body: &[u8], presented: &[u8]) -> bool {
 }
 
 /// A CRC-32 engine chosen once: `crc32fast::hash` detects the CPU's features (PCLMULQDQ,
-/// SSE4.1, AVX2, …) on every call, which costs about as much as the rest of a key's parse
-/// outside the CRC; a [`KeyFormat`](crate::KeyFormat) keeps one fresh hasher and copies it.
+/// SSE4.1, AVX2, …) on every call, which cost as much as the rest of a key's parse outside
+/// the CRC when the notes under BENCHMARKS.md's "Parse: rejecting a bad checksum" were
+/// written; a [`KeyFormat`](crate::KeyFormat) keeps one fresh hasher and copies it. It buys
+/// BENCHMARKS.md, Hot path: "reject a bad checksum" (target ≤ 2x CRC-32 of the body) and
+/// "parse a valid key".
 #[derive(Clone)]
 pub(crate) struct Crc32(crc32fast::Hasher);
 
@@ -65,8 +68,9 @@ impl core::fmt::Debug for Crc32 {
     }
 }
 
-// Every `Crc32` computes the same function: the choice of implementation is not part of a
-// format's identity.
+// Always equal, on purpose: `KeyFormat` derives `PartialEq` and holds a `Crc32`, and every
+// `Crc32` computes the same function (CRC-32/IEEE): which implementation the CPU check picked
+// is a cache, not part of a format's identity (`crc32fast::Hasher` has no `PartialEq`).
 impl PartialEq for Crc32 {
     fn eq(&self, _: &Self) -> bool {
         true
@@ -82,6 +86,10 @@ impl Eq for Crc32 {}
 /// function of the secret (the CRC covers it), so they must not choose a memory address (a
 /// table lookup did show in the timing test, as a difference of a few hundredths of a
 /// nanosecond between keys). Wrapping arithmetic keeps it total for any bytes.
+///
+/// For BENCHMARKS.md, Hot path: "parse a valid key" and "reject a bad checksum": a branchless
+/// digit-by-digit loop measured about 20% slower on the first (median of three runs for
+/// issue 19) and no different on the second, within the noise of a shared machine.
 #[inline]
 fn decode(d: &[u8; CHECKSUM_LEN]) -> u64 {
     // One in each of the six low bytes.

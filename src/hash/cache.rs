@@ -20,6 +20,13 @@ use crate::key_id::KeyId;
 /// its salt or parameters). It replaces only the hash check: the key manager still reads the
 /// record's status and expiry from the store on every request, so a revoked, disabled or
 /// expired key is never served from here. Bounded: when full, an arbitrary entry is evicted.
+///
+/// What it buys: BENCHMARKS.md, Hot path: "Argon2id verify, cache hit" (target ≤ 3x raw
+/// HMAC-SHA256) instead of "Argon2id verify (m=19456, t=2, p=1)" on every request. It is
+/// opt-in ([`Hasher::with_verify_cache`](super::Hasher::with_verify_cache)) because a hit
+/// shows in timing (see the README's "What is and is not constant time"). A hit compares
+/// the stored hash structurally (public) and the 32-byte keyed digests with
+/// [`ct_eq`](super::compare::ct_eq).
 pub(crate) struct VerifyCache {
     key: Hmac<Sha256>,
     capacity: usize,

@@ -1,14 +1,29 @@
 //! Constant-time comparison of digests.
+//!
+//! Every digest check of the crate goes through [`ct_eq`]: the HMAC-SHA-256 tag of a
+//! presented key against the stored one, Argon2id output against the stored output, the
+//! Argon2 cache's keyed digest against the remembered one, and the dummy comparison of
+//! [`Hasher::verify_absent`](super::Hasher::verify_absent).
 
 use subtle::ConstantTimeEq;
 
 /// Whether `a` and `b` are equal, in time that depends only on their lengths (which are
 /// public: every digest of one kind has the same length).
 ///
-/// `subtle`'s slice comparison hides every byte from the optimizer (one barrier per byte,
-/// about 25 ns for 32 bytes); this folds 8 bytes at a time, with a barrier per word, and
-/// compares the folded difference with `subtle`. There is no early exit: every word of both
-/// inputs is read.
+/// How: unequal lengths return `false` at once. Otherwise both inputs are read as
+/// little-endian 8-byte words (a shorter tail byte by byte), and `x ^ y` of every pair is
+/// OR-ed into one 64-bit accumulator, which passes through [`core::hint::black_box`] after
+/// every word, so the optimizer can neither see a partial result nor turn the loop into an
+/// early exit or a `memcmp`. The accumulator is then compared with zero by `subtle`'s
+/// `u64::ct_eq`, and that one [`subtle::Choice`] is converted to `bool` once, at the end.
+/// There is no branch and no memory address that depends on the bytes: every word of both
+/// inputs is read, whatever matches. `black_box` is a best-effort barrier (as is the volatile
+/// read `subtle` uses); the timing bench (`cargo bench --bench timing`) checks the result.
+///
+/// Why not `subtle`'s slice `ct_eq` directly: it puts a barrier (a volatile read) on every
+/// byte, which made `fast hash/keyward fast verify` (BENCHMARKS.md, Hot path: "fast verify",
+/// target ≤ 1.5x raw HMAC-SHA256) about 1.5x slower when measured for issue 19; folding a
+/// word at a time needs one barrier per 8 bytes and a single `subtle` comparison.
 pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;

@@ -23,9 +23,10 @@ const ARGON2_OUT: usize = 32;
 ///
 /// The default is the **fast keyed hash**: HMAC-SHA256 of the whole key string under a
 /// server-side [`Pepper`]. Keys carry at least 128 bits of randomness, so a slow password
-/// hash adds no security against guessing and costs about ten thousand times more per
-/// request; the pepper means a stolen database alone cannot even be tested against. Argon2id
-/// is available for policies that demand it.
+/// hash adds no security against guessing and costs orders of magnitude more per request
+/// (BENCHMARKS.md, Hot path: "Argon2id verify" against "fast verify"); the pepper means a
+/// stolen database alone cannot even be tested against. Argon2id is available for policies
+/// that demand it.
 ///
 /// ```
 /// use keyward::{Hasher, KeyFormat, Pepper};
@@ -41,8 +42,13 @@ const ARGON2_OUT: usize = 32;
 /// ```
 ///
 /// # What is constant time
-/// The comparison of the computed digest with the stored one uses [`subtle`], so the time
-/// taken does not depend on how many leading bytes match. The hash computation itself takes
+/// The digest computed from the presented key (the 32-byte HMAC-SHA-256 tag, or the Argon2id
+/// output of the stored length) is compared with the stored digest by a word-folded
+/// comparison: after a length check (lengths are public), every 8-byte word of both is
+/// XOR-ed and OR-ed into one accumulator behind an optimization barrier, and only that
+/// accumulator is compared with zero, by [`subtle`]'s constant-time equality, then turned
+/// into a `bool` once. No branch or memory access depends on the bytes, so the time taken
+/// does not depend on how many leading bytes match. The hash computation itself takes
 /// time that depends only on the key's length and the parameters, never on the secret's
 /// value. Verifying against a stored hash whose pepper is unknown fails after computing the
 /// same HMAC. [`Hasher::verify_absent`] spends one hash with the current settings so that an
@@ -286,6 +292,10 @@ impl Hasher {
     }
 }
 
+/// HMAC-SHA256 of `key` under `pepper`. `Pepper::mac` clones an HMAC state kept after the
+/// key schedule instead of keying a new one, which saves two SHA-256 compressions per hash:
+/// that is why BENCHMARKS.md, Hot path: "fast hash (HMAC-SHA256, peppered)" and "fast
+/// verify" come in below their primitive, raw HMAC-SHA256 including key setup.
 fn hmac_digest(pepper: &Pepper, key: &str) -> [u8; HMAC_LEN] {
     let mut mac = pepper.mac();
     mac.update(key.as_bytes());

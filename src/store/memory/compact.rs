@@ -1,12 +1,18 @@
 //! How the memory store keeps a record: a compact form of [`KeyRecord`] for the common shape.
 //!
-//! A `KeyRecord` is about 490 bytes, most of them for fields a typical key leaves empty
-//! (rotation and delegation links, quota, roles, restrictions, metadata) or shares with many
-//! other keys (prefix, tenant, pepper id). [`Compact`] keeps the fields every key has inline,
-//! shares the (prefix, tenant, pepper id) triple between keys through [`Contexts`], keeps the
-//! HMAC digest inline, and moves everything else into an optional boxed [`Rest`]. Expanding
-//! gives back a record equal to the one stored, field for field: nothing is rounded or
-//! dropped, whatever the shape of the record.
+//! A `KeyRecord` is several hundred bytes (BENCHMARKS.md, Memory: "`size_of::<KeyRecord>()`"),
+//! most of them for fields a typical key leaves empty (rotation and delegation links, quota,
+//! roles, restrictions, metadata) or shares with many other keys (prefix, tenant, pepper id).
+//! [`Compact`] keeps the fields every key has inline, shares the (prefix, tenant, pepper id)
+//! triple between keys through [`Contexts`], keeps the HMAC digest inline, and moves
+//! everything else into an optional boxed [`Rest`]. Expanding gives back a record equal to
+//! the one stored, field for field: nothing is rounded or dropped, whatever the shape of the
+//! record.
+//!
+//! What it buys: BENCHMARKS.md, Memory: "peak bytes per key while growing" (target ≤ 320 at
+//! 1,000,000 keys; the notes under that table compare it with whole `KeyRecord`s). What it
+//! costs: a read must expand the record (a few allocations), which the memory store's hot
+//! set of expanded records pays once per hot key instead of once per verification.
 
 use std::sync::Arc;
 
