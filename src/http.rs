@@ -1,13 +1,29 @@
 //! The one place where errors become HTTP responses (RFC 6750), without a web framework:
-//! status, `WWW-Authenticate` challenge, `Retry-After`, and a JSON body
-//! `{"error": "<code>", "message": "<text>"}`.
+//! status, `WWW-Authenticate` challenge, `Retry-After`, `RateLimit-*` headers, and a JSON
+//! body `{"error": "<code>", "message": "<text>"}`.
+//!
+//! Every protocol starts from the same coarse class of an error (the way rustls maps its
+//! rich errors to one TLS alert): the axum layer answers it as HTTP, the tonic layer as a
+//! gRPC status, the secret-scanning receiver as its own JSON answer.
 
 use core::fmt;
 use core::time::Duration;
 
+use serde::Serialize;
+
 use crate::bearer::BearerError;
+use crate::limit::LimitError;
 use crate::manager::VerifyError;
 use crate::scope::Denied;
+
+mod rate_limit;
+#[cfg(feature = "axum")]
+mod response;
+#[cfg(feature = "secret-scanning")]
+mod scanning;
+
+#[cfg(all(feature = "axum", feature = "rate-limit"))]
+pub(crate) use rate_limit::insert_headers as insert_rate_limit_headers;
 
 /// Why a request was refused, as the HTTP layer sees it.
 #[derive(Debug, thiserror::Error)]
@@ -23,7 +39,7 @@ pub enum AuthError {
     #[error(transparent)]
     Denied(#[from] Denied),
     /// Too many requests for this key or client.
-    #[error("rate limit exceeded; retry after {} s", retry_after_secs(*.retry_after))]
+    #[error("rate limit exceeded; retry after {} s", ceil_secs(*.retry_after))]
     RateLimited {
         /// When a retry may succeed.
         retry_after: Duration,
@@ -31,11 +47,92 @@ pub enum AuthError {
     /// The credential store (or another dependency of authentication) is unavailable.
     #[error("authentication is temporarily unavailable")]
     Unavailable,
+    /// The rate limiter could not decide (a server-side problem: answered as
+    /// [`AuthError::Unavailable`], failing closed). The limiter's error is the source.
+    #[error("authentication is temporarily unavailable")]
+    Limit(#[from] LimitError),
 }
 
-fn retry_after_secs(d: Duration) -> u64 {
-    // Round up: retrying after the floor would still be refused.
+/// Whole seconds, rounded up: retrying after the floor would still be refused.
+pub(crate) fn ceil_secs(d: Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+/// The coarse class of an [`AuthError`]: what every protocol answers it with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ErrorKind {
+    /// No Bearer credentials were sent: 401 with a bare challenge (RFC 6750 section 3.1).
+    Unauthorized,
+    /// Credentials sent but unusable: 400 `invalid_request`.
+    InvalidRequest,
+    /// The key did not verify: 401 `invalid_token`.
+    InvalidToken,
+    /// The key may not do this: 403 `insufficient_scope`.
+    InsufficientScope,
+    /// Too many requests: 429.
+    RateLimited,
+    /// A dependency of authentication is down: 503.
+    Unavailable,
+}
+
+impl ErrorKind {
+    /// The HTTP status.
+    pub(crate) const fn status(self) -> u16 {
+        match self {
+            Self::Unauthorized | Self::InvalidToken => 401,
+            Self::InvalidRequest => 400,
+            Self::InsufficientScope => 403,
+            Self::RateLimited => 429,
+            Self::Unavailable => 503,
+        }
+    }
+
+    /// The machine-readable code of the JSON body (and of the challenge, where RFC 6750
+    /// defines one).
+    pub(crate) const fn code(self) -> &'static str {
+        match self {
+            Self::Unauthorized => "unauthorized",
+            Self::InvalidRequest => "invalid_request",
+            Self::InvalidToken => "invalid_token",
+            Self::InsufficientScope => "insufficient_scope",
+            Self::RateLimited => "rate_limited",
+            Self::Unavailable => "unavailable",
+        }
+    }
+}
+
+impl AuthError {
+    /// The class every protocol answers this error with.
+    pub(crate) fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Credentials(BearerError::Missing | BearerError::OtherScheme) => {
+                ErrorKind::Unauthorized
+            }
+            Self::Credentials(_) => ErrorKind::InvalidRequest,
+            Self::Verify(VerifyError::Unavailable(_)) | Self::Unavailable | Self::Limit(_) => {
+                ErrorKind::Unavailable
+            }
+            Self::Verify(_) => ErrorKind::InvalidToken,
+            Self::Denied(_) => ErrorKind::InsufficientScope,
+            Self::RateLimited { .. } => ErrorKind::RateLimited,
+        }
+    }
+
+    /// The text a client may see: an unavailable dependency is never described.
+    pub(crate) fn public_message(&self) -> String {
+        match self.kind() {
+            ErrorKind::Unavailable => Self::Unavailable.to_string(),
+            _ => self.to_string(),
+        }
+    }
+
+    /// The `Retry-After` value in seconds, for a rate-limited request.
+    pub(crate) fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            Self::RateLimited { retry_after } => Some(ceil_secs(*retry_after)),
+            _ => None,
+        }
+    }
 }
 
 /// A framework-independent HTTP error response.
@@ -50,14 +147,15 @@ fn retry_after_secs(d: Duration) -> u64 {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ErrorResponse {
-    /// 400, 401, 403, 429 or 503.
+    /// 400, 401, 403, 429 or 503 (and, for the secret-scanning receiver, 413).
     pub status: u16,
     /// The `WWW-Authenticate` header value, when the status calls for one.
     pub www_authenticate: Option<String>,
     /// The `Retry-After` header value in seconds, for 429.
     pub retry_after: Option<u64>,
     /// The machine-readable code: the RFC 6750 code where one applies, else `unauthorized`,
-    /// `rate_limited` or `unavailable`.
+    /// `rate_limited` or `unavailable` (and, for the secret-scanning receiver,
+    /// `payload_too_large` or `bad_request`).
     pub code: &'static str,
     /// Human-readable text. Never contains the key.
     pub message: String,
@@ -67,71 +165,51 @@ impl ErrorResponse {
     /// Maps an error to its response. `realm` names the protected service in the challenge.
     #[must_use]
     pub fn new(error: &AuthError, realm: &str) -> Self {
+        let kind = error.kind();
+        let message = error.public_message();
         let realm = quoted(realm);
-        let message = error.to_string();
-        let challenge = |code: &str, extra: &str| {
-            let description = quoted(&message);
-            Some(format!(
-                r#"Bearer realm="{realm}", error="{code}", error_description="{description}"{extra}"#
-            ))
-        };
-        match error {
-            AuthError::Credentials(BearerError::Missing | BearerError::OtherScheme) => Self {
-                status: 401,
-                www_authenticate: Some(format!(r#"Bearer realm="{realm}""#)),
-                retry_after: None,
-                code: "unauthorized",
-                message,
-            },
-            AuthError::Credentials(_) => Self {
-                status: 400,
-                www_authenticate: challenge("invalid_request", ""),
-                retry_after: None,
-                code: "invalid_request",
-                message,
-            },
-            AuthError::Verify(VerifyError::Unavailable(_)) | AuthError::Unavailable => Self {
-                status: 503,
-                www_authenticate: None,
-                retry_after: None,
-                code: "unavailable",
-                message: AuthError::Unavailable.to_string(),
-            },
-            AuthError::Verify(_) => Self {
-                status: 401,
-                www_authenticate: challenge("invalid_token", ""),
-                retry_after: None,
-                code: "invalid_token",
-                message,
-            },
-            AuthError::Denied(denied) => {
-                let scope = match denied {
-                    Denied::MissingScope(s) => format!(r#", scope="{}""#, quoted(s.as_str())),
+        let www_authenticate = match kind {
+            ErrorKind::Unauthorized => Some(format!(r#"Bearer realm="{realm}""#)),
+            ErrorKind::InvalidRequest | ErrorKind::InvalidToken | ErrorKind::InsufficientScope => {
+                let scope = match error {
+                    AuthError::Denied(Denied::MissingScope(s)) => {
+                        format!(r#", scope="{}""#, quoted(s.as_str()))
+                    }
                     _ => String::new(),
                 };
-                Self {
-                    status: 403,
-                    www_authenticate: challenge("insufficient_scope", &scope),
-                    retry_after: None,
-                    code: "insufficient_scope",
-                    message,
-                }
+                Some(format!(
+                    r#"Bearer realm="{realm}", error="{code}", error_description="{description}"{scope}"#,
+                    code = kind.code(),
+                    description = quoted(&message),
+                ))
             }
-            AuthError::RateLimited { retry_after } => Self {
-                status: 429,
-                www_authenticate: None,
-                retry_after: Some(retry_after_secs(*retry_after)),
-                code: "rate_limited",
-                message,
-            },
+            ErrorKind::RateLimited | ErrorKind::Unavailable => None,
+        };
+        Self {
+            status: kind.status(),
+            www_authenticate,
+            retry_after: error.retry_after_secs(),
+            code: kind.code(),
+            message,
         }
     }
 
     /// The JSON body: `{"error": "<code>", "message": "<text>"}`.
     #[must_use]
     pub fn body(&self) -> String {
-        serde_json::json!({ "error": self.code, "message": self.message }).to_string()
+        // Two strings always serialize.
+        serde_json::to_string(&ErrorBody {
+            error: self.code,
+            message: &self.message,
+        })
+        .unwrap_or_default()
     }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    message: &'a str,
 }
 
 impl fmt::Display for ErrorResponse {
@@ -163,61 +241,57 @@ mod tests {
 
     #[test]
     fn every_status() {
-        let cases: Vec<(AuthError, u16, &str)> = vec![
+        use AuthError::{Credentials, Verify};
+        let rate_limited = AuthError::RateLimited {
+            retry_after: Duration::from_millis(1500),
+        };
+        let classes: Vec<(u16, &str, Vec<AuthError>)> = vec![
             (
-                AuthError::Credentials(BearerError::Missing),
                 401,
                 "unauthorized",
+                vec![
+                    Credentials(BearerError::Missing),
+                    Credentials(BearerError::OtherScheme),
+                ],
             ),
             (
-                AuthError::Credentials(BearerError::OtherScheme),
-                401,
-                "unauthorized",
-            ),
-            (
-                AuthError::Credentials(BearerError::Whitespace),
                 400,
                 "invalid_request",
+                vec![
+                    Credentials(BearerError::Whitespace),
+                    Credentials(BearerError::Multiple),
+                ],
             ),
             (
-                AuthError::Credentials(BearerError::Multiple),
-                400,
-                "invalid_request",
-            ),
-            (
-                AuthError::Verify(VerifyError::Invalid),
                 401,
                 "invalid_token",
+                vec![
+                    Verify(VerifyError::Invalid),
+                    Verify(VerifyError::Malformed(ParseError::ChecksumMismatch)),
+                    Verify(VerifyError::Expired),
+                ],
             ),
             (
-                AuthError::Verify(VerifyError::Malformed(ParseError::ChecksumMismatch)),
-                401,
-                "invalid_token",
-            ),
-            (
-                AuthError::Verify(VerifyError::Expired),
-                401,
-                "invalid_token",
-            ),
-            (
-                AuthError::Verify(VerifyError::Unavailable("db down".into())),
                 503,
                 "unavailable",
+                vec![
+                    Verify(VerifyError::Unavailable("db down".into())),
+                    AuthError::Unavailable,
+                    AuthError::Limit(LimitError::ZeroCost),
+                ],
             ),
             (
-                AuthError::Denied(Denied::MissingScope(scope("tickets:write"))),
                 403,
                 "insufficient_scope",
+                vec![AuthError::Denied(Denied::MissingScope(scope(
+                    "tickets:write",
+                )))],
             ),
-            (
-                AuthError::RateLimited {
-                    retry_after: Duration::from_millis(1500),
-                },
-                429,
-                "rate_limited",
-            ),
-            (AuthError::Unavailable, 503, "unavailable"),
+            (429, "rate_limited", vec![rate_limited]),
         ];
+        let cases = classes
+            .into_iter()
+            .flat_map(|(status, code, errors)| errors.into_iter().map(move |e| (e, status, code)));
         for (error, status, code) in cases {
             let r = ErrorResponse::new(&error, "api");
             assert_eq!((r.status, r.code), (status, code), "{error:?}");
@@ -266,5 +340,21 @@ mod tests {
         let r = ErrorResponse::new(&weird, "a\"b\\c");
         let h = r.www_authenticate.expect("challenge");
         assert!(h.starts_with(r#"Bearer realm="a'b'c""#), "{h}");
+    }
+
+    #[test]
+    fn a_limiter_failure_keeps_its_cause_out_of_the_message() {
+        use std::error::Error as _;
+        let error = AuthError::from(LimitError::CostTooHigh { cost: 5, limit: 2 });
+        assert_eq!(
+            error.to_string(),
+            "authentication is temporarily unavailable"
+        );
+        let source = error.source().map(ToString::to_string);
+        assert_eq!(
+            source.as_deref(),
+            Some("cost 5 exceeds the rate limit of 2")
+        );
+        assert_eq!(ErrorResponse::new(&error, "api").message, error.to_string());
     }
 }

@@ -1,6 +1,7 @@
 //! Rate limits: who is charged ([`Subject`]), how much they may spend ([`LimitPolicy`]), and
-//! the answer ([`Decision`]) that the HTTP layer turns into `429`, `Retry-After` and
-//! `RateLimit-*` headers.
+//! the answer ([`Decision`]). This module knows nothing of HTTP: the `http` module turns a
+//! decision into `429`, `Retry-After` and `RateLimit-*` headers ([`Decision::headers`],
+//! [`Decision::into_result`]).
 //!
 //! Every limiter implements [`Limiter`]; [`MemoryLimiter`] (feature `rate-limit`) counts in
 //! the memory of one instance, [`RedisLimiter`] (feature `redis`) shares one count between
@@ -14,12 +15,12 @@
 
 use core::fmt;
 use core::future::Future;
+use core::ops::Deref;
 use core::time::Duration;
 use std::error::Error as StdError;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::http::AuthError;
 use crate::key_id::KeyId;
 use crate::verified::Verified;
 
@@ -58,25 +59,20 @@ pub trait Limiter: Send + Sync {
     ) -> impl Future<Output = Result<Decision, LimitError>> + Send;
 }
 
-impl<L: Limiter> Limiter for Arc<L> {
+/// A limiter behind any pointer (`Arc<L>`, `&L`, `Box<L>`) is a limiter: one impl instead
+/// of one per pointer type.
+impl<P> Limiter for P
+where
+    P: Deref + Send + Sync,
+    P::Target: Limiter,
+{
     fn check(
         &self,
         subject: &Subject,
         limit: &str,
         cost: u32,
     ) -> impl Future<Output = Result<Decision, LimitError>> + Send {
-        L::check(self, subject, limit, cost)
-    }
-}
-
-impl<L: Limiter> Limiter for &L {
-    fn check(
-        &self,
-        subject: &Subject,
-        limit: &str,
-        cost: u32,
-    ) -> impl Future<Output = Result<Decision, LimitError>> + Send {
-        L::check(self, subject, limit, cost)
+        P::Target::check(self, subject, limit, cost)
     }
 }
 
@@ -215,39 +211,6 @@ impl Decision {
             Self::Denied { retry_after, .. } => Some(retry_after),
         }
     }
-
-    /// The `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset` headers (the
-    /// reset in whole seconds, rounded up), for allowed and denied answers alike.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// let d = keyward::Decision::Allowed { limit: 60, remaining: 59, reset_after: Duration::from_millis(1500) };
-    /// assert_eq!(d.headers(), [("RateLimit-Limit", 60), ("RateLimit-Remaining", 59), ("RateLimit-Reset", 2)]);
-    /// ```
-    #[must_use]
-    pub fn headers(&self) -> [(&'static str, u64); 3] {
-        [
-            ("RateLimit-Limit", u64::from(self.limit())),
-            ("RateLimit-Remaining", u64::from(self.remaining())),
-            ("RateLimit-Reset", ceil_secs(self.reset_after())),
-        ]
-    }
-
-    /// `Ok(self)` when allowed, else [`AuthError::RateLimited`] with the retry time (which
-    /// [`ErrorResponse`](crate::ErrorResponse) turns into `429` and `Retry-After`).
-    ///
-    /// # Errors
-    /// [`AuthError::RateLimited`] when denied.
-    pub fn into_result(self) -> Result<Self, AuthError> {
-        match self {
-            Self::Allowed { .. } => Ok(self),
-            Self::Denied { retry_after, .. } => Err(AuthError::RateLimited { retry_after }),
-        }
-    }
-}
-
-fn ceil_secs(d: Duration) -> u64 {
-    d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
 /// A limiter could not decide.
@@ -255,8 +218,8 @@ fn ceil_secs(d: Duration) -> u64 {
 #[non_exhaustive]
 pub enum LimitError {
     /// The policy defines no limit with this name.
-    #[error("unknown rate limit {0:?}")]
-    UnknownLimit(String),
+    #[error("{0}")]
+    UnknownLimit(UnknownLimit),
     /// A cost of zero.
     #[error("rate limit cost must be at least 1")]
     ZeroCost,
@@ -273,9 +236,29 @@ pub enum LimitError {
     Unavailable(#[source] Box<dyn StdError + Send + Sync>),
 }
 
-impl From<LimitError> for AuthError {
-    /// Every limiter error is a server-side problem: `503`, fail closed.
-    fn from(_: LimitError) -> Self {
-        Self::Unavailable
+/// The limit a [`LimitError::UnknownLimit`] asked for, which the policy does not define.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownLimit {
+    name: Box<str>,
+}
+
+impl UnknownLimit {
+    /// The limit `name` is unknown (for limiters outside this crate).
+    #[must_use]
+    pub fn new(name: &str) -> Self {
+        Self { name: name.into() }
+    }
+
+    /// The name asked for.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// `unknown rate limit "<name>"`.
+impl fmt::Display for UnknownLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "unknown rate limit {:?}", self.name)
     }
 }

@@ -18,7 +18,7 @@ use hashbrown::DefaultHashBuilder;
 use time::OffsetDateTime;
 
 use super::policy::{LimitPolicy, Rate, Resolved};
-use super::{Decision, LimitError, Limiter, Subject, SubjectKind};
+use super::{Decision, LimitError, Limiter, Subject, SubjectKind, UnknownLimit};
 use crate::clock::Clock;
 use crate::key_id::KeyId;
 
@@ -280,22 +280,15 @@ impl MemoryLimiter {
         limit: &str,
         cost: u32,
     ) -> Result<Decision, LimitError> {
-        let unknown = || LimitError::UnknownLimit(limit.to_owned());
-        let Resolved { index, rate } = self.policy.resolve(subject, limit).ok_or_else(unknown)?;
+        let Resolved { index, rate } = self.policy.charge(subject, limit, cost)?;
         let n = NonZeroU32::new(cost).ok_or(LimitError::ZeroCost)?;
-        if cost > rate.limit() {
-            return Err(LimitError::CostTooHigh {
-                cost,
-                limit: rate.limit(),
-            });
-        }
         // Every rate the policy can resolve to has its bucket, made in `with_time`; the
         // default is first.
         let bucket = self
             .buckets
             .get(index)
             .and_then(|buckets| buckets.iter().find(|b| b.rate == rate))
-            .ok_or_else(unknown)?;
+            .ok_or_else(|| LimitError::UnknownLimit(UnknownLimit::new(limit)))?;
         let decision = self.decide(bucket, &Who::of(subject), n)?;
         bucket.maybe_sweep();
         Ok(decision)

@@ -245,6 +245,28 @@ impl LimitPolicy {
         Some(Resolved { index, rate })
     }
 
+    /// What every limiter checks before it decides: the limit exists for `subject`, `cost`
+    /// is at least 1 and fits in the whole budget.
+    #[cfg(feature = "rate-limit")]
+    pub(crate) fn charge(
+        &self,
+        subject: &Subject,
+        name: &str,
+        cost: u32,
+    ) -> Result<Resolved, super::LimitError> {
+        let resolved = self
+            .resolve(subject, name)
+            .ok_or_else(|| super::LimitError::UnknownLimit(super::UnknownLimit::new(name)))?;
+        let limit = resolved.rate.limit();
+        if cost == 0 {
+            return Err(super::LimitError::ZeroCost);
+        }
+        if cost > limit {
+            return Err(super::LimitError::CostTooHigh { cost, limit });
+        }
+        Ok(resolved)
+    }
+
     fn index_or_insert(&mut self, name: &str, rate: Rate) -> usize {
         if let Some(index) = self.names.get(name) {
             return *index;

@@ -141,47 +141,6 @@ impl RedisLimiter {
         self.degraded.load(Ordering::Relaxed)
     }
 
-    async fn decide(
-        &self,
-        subject: &Subject,
-        limit: &str,
-        cost: u32,
-    ) -> Result<Decision, LimitError> {
-        let rate = self
-            .policy
-            .rate_for(subject, limit)
-            .ok_or_else(|| LimitError::UnknownLimit(limit.to_owned()))?;
-        if cost == 0 {
-            return Err(LimitError::ZeroCost);
-        }
-        if cost > rate.limit() {
-            return Err(LimitError::CostTooHigh {
-                cost,
-                limit: rate.limit(),
-            });
-        }
-        let key = format!("{}{limit}:{subject}", self.prefix);
-        let interval_us = u64::try_from(rate.interval().as_micros()).unwrap_or(u64::MAX);
-        let mut conn = self.conn.clone();
-        let answer: Result<Vec<i64>, redis::RedisError> = self
-            .script
-            .key(key)
-            .arg(interval_us)
-            .arg(rate.limit())
-            .arg(cost)
-            .invoke_async(&mut conn)
-            .await;
-        match answer {
-            Ok(answer) => {
-                if self.degraded.swap(false, Ordering::Relaxed) {
-                    tracing::info!("redis answers again; rate limits are shared again");
-                }
-                decode(&answer, rate.limit())
-            }
-            Err(error) => self.degrade(error, subject, limit, cost),
-        }
-    }
-
     fn degrade(
         &self,
         error: redis::RedisError,
@@ -233,13 +192,34 @@ fn unavailable(error: impl std::error::Error + Send + Sync + 'static) -> LimitEr
 }
 
 impl Limiter for RedisLimiter {
-    fn check(
+    /// One run of the script on the server; on failure, the fallback.
+    async fn check(
         &self,
         subject: &Subject,
         limit: &str,
         cost: u32,
-    ) -> impl Future<Output = Result<Decision, LimitError>> + Send {
-        self.decide(subject, limit, cost)
+    ) -> Result<Decision, LimitError> {
+        let rate = self.policy.charge(subject, limit, cost)?.rate;
+        let key = format!("{}{limit}:{subject}", self.prefix);
+        let interval_us = u64::try_from(rate.interval().as_micros()).unwrap_or(u64::MAX);
+        let mut conn = self.conn.clone();
+        let answer: Result<Vec<i64>, redis::RedisError> = self
+            .script
+            .key(key)
+            .arg(interval_us)
+            .arg(rate.limit())
+            .arg(cost)
+            .invoke_async(&mut conn)
+            .await;
+        match answer {
+            Ok(answer) => {
+                if self.degraded.swap(false, Ordering::Relaxed) {
+                    tracing::info!("redis answers again; rate limits are shared again");
+                }
+                decode(&answer, rate.limit())
+            }
+            Err(error) => self.degrade(error, subject, limit, cost),
+        }
     }
 }
 

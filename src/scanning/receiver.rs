@@ -1,5 +1,5 @@
 //! The framework-agnostic receiver: body limit, signature headers, signature, body, then
-//! [`KeyManager::revoke_leaked`], and the mapping of every outcome to an HTTP status.
+//! [`KeyManager::revoke_leaked`]. The `http` module maps every refusal to its status and body.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::keys::{KeySourceError, PublicKeySource, SignatureError, valid_identifier};
 use crate::audit::RequestContext;
+use crate::http::ErrorResponse;
 use crate::manager::{KeyManager, LeakError, LeakReport, LeakVerdict};
 use crate::store::KeyStore;
 
@@ -149,7 +150,7 @@ impl Headers for http::HeaderMap {
     }
 }
 
-/// Why a request was refused; [`ScanningError::status`] maps it to HTTP. Messages never
+/// Why a request was refused; [`ScanningError::status`] (in the `http` module) maps it to HTTP. Messages never
 /// contain a token or a signature.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -185,31 +186,6 @@ pub enum ScanningError {
     Leak(#[from] LeakError),
 }
 
-impl ScanningError {
-    /// The HTTP status: 413, 401 (headers, unknown key, signature), 400 (body) or 503 (key
-    /// source or store; the scanner retries).
-    #[must_use]
-    pub fn status(&self) -> u16 {
-        match self {
-            Self::BodyTooLarge { .. } => 413,
-            Self::BadHeader { .. } | Self::UnknownKey | Self::Signature(_) => 401,
-            Self::MalformedBody => 400,
-            Self::KeySource(_) | Self::Leak(_) => 503,
-        }
-    }
-
-    /// A short machine-readable code for the JSON error body.
-    #[must_use]
-    pub fn code(&self) -> &'static str {
-        match self {
-            Self::BodyTooLarge { .. } => "payload_too_large",
-            Self::BadHeader { .. } | Self::UnknownKey | Self::Signature(_) => "unauthorized",
-            Self::MalformedBody => "bad_request",
-            Self::KeySource(_) | Self::Leak(_) => "unavailable",
-        }
-    }
-}
-
 /// What to answer: a status and a JSON body (`Content-Type: application/json`), plus what
 /// happened, for the application's logs and owner notifications.
 #[derive(Debug)]
@@ -230,14 +206,10 @@ pub struct ScanningResponse {
 
 impl ScanningResponse {
     fn error(error: ScanningError) -> Self {
-        let body = serde_json::to_vec(&ErrorBody {
-            error: error.code(),
-            message: &error.to_string(),
-        })
-        .unwrap_or_default();
+        let answer = ErrorResponse::from(&error);
         Self {
-            status: error.status(),
-            body,
+            status: answer.status,
+            body: answer.body().into_bytes(),
             verdicts: Vec::new(),
             error: Some(error),
         }
@@ -245,12 +217,6 @@ impl ScanningResponse {
 
     /// The `Content-Type` of every body.
     pub const CONTENT_TYPE: &'static str = "application/json";
-}
-
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: &'a str,
-    message: &'a str,
 }
 
 #[derive(Serialize)]
