@@ -9,7 +9,9 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use keyward::{KeyFormat, Resource, Scope, ScopeSet, StoredHash, bearer_token, parse_any};
+use keyward::{
+    KeyFormat, Scope, ScopeSet, StoredHash, http::bearer_token, key::parse_any, scope::Resource,
+};
 
 const MB: usize = 1 << 20;
 

@@ -8,7 +8,10 @@ use std::hint::black_box;
 use std::num::NonZeroU32;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use keyward::{KeyId, LimitPolicy, MemoryLimiter, Rate, Subject};
+use keyward::{
+    KeyId,
+    limit::{LimitPolicy, MemoryLimiter, Rate, Subject},
+};
 
 fn ids(n: usize) -> Vec<KeyId> {
     let format = keyward::KeyFormat::new(["bench"]).expect("static format");
@@ -81,7 +84,7 @@ fn memory(c: &mut Criterion) {
 
 #[cfg(feature = "redis")]
 fn redis(c: &mut Criterion) {
-    use keyward::{Limiter, RedisLimiter};
+    use keyward::limit::{Limiter, RedisLimiter};
     let Ok(url) = std::env::var("KEYWARD_TEST_REDIS_URL") else {
         println!("note: KEYWARD_TEST_REDIS_URL is not set; skipping the Redis round trip");
         return;

@@ -13,8 +13,8 @@
 use std::task::{Context, Poll, Waker};
 
 use keyward::{
-    Expiry, Hasher, IssueRequest, KeyFormat, KeyManager, KeyRecord, MemoryStore, Pepper,
-    RequestContext,
+    Hasher, IssueRequest, KeyFormat, KeyManager, KeyRecord, MemoryStore, Pepper, RequestContext,
+    policy::Expiry,
 };
 use peak_alloc::PeakAlloc;
 

@@ -20,7 +20,8 @@ use api_keys_simplified::{
 use criterion::{Criterion, criterion_group, criterion_main};
 use hmac::{Hmac, KeyInit, Mac};
 use keyward::{
-    Argon2Params, Hasher, IssueRequest, KeyFormat, KeyManager, MemoryStore, Pepper, RequestContext,
+    Hasher, IssueRequest, KeyFormat, KeyManager, MemoryStore, Pepper, RequestContext,
+    hash::Argon2Params,
 };
 use prefixed_api_key::{PrefixedApiKey, PrefixedApiKeyController};
 use sha2::{Digest, Sha256};

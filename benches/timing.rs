@@ -22,8 +22,8 @@ use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use keyward::{
-    CHECKSUM_LEN, Hasher, IssueRequest, KeyFormat, KeyManager, MemoryStore, Pepper, RequestContext,
-    checksum,
+    Hasher, IssueRequest, KeyFormat, KeyManager, MemoryStore, Pepper, RequestContext,
+    key::{CHECKSUM_LEN, checksum},
 };
 
 /// Above this, the classes differ (dudect's threshold).

@@ -10,7 +10,8 @@ use std::time::Instant;
 use criterion::{Criterion, criterion_group, criterion_main};
 use hmac::{Hmac, KeyInit, Mac};
 use keyward::{
-    Argon2Params, Hasher, IssueRequest, KeyFormat, KeyManager, MemoryStore, Pepper, RequestContext,
+    Hasher, IssueRequest, KeyFormat, KeyManager, MemoryStore, Pepper, RequestContext,
+    hash::Argon2Params,
 };
 use sha2::Sha256;
 
@@ -172,7 +173,7 @@ fn full_verify(c: &mut Criterion) {
         let mut body = tail.as_bytes()[..tail.len() - 6].to_vec();
         let last = body.len() - 1;
         body[last] = if body[last] == b'A' { b'B' } else { b'A' };
-        let sum = keyward::checksum(&body);
+        let sum = keyward::key::checksum(&body);
         format!(
             "{prefix}_{}{}",
             String::from_utf8(body).expect("ascii"),

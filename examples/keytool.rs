@@ -15,7 +15,10 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use keyward::{Argon2Params, Hasher, KeyFormat, Pepper, PepperError, StoredHash};
+use keyward::{
+    Hasher, KeyFormat, Pepper, StoredHash,
+    hash::{Argon2Params, PepperError},
+};
 
 /// The environment variable holding the fast hash's pepper.
 const PEPPER_VAR: &str = "KEYWARD_PEPPER";
@@ -127,7 +130,7 @@ fn run(command: Command) -> Result<(), Failure> {
                     let format = KeyFormat::new([prefix.as_str()]).map_err(|e| e.to_string())?;
                     format.parse(&key).map_err(|e| e.to_string())?.key_id()
                 }
-                None => keyward::parse_any(&key)
+                None => keyward::key::parse_any(&key)
                     .map_err(|e| e.to_string())?
                     .key_id(),
             };
@@ -139,7 +142,7 @@ fn run(command: Command) -> Result<(), Failure> {
             fast: _,
             key,
         } => {
-            let parsed = keyward::parse_any(&key).map_err(Failure::one)?;
+            let parsed = keyward::key::parse_any(&key).map_err(Failure::one)?;
             let hasher = if argon2 {
                 Hasher::argon2(Argon2Params::DEFAULT)
             } else {
@@ -153,7 +156,7 @@ fn run(command: Command) -> Result<(), Failure> {
             let stored: StoredHash = hash
                 .parse()
                 .map_err(|e| Failure::two(format!("malformed hash: {e}")))?;
-            let parsed = keyward::parse_any(&key).map_err(Failure::one)?;
+            let parsed = keyward::key::parse_any(&key).map_err(Failure::one)?;
             let hasher = match stored.pepper_id() {
                 Some(id) => Hasher::fast(pepper_from_env(Some(id.as_str()))?),
                 None => Hasher::argon2(Argon2Params::DEFAULT),

@@ -5,8 +5,8 @@
 //! DATABASE_URL=postgres://user:password@localhost/app cargo run --example postgres --features postgres
 //! ```
 use keyward::{
-    Hasher, IssueRequest, KeyFormat, KeyManager, Pepper, PostgresStore, RequestContext,
-    ScopeCatalog,
+    Hasher, IssueRequest, KeyFormat, KeyManager, Pepper, RequestContext, ScopeCatalog,
+    store::PostgresStore,
 };
 use time::Duration;
 

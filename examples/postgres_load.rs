@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use keyward::{
-    Hasher, IssueRequest, KeyFormat, KeyManager, KeyStore, Pepper, PostgresStore, RequestContext,
+    Hasher, IssueRequest, KeyFormat, KeyManager, KeyStore, Pepper, RequestContext,
+    store::PostgresStore,
 };
 use sqlx::postgres::PgPoolOptions;
 

@@ -33,14 +33,18 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64ct::{Base64UrlUnpadded, Encoding};
 use keyward::axum::{KeywardLayer, RateLimit, RequireScope, error_response, request_context};
-use keyward::scanning::{PublicKeys, ScanningOrigin, ScanningReceiver};
+use keyward::leak::scanning::{PublicKeys, ScanningOrigin, ScanningReceiver};
+use keyward::limit::{FailureThrottle, LimitPolicy, MemoryLimiter, Rate};
 use keyward::{
-    AnyStore, AuthError, CredentialSource, Expiry, Hasher, IssuancePolicy, IssueError,
-    IssueRequest, Issued, KeyFormat, KeyId, KeyManager, KeyRecord, KeyStatus, LifecycleError,
-    ListFilter, Page, Pepper, RequestContext, Resource, Restrictions, ScopeCatalog, ScopeSet,
-    Verified, VerifyError,
+    Hasher, IssueRequest, Issued, KeyFormat, KeyId, KeyManager, KeyRecord, Pepper, RequestContext,
+    ScopeCatalog, ScopeSet, Verified,
+    http::{AuthError, CredentialSource},
+    manager::{IssueError, LifecycleError, VerifyError},
+    policy::{Expiry, IssuancePolicy},
+    record::KeyStatus,
+    scope::{Resource, Restrictions},
+    store::{AnyStore, ListFilter, Page},
 };
-use keyward::{FailureThrottle, LimitPolicy, MemoryLimiter, Rate};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -144,7 +148,7 @@ impl Ticket {
     }
 }
 
-fn catalog() -> Result<ScopeCatalog, keyward::CatalogError> {
+fn catalog() -> Result<ScopeCatalog, keyward::scope::CatalogError> {
     ScopeCatalog::builder()
         .scopes([
             "read",
@@ -185,7 +189,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let manager = KeyManager::new(store, KeyFormat::new(["tak"])?, Hasher::fast(pepper))
         .with_catalog(catalog()?)
         .with_policy(IssuancePolicy::default().allow_never_expiring(true))
-        .with_audit(keyward::TracingAudit);
+        .with_audit(keyward::audit::TracingAudit);
     let manager = Arc::new(manager);
     let scanning = match std::env::var("KEYWARD_SCANNING_KEYS_FILE") {
         Ok(path) => {
@@ -369,7 +373,7 @@ async fn bearer_or_session(State(app): State<Arc<App>>, mut req: Request, next: 
     } else {
         match session_id(req.headers()) {
             Some(id) => from_session(&app, &id).await,
-            None => Err(AuthError::Credentials(keyward::BearerError::Missing)),
+            None => Err(AuthError::Credentials(keyward::http::BearerError::Missing)),
         }
     };
     match result {
@@ -662,7 +666,7 @@ async fn admin_list(
     }
 }
 
-fn not_found(e: keyward::KeyIdError) -> Response {
+fn not_found(e: keyward::key::KeyIdError) -> Response {
     error(StatusCode::NOT_FOUND, "not_found", e)
 }
 

@@ -1,4 +1,22 @@
 //! Audit events: what happened to which key, when, on whose behalf. Never the secret.
+//!
+//! Give the manager a sink with [`KeyManager::with_audit`](crate::KeyManager::with_audit):
+//! [`TracingAudit`] logs through `tracing`, [`AuditLog`] keeps events in memory, and any
+//! [`AuditSink`] of the application's forwards them elsewhere.
+//!
+//! ```
+//! use keyward::audit::{AuditKind, AuditLog};
+//! use keyward::{Hasher, IssueRequest, KeyFormat, KeyManager, MemoryStore, Pepper, RequestContext};
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), keyward::Error> {
+//! let log = AuditLog::new();
+//! let manager = KeyManager::new(MemoryStore::new(), KeyFormat::new(["tak"])?, Hasher::fast(Pepper::random("k1")?))
+//!     .with_audit(log.clone());
+//! let ctx = RequestContext::new().actor("admin@example.com");
+//! manager.issue(IssueRequest::new("ci", "user_1"), &ctx).await?;
+//! assert!(matches!(log.events()[0].kind, AuditKind::Issued { .. }));
+//! # Ok(()) }
+//! ```
 
 use core::fmt;
 use std::net::IpAddr;
@@ -7,7 +25,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::key_id::KeyId;
+use crate::key::id::KeyId;
 use crate::record::{KeyRecord, QuotaRefill};
 
 /// Receives every audit event. Implementations must be fast and must not fail the

@@ -34,7 +34,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::audit::RequestContext;
-use crate::bearer::BearerError;
+use crate::http::BearerError;
 use crate::http::{AuthError, ErrorResponse};
 use crate::scope::Scope;
 use crate::tower::request_id_context;

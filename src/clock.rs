@@ -1,4 +1,20 @@
 //! Where the key manager gets the time: the system clock, or a fake one in tests.
+//!
+//! ```
+//! use keyward::clock::FakeClock;
+//! use keyward::{Hasher, IssueRequest, KeyFormat, KeyManager, MemoryStore, Pepper, RequestContext};
+//! use time::{Duration, macros::datetime};
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), keyward::Error> {
+//! let clock = FakeClock::new(datetime!(2026-01-01 0:00 UTC));
+//! let manager = KeyManager::new(MemoryStore::new(), KeyFormat::new(["tak"])?, Hasher::fast(Pepper::random("k1")?))
+//!     .with_clock(clock.clone());
+//! let ctx = RequestContext::new();
+//! let issued = manager.issue(IssueRequest::new("ci", "user_1"), &ctx).await?; // 90 days by default
+//! clock.advance(Duration::days(91));
+//! assert!(manager.verify(issued.key.expose_secret(), &ctx).await.is_err()); // expired
+//! # Ok(()) }
+//! ```
 
 use core::fmt;
 use std::sync::{Arc, Mutex};
@@ -63,7 +79,7 @@ fn unix_now() -> Option<(u64, u32)> {
 /// A clock that stands still until told to move; clones share the same time.
 ///
 /// ```
-/// use keyward::{Clock, FakeClock};
+/// use keyward::{Clock, clock::FakeClock};
 /// use time::{Duration, macros::datetime};
 /// let clock = FakeClock::new(datetime!(2026-01-01 0:00 UTC));
 /// clock.advance(Duration::days(1));

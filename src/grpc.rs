@@ -7,10 +7,20 @@
 //! tonic's own interceptors are synchronous and cannot wait for the key store, so this is a
 //! layer: `Server::builder().layer(GrpcAuthLayer::new(manager))`. Handlers read the proof
 //! with [`verified`] and check scopes with [`authorize`].
+//!
+//! ```
+//! use keyward::grpc::GrpcAuthLayer;
+//! use keyward::{Hasher, KeyFormat, KeyManager, MemoryStore, Pepper};
+//!
+//! let manager = KeyManager::new(MemoryStore::new(), KeyFormat::new(["tak"])?, Hasher::fast(Pepper::random("k1")?));
+//! let layer = GrpcAuthLayer::new(manager); // tonic::transport::Server::builder().layer(layer)
+//! # let _ = layer;
+//! # Ok::<(), keyward::Error>(())
+//! ```
 
 use tonic::Status;
 
-use crate::bearer::BearerError;
+use crate::http::BearerError;
 use crate::http::{AuthError, ErrorKind};
 use crate::scope::{Resource, Scope};
 use crate::verified::Verified;

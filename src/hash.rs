@@ -1,5 +1,18 @@
 //! Hashing keys at rest: the stored-hash format, the fast keyed hash, Argon2id, peppers and
 //! the Argon2 verification cache.
+//!
+//! ```
+//! use keyward::{Hasher, KeyFormat, Pepper, StoredHash};
+//!
+//! let hasher = Hasher::fast(Pepper::from_text("k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")?);
+//! let format = KeyFormat::new(["tak"])?;
+//! let key = format.generate()?;
+//! let parsed = format.parse(key.expose_secret())?;
+//! let stored: StoredHash = hasher.hash(&parsed)?; // `$hmac-sha256$pid=k1$…`: store this
+//! assert!(hasher.verify(&parsed, &stored).is_ok());
+//! assert_eq!(stored.to_string().parse::<StoredHash>()?, stored);
+//! # Ok::<(), keyward::Error>(())
+//! ```
 
 mod argon2id;
 mod cache;

@@ -5,13 +5,30 @@
 //! Every protocol starts from the same coarse class of an error (the way rustls maps its
 //! rich errors to one TLS alert): the axum layer answers it as HTTP, the tonic layer as a
 //! gRPC status, the secret-scanning receiver as its own JSON answer.
+//!
+//! Framework layers ([`axum`](crate::axum), [`grpc`](crate::grpc)) use it; a service on
+//! another framework reads the key with [`bearer_token`] and answers with [`ErrorResponse`]:
+//!
+//! ```
+//! use keyward::http::{AuthError, ErrorResponse, bearer_token};
+//!
+//! let refused = bearer_token(b"Basic dXNlcjpwYXNz").unwrap_err();
+//! let response = ErrorResponse::new(&AuthError::from(refused), "tickets");
+//! assert_eq!(response.status, 401);
+//! assert_eq!(response.www_authenticate.as_deref(), Some(r#"Bearer realm="tickets""#));
+//! ```
 
 use core::fmt;
 use core::time::Duration;
 
 use serde::Serialize;
 
-use crate::bearer::BearerError;
+mod bearer;
+
+pub use bearer::{
+    BearerError, CredentialSource, MAX_HEADER_LEN, bearer_token, header_token, single_value,
+};
+
 use crate::limit::LimitError;
 use crate::manager::VerifyError;
 use crate::scope::Denied;
@@ -138,7 +155,7 @@ impl AuthError {
 /// A framework-independent HTTP error response.
 ///
 /// ```
-/// use keyward::{AuthError, BearerError, ErrorResponse};
+/// use keyward::http::{AuthError, BearerError, ErrorResponse};
 /// let r = ErrorResponse::new(&AuthError::Credentials(BearerError::Missing), "api");
 /// assert_eq!(r.status, 401);
 /// assert_eq!(r.www_authenticate.as_deref(), Some(r#"Bearer realm="api""#));
@@ -233,7 +250,7 @@ fn quoted(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::parse::ParseError;
+    use crate::key::parse::ParseError;
 
     fn scope(s: &str) -> crate::Scope {
         s.parse().expect("scope")

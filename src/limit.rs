@@ -12,6 +12,15 @@
 //! reaches the limiter, so nobody can drain another's budget by presenting its key id.
 //! Failed verifications are throttled separately, per client address, by
 //! [`FailureThrottle`], so guessing stays expensive.
+//!
+//! ```
+//! use keyward::limit::{LimitPolicy, Rate};
+//!
+//! let policy = LimitPolicy::default()                    // reads 600/min, writes 60/min
+//!     .owner("acme", "writes", Rate::per_minute(600)?); // a bigger plan for one company
+//! # let _ = policy;
+//! # Ok::<(), keyward::Error>(())
+//! ```
 
 use core::fmt;
 use core::future::Future;
@@ -21,7 +30,7 @@ use std::error::Error as StdError;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::key_id::KeyId;
+use crate::key::id::KeyId;
 use crate::verified::Verified;
 
 #[cfg(feature = "rate-limit")]

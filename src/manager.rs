@@ -1,4 +1,22 @@
 //! The key manager: what an application calls to issue, verify, authorize and manage keys.
+//!
+//! [`KeyManager`] holds the store, the key format, the hasher and the policies; every
+//! operation takes a [`RequestContext`](crate::RequestContext) for its audit event. Managing
+//! keys on behalf of a key goes through [`KeyManager::acting_as`], which keeps every target
+//! within what the acting key holds.
+//!
+//! ```
+//! use keyward::{Hasher, IssueRequest, KeyFormat, KeyManager, MemoryStore, Pepper, RequestContext};
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), keyward::Error> {
+//! let manager = KeyManager::new(MemoryStore::new(), KeyFormat::new(["tak"])?, Hasher::fast(Pepper::random("k1")?));
+//! let ctx = RequestContext::new();
+//! let issued = manager.issue(IssueRequest::new("ci", "user_1").scopes("read".parse()?), &ctx).await?;
+//! let key = manager.verify(issued.key.expose_secret(), &ctx).await?;
+//! key.authorize(&"read".parse()?, None)?;
+//! manager.revoke(&key.key_id(), Some("done"), &ctx).await?;
+//! # Ok(()) }
+//! ```
 
 use core::fmt;
 use core::future::Future;
@@ -10,8 +28,8 @@ use time::Duration;
 
 use crate::audit::{AuditEvent, AuditSink, NoAudit};
 use crate::clock::{Clock, SystemClock};
-use crate::format::KeyFormat;
 use crate::hash::Hasher;
+use crate::key::format::KeyFormat;
 use crate::policy::IssuancePolicy;
 use crate::scope::{ScopeCatalog, ScopeSet};
 use crate::store::KeyStore;
@@ -19,8 +37,7 @@ use crate::store::KeyStore;
 mod authority;
 mod cas;
 mod issue;
-mod leaked;
-mod lifecycle;
+pub(crate) mod lifecycle;
 mod lineage;
 mod permissions;
 mod quota;
@@ -29,16 +46,10 @@ mod verify;
 
 pub use authority::Acting;
 pub use issue::{IssueError, IssueRequest, Issued};
-pub use leaked::{LEAKED_REASON, LeakError, LeakLabel, LeakReport, LeakVerdict};
 pub use lifecycle::LifecycleError;
 pub use lineage::DEFAULT_MAX_DELEGATION_DEPTH;
 pub use permissions::PermissionTable;
 pub use quota::{QuotaError, Remaining};
-#[allow(
-    unused_imports,
-    unreachable_pub,
-    reason = "public types of issue 19, for the crate root to export once it is reorganized"
-)]
 pub use reasons::{HookRefusal, InvalidRequest, UnknownScopes, Widening};
 pub use verify::VerifyError;
 
@@ -125,7 +136,7 @@ impl<S: KeyStore> KeyManager<S> {
         self
     }
 
-    /// Sets the clock (tests use [`FakeClock`](crate::FakeClock)).
+    /// Sets the clock (tests use [`FakeClock`](crate::clock::FakeClock)).
     #[must_use]
     pub fn with_clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);

@@ -1,4 +1,21 @@
 //! Issuance policy: default and maximum lifetimes, expiry presets, the per-owner cap.
+//!
+//! ```
+//! use keyward::policy::{Expiry, ExpiryPreset, IssuancePolicy};
+//! use keyward::{Hasher, IssueRequest, KeyFormat, KeyManager, MemoryStore, Pepper, RequestContext};
+//! use time::Duration;
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), keyward::Error> {
+//! let policy = IssuancePolicy::default()
+//!     .max_ttl(Some(Duration::days(365)))
+//!     .max_live_keys_per_owner(10);
+//! let manager = KeyManager::new(MemoryStore::new(), KeyFormat::new(["tak"])?, Hasher::fast(Pepper::random("k1")?))
+//!     .with_policy(policy);
+//! let request = IssueRequest::new("ci", "user_1").expiry(Expiry::Preset(ExpiryPreset::Days30));
+//! let issued = manager.issue(request, &RequestContext::new()).await?;
+//! assert!(issued.record.expires_at.is_some());
+//! # Ok(()) }
+//! ```
 
 use time::{Duration, OffsetDateTime};
 
@@ -9,7 +26,7 @@ use time::{Duration, OffsetDateTime};
 /// keys per owner.
 ///
 /// ```
-/// use keyward::IssuancePolicy;
+/// use keyward::policy::IssuancePolicy;
 /// use time::Duration;
 /// let policy = IssuancePolicy::default()
 ///     .max_live_keys_per_owner(3)

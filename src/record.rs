@@ -1,5 +1,18 @@
 //! What the store keeps about a key: [`KeyRecord`], its [`KeyStatus`], [`Metadata`] and
 //! the refill schedule of its usage quota ([`QuotaRefill`]).
+//!
+//! ```
+//! use keyward::record::KeyStatus;
+//! use keyward::{Hasher, IssueRequest, KeyFormat, KeyManager, MemoryStore, Pepper, RequestContext};
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), keyward::Error> {
+//! let manager = KeyManager::new(MemoryStore::new(), KeyFormat::new(["tak"])?, Hasher::fast(Pepper::random("k1")?));
+//! let issued = manager.issue(IssueRequest::new("ci", "user_1"), &RequestContext::new()).await?;
+//! let record = &issued.record; // what listings show: never the secret
+//! assert_eq!(record.status, KeyStatus::Active);
+//! assert!(record.preview().starts_with("tak_"));
+//! # Ok(()) }
+//! ```
 
 use core::fmt;
 use core::str::FromStr;
@@ -9,8 +22,8 @@ use serde::{Deserialize, Serialize};
 use time::{Date, Month, OffsetDateTime, UtcOffset};
 
 use crate::hash::StoredHash;
-use crate::key_id::KeyId;
-use crate::prefix::Prefix;
+use crate::key::id::KeyId;
+use crate::key::prefix::Prefix;
 use crate::scope::{Restrictions, ScopeSet};
 
 /// Everything known about one key except its secret, which is kept only as [`StoredHash`].
@@ -164,7 +177,7 @@ impl RefillInterval {
 /// boundary. A key nobody uses is not written to.
 ///
 /// ```
-/// use keyward::{QuotaRefill, RefillError, RefillInterval};
+/// use keyward::record::{QuotaRefill, RefillError, RefillInterval};
 /// let daily = QuotaRefill::daily(1_000)?;
 /// let monthly = QuotaRefill::monthly(50_000, 15)?;
 /// assert_eq!(monthly.interval(), RefillInterval::Monthly { day: 15 });
@@ -256,12 +269,12 @@ impl QuotaRefill {
     /// latest refill day of a month at or before `now`.
     ///
     /// ```
-    /// use keyward::QuotaRefill;
+    /// use keyward::record::QuotaRefill;
     /// use time::macros::datetime;
     /// let on_31st = QuotaRefill::monthly(10, 31)?;
     /// assert_eq!(on_31st.period_start(datetime!(2026-03-10 12:00 UTC)), datetime!(2026-02-28 0:00 UTC));
     /// assert_eq!(on_31st.period_start(datetime!(2026-05-01 0:00 UTC)), datetime!(2026-04-30 0:00 UTC));
-    /// # Ok::<(), keyward::RefillError>(())
+    /// # Ok::<(), keyward::record::RefillError>(())
     /// ```
     #[must_use]
     pub fn period_start(&self, now: OffsetDateTime) -> OffsetDateTime {
@@ -284,13 +297,13 @@ impl QuotaRefill {
     /// period containing `now` started after `refilled_at` (or there was no refill yet).
     ///
     /// ```
-    /// use keyward::QuotaRefill;
+    /// use keyward::record::QuotaRefill;
     /// use time::macros::datetime;
     /// let daily = QuotaRefill::daily(100)?;
     /// let refilled = Some(datetime!(2026-03-01 17:00 UTC));
     /// assert!(!daily.is_due(refilled, datetime!(2026-03-01 23:59:59.999 UTC)));
     /// assert!(daily.is_due(refilled, datetime!(2026-03-02 0:00 UTC)));
-    /// # Ok::<(), keyward::RefillError>(())
+    /// # Ok::<(), keyward::record::RefillError>(())
     /// ```
     #[must_use]
     pub fn is_due(&self, refilled_at: Option<OffsetDateTime>, now: OffsetDateTime) -> bool {
@@ -409,10 +422,10 @@ impl FromStr for KeyStatus {
 /// appears in listings.
 ///
 /// ```
-/// let mut meta = keyward::Metadata::default();
+/// let mut meta = keyward::record::Metadata::default();
 /// meta.insert("plan", "pro")?;
 /// assert_eq!(meta.get("plan"), Some("pro"));
-/// # Ok::<(), keyward::MetadataError>(())
+/// # Ok::<(), keyward::record::MetadataError>(())
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(transparent)]

@@ -22,6 +22,19 @@
 //! - [`Restrictions`] limit the resources a key touches; they never widen under
 //!   intersection, and an empty intersection allows nothing.
 //! - [`authorize`] combines both checks and names what is missing in its [`Denied`].
+//!
+//! ```
+//! use keyward::{ScopeCatalog, ScopeSet};
+//!
+//! let catalog = ScopeCatalog::builder()
+//!     .scopes(["read", "tickets:write"])
+//!     .implies("tickets:write", "read")
+//!     .build()?;
+//! let granted: ScopeSet = catalog.expand(&"tickets:write".parse()?);
+//! assert!(granted.allows(&"read".parse()?));
+//! assert!(!granted.allows(&"tickets:delete".parse()?));
+//! # Ok::<(), keyward::Error>(())
+//! ```
 
 use core::fmt;
 use core::str::FromStr;
@@ -60,7 +73,7 @@ pub const MAX_SCOPE_DEPTH: usize = 8;
 /// assert!(wildcard.grants(&"tickets:write".parse()?));
 /// assert!(!wildcard.grants(&"tickets".parse()?));
 /// assert!("Tickets".parse::<Scope>().is_err());
-/// # Ok::<(), keyward::ScopeError>(())
+/// # Ok::<(), keyward::scope::ScopeError>(())
 /// ```
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Scope(Arc<str>);

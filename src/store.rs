@@ -1,4 +1,20 @@
 //! The storage trait applications implement for their database, and its errors.
+//!
+//! [`MemoryStore`] keeps keys in memory; `SqliteStore` and `PostgresStore` (features
+//! `sqlite`, `postgres`) in a database; [`AnyStore`] opens one of them from a URL. Run the
+//! conformance suite (`keyward::testing`) against a store of your own.
+//!
+//! ```
+//! use keyward::store::ListFilter;
+//! use keyward::{Hasher, IssueRequest, KeyFormat, KeyManager, KeyStore, MemoryStore, Pepper, RequestContext};
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), keyward::Error> {
+//! let manager = KeyManager::new(MemoryStore::new(), KeyFormat::new(["tak"])?, Hasher::fast(Pepper::random("k1")?));
+//! let issued = manager.issue(IssueRequest::new("ci", "user_1"), &RequestContext::new()).await?;
+//! let record = manager.store().get(&issued.key.id()).await?;
+//! assert_eq!(record.map(|r| r.owner.clone()).as_deref(), Some("user_1"));
+//! # Ok(()) }
+//! ```
 
 use core::future::Future;
 use std::error::Error as StdError;
@@ -6,7 +22,7 @@ use std::sync::Arc;
 
 use time::OffsetDateTime;
 
-use crate::key_id::KeyId;
+use crate::key::id::KeyId;
 use crate::record::KeyRecord;
 
 mod any;

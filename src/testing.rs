@@ -55,13 +55,13 @@ use time::{Duration, OffsetDateTime};
 
 use crate::RequestContext;
 use crate::hash::StoredHash;
-use crate::key_id::KeyId;
-use crate::prefix::Prefix;
+use crate::key::id::KeyId;
+use crate::key::prefix::Prefix;
 use crate::record::{KeyRecord, KeyStatus, Metadata, QuotaRefill};
 use crate::scope::{Restrictions, ScopeSet};
 use crate::store::{BulkRevocation, Consumed, KeyStore, ListFilter, Page, StoreError};
 use crate::verified::Verified;
-use crate::{FakeClock, Hasher, IssueRequest, KeyFormat, KeyManager, MemoryStore, Pepper};
+use crate::{Hasher, IssueRequest, KeyFormat, KeyManager, MemoryStore, Pepper, clock::FakeClock};
 
 /// How many times each concurrency rule repeats its race.
 pub const RACE_ROUNDS: usize = 20;
@@ -221,11 +221,11 @@ pub(crate) fn verified(record: KeyRecord, scopes: ScopeSet, at: OffsetDateTime) 
 pub fn same_id_wrong_secret(key: &str) -> String {
     // The body is base62, so the last `_` ends the prefix.
     let (prefix, tail) = key.rsplit_once('_').expect("a key has a prefix");
-    let body = &tail[..tail.len() - crate::CHECKSUM_LEN];
+    let body = &tail[..tail.len() - crate::key::CHECKSUM_LEN];
     let mut changed: Vec<u8> = body.as_bytes().to_vec();
     let last = changed.len() - 1;
     changed[last] = if changed[last] == b'A' { b'B' } else { b'A' };
-    let checksum = crate::checksum(&changed);
+    let checksum = crate::key::checksum(&changed);
     format!(
         "{prefix}_{}{}",
         String::from_utf8(changed).expect("ascii"),

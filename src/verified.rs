@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use time::OffsetDateTime;
 
-use crate::key_id::KeyId;
+use crate::key::id::KeyId;
 use crate::record::KeyRecord;
 use crate::scope::{Denied, Resource, Restrictions, Scope, ScopeSet};
 

@@ -5,7 +5,8 @@
 //! (feature `postgres`); and every error is typed and never shows the URL's password.
 
 use keyward::{
-    AnyStore, AnyStoreError, Hasher, IssueRequest, KeyFormat, KeyManager, Pepper, RequestContext,
+    Hasher, IssueRequest, KeyFormat, KeyManager, Pepper, RequestContext,
+    store::{AnyStore, AnyStoreError},
     testing,
 };
 
@@ -205,7 +206,11 @@ mod sqlite {
     use std::path::{Path, PathBuf};
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    use keyward::{AnyStore, AnyStoreError, KeyStore, ListFilter, RequestContext, testing};
+    use keyward::{
+        KeyStore, RequestContext,
+        store::{AnyStore, AnyStoreError, ListFilter},
+        testing,
+    };
 
     use super::{manager, open_error, round_trip};
 
@@ -253,7 +258,7 @@ mod sqlite {
         };
         assert_eq!(
             sqlite.schema_version().await.expect("schema version"),
-            keyward::SqliteStore::SCHEMA_VERSION,
+            keyward::store::SqliteStore::SCHEMA_VERSION,
             "opening migrates"
         );
         let key = round_trip(store).await;
@@ -332,7 +337,7 @@ mod sqlite {
 mod postgres {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    use keyward::{AnyStore, AnyStoreError};
+    use keyward::store::{AnyStore, AnyStoreError};
     use sqlx::postgres::PgPoolOptions;
 
     use super::{assert_hides, round_trip};
@@ -387,7 +392,7 @@ mod postgres {
         };
         assert_eq!(
             postgres.schema_version().await.expect("schema version"),
-            keyward::PostgresStore::SCHEMA_VERSION,
+            keyward::store::PostgresStore::SCHEMA_VERSION,
             "opening migrates"
         );
         let debug = format!("{store:?}");

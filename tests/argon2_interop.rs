@@ -18,8 +18,9 @@ use std::process::{Command, Stdio};
 
 use base64ct::{Base64Unpadded, Encoding};
 use keyward::{
-    ApiKey, Argon2Params, HashAlgorithm, Hasher, KeyFormat, Mismatch, ParsedKey, StoredHash,
-    parse_any,
+    ApiKey, Hasher, KeyFormat, StoredHash,
+    hash::{Argon2Params, HashAlgorithm, Mismatch},
+    key::{ParsedKey, parse_any},
 };
 use serde::Deserialize;
 

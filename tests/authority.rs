@@ -5,10 +5,14 @@
 use std::sync::Arc;
 
 use keyward::{
-    BulkRevocation, Consumed, Expiry, FakeClock, Hasher, IssuancePolicy, IssueError, IssueRequest,
-    KeyFormat, KeyId, KeyManager, KeyRecord, KeyStatus, KeyStore, LifecycleError, ListFilter,
-    MemoryStore, Page, Pepper, PermissionTable, Remaining, RequestContext, Restrictions,
-    ScopeCatalog, ScopeSet, StoreError, Verified, VerifyError,
+    Hasher, IssueRequest, KeyFormat, KeyId, KeyManager, KeyRecord, KeyStore, MemoryStore, Pepper,
+    RequestContext, ScopeCatalog, ScopeSet, Verified,
+    clock::FakeClock,
+    manager::{IssueError, LifecycleError, PermissionTable, Remaining, VerifyError},
+    policy::{Expiry, IssuancePolicy},
+    record::KeyStatus,
+    scope::Restrictions,
+    store::{BulkRevocation, Consumed, ListFilter, Page, StoreError},
 };
 use time::{Duration, OffsetDateTime, macros::datetime};
 
@@ -523,7 +527,7 @@ async fn rotation_keeps_the_old_end_and_one_pool_of_uses() {
         match f.manager.consume(proof, 1).await {
             Ok(Remaining::Uses(_)) => taken += 1,
             Ok(Remaining::Unlimited) => panic!("the key has a quota"),
-            Err(keyward::QuotaError::Exhausted) => {}
+            Err(keyward::manager::QuotaError::Exhausted) => {}
             Err(e) => panic!("consume: {e}"),
         }
     }
@@ -860,7 +864,7 @@ async fn quotas_stay_within_the_acting_key() {
         acting
             .set_quota(&metered.key_id(), None, None, &f.ctx)
             .await,
-        Err(keyward::QuotaError::NotFound(_))
+        Err(keyward::manager::QuotaError::NotFound(_))
     ));
     let child = acting
         .delegate(acting.child_request("c"), &f.ctx)
@@ -879,7 +883,7 @@ async fn quotas_stay_within_the_acting_key() {
     ));
     assert!(matches!(
         acting.set_quota(&child.record.id, None, None, &f.ctx).await,
-        Err(keyward::QuotaError::Widening)
+        Err(keyward::manager::QuotaError::Widening)
     ));
 }
 
@@ -902,7 +906,7 @@ async fn a_proof_from_before_a_rotation_draws_on_the_new_pool() {
     );
     assert!(matches!(
         f.manager.consume(&old, 1).await,
-        Err(keyward::QuotaError::Exhausted)
+        Err(keyward::manager::QuotaError::Exhausted)
     ));
 }
 
@@ -1011,7 +1015,7 @@ async fn acting_enable_and_quota_respect_reach() {
         acting
             .set_quota(&wide.key_id(), Some(1), None, &f.ctx)
             .await,
-        Err(keyward::QuotaError::NotFound(_))
+        Err(keyward::manager::QuotaError::NotFound(_))
     ));
     let report: BulkRevocation = acting
         .revoke_owner("bob", None, &f.ctx)

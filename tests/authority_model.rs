@@ -16,7 +16,7 @@
 //!    does; and every key verifies, or fails with the error, exactly as the rules compute
 //!    from the store;
 //! 3. an acting operation changes nothing outside the actor's reach, computed here from a
-//!    snapshot of the store by the rules documented on [`keyward::Acting`] (tenant, scopes,
+//!    snapshot of the store by the rules documented on [`keyward::manager::Acting`] (tenant, scopes,
 //!    resources, lifetime, never the actor's own ancestors, and for a delegated actor only
 //!    keys below its parent), and nothing but its target; the library's answer (`NotFound`
 //!    outside reach) must agree with that computation; a key retired by a rotation (in its
@@ -45,11 +45,18 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use keyward::{
-    Clock, DEFAULT_MAX_DELEGATION_DEPTH, Expiry, FakeClock, Hasher, IssuancePolicy, IssueError,
-    IssueRequest, Issued, KeyFormat, KeyId, KeyManager, KeyRecord, KeyStatus, KeyStore,
-    LifecycleError, ListFilter, MemoryStore, Metadata, OwnerPermissions, Page, Pepper,
-    PermissionTable, Prefix, RequestContext, Restrictions, ScopeCatalog, ScopeSet, Verified,
-    VerifyError,
+    Clock, Hasher, IssueRequest, Issued, KeyFormat, KeyId, KeyManager, KeyRecord, KeyStore,
+    MemoryStore, Pepper, RequestContext, ScopeCatalog, ScopeSet, Verified,
+    clock::FakeClock,
+    key::Prefix,
+    manager::{
+        DEFAULT_MAX_DELEGATION_DEPTH, IssueError, LifecycleError, OwnerPermissions,
+        PermissionTable, VerifyError,
+    },
+    policy::{Expiry, IssuancePolicy},
+    record::{KeyStatus, Metadata},
+    scope::Restrictions,
+    store::{ListFilter, Page},
 };
 use proptest::prelude::*;
 use proptest::strategy::{NewTree, ValueTree};

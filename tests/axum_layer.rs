@@ -9,8 +9,8 @@ use axum::http::{Request, StatusCode, header};
 use axum::routing::get;
 use keyward::axum::{KeywardLayer, RequireScope};
 use keyward::{
-    AuthError, FakeClock, Hasher, IssueRequest, KeyFormat, KeyManager, MemoryStore, Pepper,
-    RequestContext, Verified,
+    Hasher, IssueRequest, KeyFormat, KeyManager, MemoryStore, Pepper, RequestContext, Verified,
+    clock::FakeClock, http::AuthError,
 };
 use time::{Duration, macros::datetime};
 use tower::ServiceExt;
@@ -240,7 +240,7 @@ async fn resource_restrictions_are_enforced_per_route() {
     let app = app();
     let r = IssueRequest::new("k", "o")
         .scopes("read".parse().expect("scopes"))
-        .restrictions(keyward::Restrictions::only(["company:42"]).expect("restrictions"));
+        .restrictions(keyward::scope::Restrictions::only(["company:42"]).expect("restrictions"));
     let key = app
         .manager
         .issue(r, &RequestContext::new())

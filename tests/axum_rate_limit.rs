@@ -12,8 +12,9 @@ use axum::http::{Request, StatusCode, header};
 use axum::routing::get;
 use keyward::axum::{KeywardLayer, RateLimit};
 use keyward::{
-    FailureThrottle, FakeClock, Hasher, IssueRequest, KeyFormat, KeyManager, LimitPolicy,
-    MemoryLimiter, MemoryStore, Pepper, Rate, RequestContext,
+    Hasher, IssueRequest, KeyFormat, KeyManager, MemoryStore, Pepper, RequestContext,
+    clock::FakeClock,
+    limit::{FailureThrottle, LimitPolicy, MemoryLimiter, Rate},
 };
 use time::{Duration, macros::datetime};
 use tower::ServiceExt;

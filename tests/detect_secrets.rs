@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use keyward::{ApiKey, KeyFormat, parse_any};
+use keyward::{ApiKey, KeyFormat, key::parse_any};
 use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use keyward::grpc::{GrpcAuthLayer, authorize, verified};
 use keyward::{
-    AuthError, Hasher, IssueRequest, KeyFormat, KeyManager, MemoryStore, Pepper, RequestContext,
-    Verified,
+    Hasher, IssueRequest, KeyFormat, KeyManager, MemoryStore, Pepper, RequestContext, Verified,
+    http::AuthError,
 };
 use tower::{Layer, ServiceExt};
 

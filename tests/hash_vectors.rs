@@ -24,9 +24,12 @@
 use std::collections::BTreeMap;
 
 use keyward::{
-    ARGON2_OUTPUT_LEN, ARGON2_SALT_LEN, Argon2Params, Argon2ParamsError, HashAlgorithm,
-    HashParseError, Hasher, KeyFormat, MAX_STORED_HASH_LEN, Mismatch, Pepper, PepperError,
-    PepperId, PepperIdError, StoredHash, parse_any,
+    Hasher, KeyFormat, Pepper, StoredHash,
+    hash::{
+        ARGON2_OUTPUT_LEN, ARGON2_SALT_LEN, Argon2Params, Argon2ParamsError, HashAlgorithm,
+        HashParseError, MAX_STORED_HASH_LEN, Mismatch, PepperError, PepperId, PepperIdError,
+    },
+    key::parse_any,
 };
 use proptest::prelude::*;
 
@@ -739,7 +742,7 @@ fn duplicate_pepper_ids_are_refused() {
         .expect_err("duplicate id");
     assert_eq!(
         err,
-        keyward::HashConfigError::DuplicatePepper(PepperId::new("k1").expect("valid"))
+        keyward::hash::HashConfigError::DuplicatePepper(PepperId::new("k1").expect("valid"))
     );
 }
 

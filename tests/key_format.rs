@@ -4,7 +4,10 @@
 use std::collections::HashSet;
 use std::convert::Infallible;
 
-use keyward::{FormatError, GenerateError, KeyFormat, KeyId, ParseError, PrefixError, parse_any};
+use keyward::{
+    KeyFormat, KeyId,
+    key::{FormatError, GenerateError, ParseError, PrefixError, parse_any},
+};
 use rand_core::{TryCryptoRng, TryRng};
 
 /// GitHub's documented example tokens (30-character bodies); the second checksum is
@@ -61,7 +64,7 @@ fn github_vectors_are_valid() {
         assert_eq!(parsed.expose_secret_part(), secret);
         assert_eq!(parsed.expose_secret(), token);
         let body = format!("{id}{secret}");
-        assert_eq!(&keyward::checksum(body.as_bytes()), sum.as_bytes());
+        assert_eq!(&keyward::key::checksum(body.as_bytes()), sum.as_bytes());
     }
 }
 
@@ -561,8 +564,8 @@ fn format_construction_errors() {
 
 #[test]
 fn length_bounds() {
-    assert_eq!(keyward::MIN_KEY_ID_LEN, 11);
-    assert_eq!(keyward::MAX_KEY_ID_LEN, 32);
+    assert_eq!(keyward::key::MIN_KEY_ID_LEN, 11);
+    assert_eq!(keyward::key::MAX_KEY_ID_LEN, 32);
     assert_eq!(KeyFormat::MIN_SECRET_LEN, 22);
     assert_eq!(KeyFormat::MAX_SECRET_LEN, 128);
     for bad in [0, 10, 33, usize::MAX] {

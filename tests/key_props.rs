@@ -7,7 +7,10 @@
 
 use std::convert::Infallible;
 
-use keyward::{KeyFormat, ParseError, ParsedKey, parse_any};
+use keyward::{
+    KeyFormat,
+    key::{ParseError, ParsedKey, parse_any},
+};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use rand_core::{TryCryptoRng, TryRng};
@@ -247,7 +250,7 @@ fn check_everywhere(input: &str, extra: Option<&KeyFormat>) {
             |p: &str, i: usize| format.prefixes().get(i).is_some_and(|q| q.as_str() == p);
         check_result(input, format.parse(input), &accepted, format.max_len());
     }
-    let any_prefix = |p: &str, i: usize| i == 0 && keyward::Prefix::new(p).is_ok();
+    let any_prefix = |p: &str, i: usize| i == 0 && keyward::key::Prefix::new(p).is_ok();
     check_result(input, parse_any(input), &any_prefix, MAX_ANY);
 }
 

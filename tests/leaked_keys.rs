@@ -3,9 +3,14 @@
 //! harmless, store failures fail closed, and the audit log says where each key leaked.
 
 use keyward::{
-    AuditEvent, AuditKind, AuditLog, Expiry, FakeClock, Hasher, IssueRequest, KeyFormat, KeyId,
-    KeyManager, KeyStatus, KeyStore, LEAKED_REASON, LeakError, LeakLabel, LeakReport, MemoryStore,
-    Pepper, RequestContext, VerifyError,
+    Hasher, IssueRequest, KeyFormat, KeyId, KeyManager, KeyStore, MemoryStore, Pepper,
+    RequestContext,
+    audit::{AuditEvent, AuditKind, AuditLog},
+    clock::FakeClock,
+    leak::{LEAKED_REASON, LeakError, LeakLabel, LeakReport},
+    manager::VerifyError,
+    policy::Expiry,
+    record::KeyStatus,
 };
 use time::{Duration, macros::datetime};
 
@@ -242,7 +247,7 @@ async fn replay_is_harmless() {
         .expect("replay");
     let after_second = f.audit.take();
 
-    let labels = |v: &[keyward::LeakVerdict]| v.iter().map(|v| v.label).collect::<Vec<_>>();
+    let labels = |v: &[keyward::leak::LeakVerdict]| v.iter().map(|v| v.label).collect::<Vec<_>>();
     assert_eq!(labels(&first), labels(&second));
     assert_eq!(
         labels(&first),

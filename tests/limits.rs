@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use keyward::testing::{Fixture, epoch, random_id};
 use keyward::{
-    Decision, FailureThrottle, FakeClock, LimitError, LimitPolicy, Limiter, MemoryLimiter, Rate,
-    Subject,
+    clock::FakeClock,
+    limit::{
+        Decision, FailureThrottle, LimitError, LimitPolicy, Limiter, MemoryLimiter, Rate, Subject,
+    },
 };
 
 fn secs(s: i64) -> time::Duration {
@@ -359,6 +361,7 @@ async fn the_trait_works_through_references_and_arcs() {
         retry_after: Duration::from_millis(1),
         reset_after: Duration::from_secs(60),
     };
-    let response = keyward::ErrorResponse::new(&denied.into_result().expect_err("an error"), "api");
+    let response =
+        keyward::http::ErrorResponse::new(&denied.into_result().expect_err("an error"), "api");
     assert_eq!((response.status, response.retry_after), (429, Some(1)));
 }

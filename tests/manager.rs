@@ -4,9 +4,14 @@
 use std::sync::Arc;
 
 use keyward::{
-    AuditKind, AuditLog, Expiry, ExpiryPreset, FailureReason, FakeClock, Hasher, IssuancePolicy,
-    IssueError, IssueRequest, KeyFormat, KeyManager, KeyStatus, LifecycleError, ListFilter,
-    MemoryStore, Pepper, PermissionTable, RequestContext, Scope, ScopeSet, VerifyError,
+    Hasher, IssueRequest, KeyFormat, KeyManager, MemoryStore, Pepper, RequestContext, Scope,
+    ScopeSet,
+    audit::{AuditKind, AuditLog, FailureReason},
+    clock::FakeClock,
+    manager::{IssueError, LifecycleError, PermissionTable, VerifyError},
+    policy::{Expiry, ExpiryPreset, IssuancePolicy},
+    record::KeyStatus,
+    store::ListFilter,
 };
 use time::{Duration, macros::datetime};
 
@@ -272,7 +277,7 @@ async fn expiry_default_presets_maximum_and_never() {
     );
     assert!(matches!(
         too_long.await,
-        Err(IssueError::Policy(keyward::PolicyError::TooLong {
+        Err(IssueError::Policy(keyward::policy::PolicyError::TooLong {
             max_days: 365
         }))
     ));
@@ -283,7 +288,7 @@ async fn expiry_default_presets_maximum_and_never() {
     assert!(matches!(
         never,
         Err(IssueError::Policy(
-            keyward::PolicyError::NeverExpiringNotAllowed
+            keyward::policy::PolicyError::NeverExpiringNotAllowed
         ))
     ));
     let past = f.manager.issue(
@@ -292,7 +297,9 @@ async fn expiry_default_presets_maximum_and_never() {
     );
     assert!(matches!(
         past.await,
-        Err(IssueError::Policy(keyward::PolicyError::NotInFuture))
+        Err(IssueError::Policy(
+            keyward::policy::PolicyError::NotInFuture
+        ))
     ));
 
     let lenient = fixture_with(
@@ -397,11 +404,11 @@ fn fifty_concurrent_issuers_with_a_cap_of_three_produce_three_keys() {
 }
 
 struct PlanGate;
-impl keyward::IssueHook for PlanGate {
+impl keyward::manager::IssueHook for PlanGate {
     fn check<'a>(
         &'a self,
         request: &'a IssueRequest,
-    ) -> keyward::BoxFuture<'a, Result<(), String>> {
+    ) -> keyward::manager::BoxFuture<'a, Result<(), String>> {
         let allowed = request.metadata.get("plan") == Some("pro");
         Box::pin(async move {
             if allowed {
@@ -422,7 +429,7 @@ async fn issuance_hook_can_refuse_with_a_reason() {
         .await
         .expect_err("gated");
     assert_eq!(err.to_string(), "refused: API keys need the Pro plan");
-    let mut meta = keyward::Metadata::default();
+    let mut meta = keyward::record::Metadata::default();
     meta.insert("plan", "pro").expect("meta");
     manager
         .issue(IssueRequest::new("k", "pro-user").metadata(meta), &f.ctx)
@@ -519,12 +526,13 @@ async fn key_is_bounded_by_its_owners_current_permissions() {
 }
 
 struct BrokenPermissions;
-impl keyward::OwnerPermissions for BrokenPermissions {
+impl keyward::manager::OwnerPermissions for BrokenPermissions {
     fn permissions<'a>(
         &'a self,
         _owner: &'a str,
         _tenant: Option<&'a str>,
-    ) -> keyward::BoxFuture<'a, Result<ScopeSet, Box<dyn std::error::Error + Send + Sync>>> {
+    ) -> keyward::manager::BoxFuture<'a, Result<ScopeSet, Box<dyn std::error::Error + Send + Sync>>>
+    {
         Box::pin(async { Err("directory service down".into()) })
     }
 }
@@ -547,7 +555,7 @@ async fn failing_owner_permissions_fail_closed() {
 #[tokio::test]
 async fn rotation_with_overlap_then_regenerate() {
     let f = fixture_with(IssuancePolicy::default().max_live_keys_per_owner(1));
-    let mut meta = keyward::Metadata::default();
+    let mut meta = keyward::record::Metadata::default();
     meta.insert("team", "infra").expect("meta");
     let old = f
         .manager
@@ -748,7 +756,7 @@ async fn hashes_on_a_retiring_pepper_are_upgraded_on_verify() {
         .expect("old pepper still accepted");
     let record = after.get(&issued.key.id()).await.expect("get");
     assert_eq!(
-        record.hash.pepper_id().map(keyward::PepperId::as_str),
+        record.hash.pepper_id().map(keyward::hash::PepperId::as_str),
         Some("k1")
     );
     assert!(audit.events().iter().any(|e| e.kind == AuditKind::Rehashed));

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use keyward::{KeyStore, MemoryStore, StoreError, testing};
+use keyward::{KeyStore, MemoryStore, store::StoreError, testing};
 
 async fn fresh_store() -> MemoryStore {
     MemoryStore::new()

@@ -5,8 +5,10 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use keyward::{
-    AuditLog, FakeClock, Hasher, IssueRequest, KeyFormat, KeyManager, MemoryStore, Pepper,
-    RequestContext, TracingAudit, VerifyError,
+    Hasher, IssueRequest, KeyFormat, KeyManager, MemoryStore, Pepper, RequestContext,
+    audit::{AuditLog, TracingAudit},
+    clock::FakeClock,
+    manager::VerifyError,
 };
 use time::{Duration, macros::datetime};
 
@@ -24,8 +26,8 @@ impl Write for Capture {
 }
 
 struct Both(AuditLog, TracingAudit);
-impl keyward::AuditSink for Both {
-    fn record(&self, event: &keyward::AuditEvent) {
+impl keyward::audit::AuditSink for Both {
+    fn record(&self, event: &keyward::audit::AuditEvent) {
         self.0.record(event);
         self.1.record(event);
     }
@@ -138,7 +140,7 @@ async fn no_secret_in_logs_audit_or_debug() {
 /// rotates and is revoked; at each tracing level from ERROR to TRACE, nothing carries a secret.
 #[tokio::test]
 async fn argon2_cache_and_rehash_leak_nothing_at_any_level() {
-    use keyward::{Argon2Params, HashAlgorithm};
+    use keyward::hash::{Argon2Params, HashAlgorithm};
     use tracing::Level;
 
     for level in [

@@ -20,8 +20,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use keyward::{
-    IssueError, IssueRequest, KeyId, KeyStore, ListFilter, Page, PostgresStore, RequestContext,
-    StoreError, VerifyError, testing,
+    IssueRequest, KeyId, KeyStore, RequestContext,
+    manager::{IssueError, VerifyError},
+    store::{ListFilter, Page, PostgresStore, StoreError},
+    testing,
 };
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use tokio::net::{TcpListener, TcpStream};

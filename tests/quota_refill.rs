@@ -6,8 +6,11 @@
 use std::sync::Arc;
 
 use keyward::{
-    FakeClock, Hasher, IssueRequest, Issued, KeyFormat, KeyManager, KeyStore, MemoryStore, Pepper,
-    QuotaError, QuotaRefill, Remaining, RequestContext, Verified,
+    Hasher, IssueRequest, Issued, KeyFormat, KeyManager, KeyStore, MemoryStore, Pepper,
+    RequestContext, Verified,
+    clock::FakeClock,
+    manager::{QuotaError, Remaining},
+    record::QuotaRefill,
 };
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
@@ -280,7 +283,7 @@ impl Drop for TempDb {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_refill_per_period_on_sqlite() {
     let dir = TempDb::new("race");
-    let store = keyward::SqliteStore::open(dir.0.join("keys.db"))
+    let store = keyward::store::SqliteStore::open(dir.0.join("keys.db"))
         .await
         .expect("open");
     store.migrate().await.expect("migrate");

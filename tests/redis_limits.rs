@@ -12,8 +12,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use keyward::limit::{
+    LimitError, LimitPolicy, Limiter, Rate, RedisFallback, RedisLimiter, Subject,
+};
 use keyward::testing::random_id;
-use keyward::{LimitError, LimitPolicy, Limiter, Rate, RedisFallback, RedisLimiter, Subject};
 
 fn redis_url() -> String {
     std::env::var("KEYWARD_TEST_REDIS_URL").unwrap_or_else(|_| {

@@ -3,10 +3,15 @@
 //! 1 MB resource path. `benches/bounds.rs` measures what each refusal costs.
 
 use keyward::{
-    BearerError, CredentialSource, HashParseError, Hasher, KeyFormat, KeyManager, MAX_HEADER_LEN,
-    MAX_PREFIX_LEN, MAX_RESOURCE_DEPTH, MAX_SCOPE_DEPTH, MemoryStore, ParseError, Pepper,
-    RequestContext, Resource, ResourceError, Restrictions, Scope, ScopeError, ScopeSet, StoredHash,
-    VerifyError, bearer_token, header_token, parse_any,
+    Hasher, KeyFormat, KeyManager, MemoryStore, Pepper, RequestContext, Scope, ScopeSet,
+    StoredHash,
+    hash::HashParseError,
+    http::{BearerError, CredentialSource, MAX_HEADER_LEN, bearer_token, header_token},
+    key::{MAX_PREFIX_LEN, ParseError, parse_any},
+    manager::VerifyError,
+    scope::{
+        MAX_RESOURCE_DEPTH, MAX_SCOPE_DEPTH, Resource, ResourceError, Restrictions, ScopeError,
+    },
 };
 
 const MB: usize = 1 << 20;

@@ -4,7 +4,10 @@
 //! overlap, nest and share wildcards often; `a-b` and `a1` sort between `a` and `a:x`,
 //! which catches lookups that rely on plain string order.
 
-use keyward::{Resource, Restrictions, Scope, ScopeCatalog, ScopeSet};
+use keyward::{
+    Scope, ScopeCatalog, ScopeSet,
+    scope::{Resource, Restrictions},
+};
 use proptest::prelude::*;
 
 fn config() -> ProptestConfig {

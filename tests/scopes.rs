@@ -2,8 +2,8 @@
 //! the wildcard rules Unkey documents but does not implement.
 
 use keyward::{
-    CatalogError, Denied, Resource, ResourceError, Restrictions, Scope, ScopeCatalog, ScopeError,
-    ScopeSet, authorize,
+    Scope, ScopeCatalog, ScopeSet,
+    scope::{CatalogError, Denied, Resource, ResourceError, Restrictions, ScopeError, authorize},
 };
 
 fn scope(s: &str) -> Scope {

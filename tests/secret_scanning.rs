@@ -8,13 +8,18 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use base64ct::{Base64, Encoding};
-use keyward::scanning::{
+use keyward::leak::scanning::{
     CachedKeys, DEFAULT_MAX_BODY, KeyListError, PublicKeys, ScanningError, ScanningKey,
     ScanningOrigin, ScanningReceiver, ScanningResponse, SignatureError,
 };
 use keyward::{
-    AuditEvent, AuditKind, AuditLog, Expiry, FakeClock, Hasher, IssueRequest, KeyFormat, KeyId,
-    KeyManager, KeyStatus, LEAKED_REASON, Pepper, RequestContext, VerifyError,
+    Hasher, IssueRequest, KeyFormat, KeyId, KeyManager, Pepper, RequestContext,
+    audit::{AuditEvent, AuditKind, AuditLog},
+    clock::FakeClock,
+    leak::LEAKED_REASON,
+    manager::VerifyError,
+    policy::Expiry,
+    record::KeyStatus,
 };
 use p256::ecdsa::signature::Signer;
 use p256::ecdsa::{Signature, SigningKey};
@@ -343,7 +348,7 @@ fn manager(store: Flaky, clock: &FakeClock, audit: &AuditLog) -> KeyManager<Flak
     .with_audit(audit.clone())
 }
 
-impl<K: keyward::scanning::PublicKeySource> Fixture<K> {
+impl<K: keyward::leak::scanning::PublicKeySource> Fixture<K> {
     fn with_origin(keys: K, origin: ScanningOrigin) -> Self {
         let store = Flaky::default();
         let clock = FakeClock::new(datetime!(2026-03-01 12:00 UTC));
@@ -416,7 +421,7 @@ fn alert(token: &str, source: &str) -> Value {
 
 fn sha256_hex(s: &str) -> String {
     // The verdict's hash, through the public API: a report of the token alone.
-    keyward::LeakReport::new(s, "t").token_hash()
+    keyward::leak::LeakReport::new(s, "t").token_hash()
 }
 
 fn kinds(events: &[AuditEvent]) -> Vec<&'static str> {

@@ -11,7 +11,11 @@ mod scenarios;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use keyward::{IssueRequest, KeyId, KeyStore, RequestContext, SqliteStore, StoreError, testing};
+use keyward::{
+    IssueRequest, KeyId, KeyStore, RequestContext,
+    store::{SqliteStore, StoreError},
+    testing,
+};
 
 /// A fresh directory under the system's temporary directory, removed on drop.
 struct TempDir(PathBuf);

@@ -2,8 +2,8 @@
 //! panics, and everything works again once it is back, with nothing lost.
 
 use keyward::{
-    Hasher, IssueError, IssueRequest, KeyFormat, KeyManager, LifecycleError, Pepper,
-    RequestContext, VerifyError,
+    Hasher, IssueRequest, KeyFormat, KeyManager, Pepper, RequestContext,
+    manager::{IssueError, LifecycleError, VerifyError},
 };
 
 /// A store that can be switched off (the crate's own test helper).

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use keyward::testing::{self, Rule};
 use keyward::{
-    BulkRevocation, Consumed, KeyId, KeyRecord, KeyStore, ListFilter, MemoryStore, Page, StoreError,
+    KeyId, KeyRecord, KeyStore, MemoryStore,
+    store::{BulkRevocation, Consumed, ListFilter, Page, StoreError},
 };
 use time::OffsetDateTime;
 

@@ -5,7 +5,7 @@
 //! `x-api-key`. The whole input is also parsed as one value.
 #![no_main]
 
-use keyward::{BearerError, CredentialSource, MAX_HEADER_LEN, bearer_token, header_token};
+use keyward::http::{BearerError, CredentialSource, MAX_HEADER_LEN, bearer_token, header_token};
 use libfuzzer_sys::fuzz_target;
 
 /// A token is non-empty, short, RFC 6750 b64token characters only, and a suffix of `value`.

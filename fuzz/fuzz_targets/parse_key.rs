@@ -3,7 +3,7 @@
 
 use std::sync::LazyLock;
 
-use keyward::{CHECKSUM_LEN, KeyFormat, ParseError, ParsedKey, checksum, parse_any};
+use keyward::{KeyFormat, key::{CHECKSUM_LEN, ParseError, ParsedKey, checksum, parse_any}};
 use libfuzzer_sys::fuzz_target;
 
 static FORMATS: LazyLock<[KeyFormat; 2]> = LazyLock::new(|| {

@@ -5,7 +5,7 @@
 use std::sync::LazyLock;
 
 use arbitrary::Arbitrary;
-use keyward::{Argon2Params, Hasher, KeyFormat, MAX_KEY_ID_LEN, MIN_KEY_ID_LEN, Pepper, checksum};
+use keyward::{Hasher, KeyFormat, Pepper, hash::Argon2Params, key::{MAX_KEY_ID_LEN, MIN_KEY_ID_LEN, checksum}};
 use libfuzzer_sys::fuzz_target;
 
 const PREFIXES: [&str; 4] = ["sk_live", "sk_test", "tak", "a"];

@@ -6,7 +6,7 @@
 //! scope and as a resource).
 #![no_main]
 
-use keyward::{Resource, Restrictions, Scope, ScopeSet};
+use keyward::{Scope, ScopeSet, scope::{Resource, Restrictions}};
 use libfuzzer_sys::fuzz_target;
 
 fn scope_set(text: &str) -> Option<ScopeSet> {

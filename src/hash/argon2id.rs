@@ -3,7 +3,7 @@
 /// Argon2id cost parameters: memory in KiB (`m`), passes (`t`) and lanes (`p`).
 ///
 /// ```
-/// use keyward::Argon2Params;
+/// use keyward::hash::Argon2Params;
 /// let owasp = Argon2Params::DEFAULT;
 /// assert_eq!((owasp.m_cost(), owasp.t_cost(), owasp.p_cost()), (19_456, 2, 1));
 /// assert!(Argon2Params::new(4, 1, 1).is_err());

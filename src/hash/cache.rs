@@ -9,7 +9,7 @@ use zeroize::Zeroizing;
 
 use super::compare::ct_eq;
 use super::stored::StoredHash;
-use crate::key_id::KeyId;
+use crate::key::id::KeyId;
 
 /// Remembers, per key id, a keyed digest of a presented key that verified against a given
 /// Argon2 hash, so the next request for that key costs one HMAC instead of one Argon2.

@@ -12,7 +12,7 @@ use super::cache::VerifyCache;
 use super::compare::ct_eq;
 use super::pepper::{Pepper, PepperId};
 use super::stored::{HMAC_LEN, HashAlgorithm, Kind, StoredHash};
-use crate::parse::ParsedKey;
+use crate::key::parse::ParsedKey;
 
 /// Salt bytes for new Argon2id hashes.
 const ARGON2_SALT: usize = 16;

@@ -100,7 +100,7 @@ impl fmt::Debug for PepperId {
 /// let pepper = Pepper::new("k1", [7u8; 32])?;
 /// assert_eq!(pepper.id().as_str(), "k1");
 /// assert!(Pepper::new("k1", [7u8; 16]).is_err());
-/// # Ok::<(), keyward::PepperError>(())
+/// # Ok::<(), keyward::hash::PepperError>(())
 /// ```
 ///
 /// A pepper has no `Clone`: share one through the [`Hasher`](crate::Hasher) that owns it

@@ -38,14 +38,14 @@ pub const ARGON2_OUTPUT_LEN: core::ops::RangeInclusive<usize> = 16..=64;
 /// `Display` writes back exactly the string that was parsed.
 ///
 /// ```
-/// use keyward::{StoredHash, HashAlgorithm};
+/// use keyward::{StoredHash, hash::HashAlgorithm};
 /// let s = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$3gMx2aW5ZrwlT3Q0VeTgcNVv5GY0+9XnO2+ZZiEnYkM";
 /// let stored: StoredHash = s.parse()?;
 /// assert_eq!(stored.algorithm(), HashAlgorithm::Argon2id);
 /// let params = stored.argon2_params().expect("argon2");
 /// assert_eq!((params.m_cost(), params.t_cost(), params.p_cost()), (19456, 2, 1));
 /// assert_eq!(stored.to_string(), s);
-/// # Ok::<(), keyward::HashParseError>(())
+/// # Ok::<(), keyward::hash::HashParseError>(())
 /// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct StoredHash {

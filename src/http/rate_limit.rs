@@ -10,7 +10,7 @@ impl Decision {
     ///
     /// ```
     /// use std::time::Duration;
-    /// let d = keyward::Decision::Allowed { limit: 60, remaining: 59, reset_after: Duration::from_millis(1500) };
+    /// let d = keyward::limit::Decision::Allowed { limit: 60, remaining: 59, reset_after: Duration::from_millis(1500) };
     /// assert_eq!(d.headers(), [("RateLimit-Limit", 60), ("RateLimit-Remaining", 59), ("RateLimit-Reset", 2)]);
     /// ```
     #[must_use]
@@ -23,7 +23,7 @@ impl Decision {
     }
 
     /// `Ok(self)` when allowed, else [`AuthError::RateLimited`] with the retry time (which
-    /// [`ErrorResponse`](crate::ErrorResponse) turns into `429` and `Retry-After`).
+    /// [`ErrorResponse`](crate::http::ErrorResponse) turns into `429` and `Retry-After`).
     ///
     /// # Errors
     /// [`AuthError::RateLimited`] when denied.

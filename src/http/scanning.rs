@@ -2,7 +2,7 @@
 //! JSON error body the scanner gets.
 
 use super::ErrorResponse;
-use crate::scanning::ScanningError;
+use crate::leak::scanning::ScanningError;
 
 impl ScanningError {
     /// The HTTP status: 413, 401 (headers, unknown key, signature), 400 (body) or 503 (key

@@ -20,7 +20,7 @@ use time::OffsetDateTime;
 use super::policy::{LimitPolicy, Rate, Resolved};
 use super::{Decision, LimitError, Limiter, Subject, SubjectKind, UnknownLimit};
 use crate::clock::Clock;
-use crate::key_id::KeyId;
+use crate::key::id::KeyId;
 
 /// Who is charged, as stored in a bucket's state map: the subject without its owner (an id
 /// determines its owner). A key is stored by value (`KeyId` is `Copy`), so a key's decision
@@ -43,7 +43,7 @@ impl Who {
 }
 
 /// The limiter's time: the monotonic clock, or a keyward [`Clock`] (tests use
-/// [`FakeClock`](crate::FakeClock)), as nanoseconds since the limiter was made.
+/// [`FakeClock`](crate::clock::FakeClock)), as nanoseconds since the limiter was made.
 ///
 /// The monotonic clock is governor's `QuantaClock` (the processor's invariant time-stamp
 /// counter, scaled to nanoseconds, read in about half the time of `Instant::now`;
@@ -205,8 +205,8 @@ impl Bucket {
 /// retry time is counted from the answer) and one atomic compare-and-swap.
 ///
 /// ```
-/// use keyward::{Decision, LimitPolicy, Limiter, MemoryLimiter, Subject};
-/// # async fn demo(verified: keyward::Verified) -> Result<(), keyward::LimitError> {
+/// use keyward::limit::{Decision, LimitPolicy, Limiter, MemoryLimiter, Subject};
+/// # async fn demo(verified: keyward::Verified) -> Result<(), keyward::limit::LimitError> {
 /// let limiter = MemoryLimiter::new(LimitPolicy::default());
 /// match limiter.check(&Subject::key(&verified), "writes", 1).await? {
 ///     Decision::Allowed { remaining, .. } => println!("{remaining} writes left"),
@@ -231,7 +231,7 @@ impl MemoryLimiter {
         Self::with_time(policy, TimeSource::Monotonic { clock, origin })
     }
 
-    /// A limiter over `policy` on `clock` (tests use [`FakeClock`](crate::FakeClock) for
+    /// A limiter over `policy` on `clock` (tests use [`FakeClock`](crate::clock::FakeClock) for
     /// exact allowances). A clock that goes back in time is treated as standing still.
     #[must_use]
     pub fn with_clock(policy: LimitPolicy, clock: impl Clock) -> Self {

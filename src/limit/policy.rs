@@ -5,7 +5,7 @@ use core::time::Duration;
 use hashbrown::{DefaultHashBuilder, HashMap};
 
 use super::{Subject, SubjectKind};
-use crate::key_id::KeyId;
+use crate::key::id::KeyId;
 
 /// A budget: at most `limit` units per `period`, refilled evenly (one unit every
 /// `period / limit`), with a burst of up to `limit`.
@@ -109,12 +109,12 @@ impl Rate {
 /// [`LimitPolicy::FAILED_VERIFICATIONS`] 10 a minute per client.
 ///
 /// ```
-/// use keyward::{LimitPolicy, Rate};
-/// # fn demo() -> Result<(), keyward::RateError> {
+/// use keyward::limit::{LimitPolicy, Rate};
+/// # fn demo() -> Result<(), keyward::limit::RateError> {
 /// let policy = LimitPolicy::default()
 ///     .limit("exports", Rate::per_hour(10)?)
 ///     .owner("acme", "writes", Rate::per_minute(600)?);
-/// assert_eq!(policy.rate_for(&keyward::Subject::owner("acme"), "writes"), Some(Rate::per_minute(600)?));
+/// assert_eq!(policy.rate_for(&keyward::limit::Subject::owner("acme"), "writes"), Some(Rate::per_minute(600)?));
 /// # Ok(()) }
 /// # demo().expect("test setup");
 /// ```

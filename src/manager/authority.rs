@@ -16,7 +16,7 @@ use super::lineage::Bounds;
 use super::quota::QuotaError;
 use super::reasons::Widening;
 use crate::audit::RequestContext;
-use crate::key_id::KeyId;
+use crate::key::id::KeyId;
 use crate::record::{KeyRecord, KeyStatus, QuotaRefill};
 use crate::store::{BulkRevocation, KeyStore, ListFilter, Page, StoreError};
 use crate::verified::Verified;
@@ -46,7 +46,7 @@ use crate::verified::Verified;
 /// the actor, never outliving it.
 ///
 /// ```
-/// use keyward::{Hasher, IssueRequest, KeyFormat, KeyManager, MemoryStore, Pepper, RequestContext, Restrictions};
+/// use keyward::{Hasher, IssueRequest, KeyFormat, KeyManager, MemoryStore, Pepper, RequestContext, scope::Restrictions};
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 /// let manager = KeyManager::new(MemoryStore::new(), KeyFormat::new(["tak"])?, Hasher::fast(Pepper::random("k1")?));
 /// let ctx = RequestContext::new();
@@ -58,7 +58,7 @@ use crate::verified::Verified;
 /// let helpdesk = manager.verify(narrow.key.expose_secret(), &ctx).await?;
 /// // The narrow key cannot touch the `*` key: the same answer as for an unknown id.
 /// let refused = manager.acting_as(&helpdesk).revoke(&admin.record.id, None, &ctx).await;
-/// assert!(matches!(refused, Err(keyward::LifecycleError::NotFound(_))));
+/// assert!(matches!(refused, Err(keyward::manager::LifecycleError::NotFound(_))));
 /// # Ok(()) }
 /// ```
 #[derive(Debug)]
@@ -222,7 +222,7 @@ impl<S: KeyStore> Acting<'_, S> {
     /// gets the actor's tenant when the request names none (naming another is refused
     /// unless the actor has no tenant and holds `*`), at most the actor's scopes, resources
     /// within the actor's (an unrestricted request inherits them), and ends no later than
-    /// the actor (with [`Expiry::Default`](crate::Expiry::Default), at the earlier of the
+    /// the actor (with [`Expiry::Default`](crate::policy::Expiry::Default), at the earlier of the
     /// policy's default and the actor's end). The new key records the actor in
     /// [`issued_by`](KeyRecord::issued_by) as provenance only: it is not the actor's child,
     /// so rotating or revoking the actor leaves it working. Use [`Acting::delegate`] for a

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use super::KeyManager;
 use super::authority::Reach;
-use crate::key_id::KeyId;
+use crate::key::id::KeyId;
 use crate::record::KeyRecord;
 use crate::store::{KeyStore, StoreError};
 

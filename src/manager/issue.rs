@@ -8,9 +8,9 @@ use super::reasons::{
     HookRefusal, InvalidRequest, MAX_NAME_LEN, MAX_OWNER_LEN, MAX_ROLES, UnknownScopes, Widening,
 };
 use super::verify::VerifyError;
-use crate::api_key::{ApiKey, GenerateError};
 use crate::audit::{AuditEvent, AuditKind, RequestContext};
 use crate::hash::{HashError, StoredHash};
+use crate::key::api_key::{ApiKey, GenerateError};
 use crate::policy::{Expiry, PolicyError};
 use crate::record::{KeyRecord, KeyStatus, Metadata, QuotaRefill};
 use crate::scope::{Restrictions, ScopeSet};
@@ -20,7 +20,7 @@ use crate::verified::Verified;
 /// What to issue.
 ///
 /// ```
-/// use keyward::{Expiry, ExpiryPreset, IssueRequest};
+/// use keyward::{IssueRequest, policy::{Expiry, ExpiryPreset}};
 /// let request = IssueRequest::new("claude-desktop-jane", "user_42")
 ///     .tenant("acme")
 ///     .scopes("read comments".parse()?)
@@ -135,9 +135,9 @@ impl IssueRequest {
     /// the first automatic refill comes at the start of the next period.
     ///
     /// ```
-    /// use keyward::{IssueRequest, QuotaRefill};
+    /// use keyward::{IssueRequest, record::QuotaRefill};
     /// let request = IssueRequest::new("free-plan", "user_42").refill(QuotaRefill::daily(1_000)?);
-    /// # Ok::<(), keyward::RefillError>(())
+    /// # Ok::<(), keyward::record::RefillError>(())
     /// ```
     #[must_use]
     pub fn refill(mut self, refill: QuotaRefill) -> Self {

@@ -12,7 +12,7 @@ use super::authority::{Reach, rotated_end};
 use super::cas::{CasError, Decision, Outcome, Write};
 use super::issue::Issued;
 use crate::audit::{AuditEvent, AuditKind, RequestContext};
-use crate::key_id::KeyId;
+use crate::key::id::KeyId;
 use crate::record::{KeyRecord, KeyStatus};
 use crate::store::{BulkRevocation, KeyStore, ListFilter, Page, StoreError, for_each_readable};
 

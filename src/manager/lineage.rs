@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 
 use super::KeyManager;
 use super::verify::VerifyError;
-use crate::key_id::KeyId;
+use crate::key::id::KeyId;
 use crate::record::{KeyRecord, KeyStatus};
 use crate::scope::{Restrictions, ScopeSet};
 use crate::store::{KeyStore, StoreError};

@@ -9,7 +9,7 @@ use super::KeyManager;
 use super::authority::Reach;
 use super::cas::{CasError, Decision, Outcome, Write};
 use crate::audit::{AuditEvent, AuditKind, RequestContext};
-use crate::key_id::KeyId;
+use crate::key::id::KeyId;
 use crate::record::{KeyRecord, QuotaRefill};
 use crate::store::{Consumed, KeyStore, ListFilter, Page, StoreError};
 use crate::verified::Verified;
@@ -77,7 +77,7 @@ impl<S: KeyStore> KeyManager<S> {
     /// Takes `cost` uses from a verified key's quota, atomically in the store, and returns
     /// what is left. A key without a quota is [`Remaining::Unlimited`].
     ///
-    /// When the key has a [refill schedule](crate::QuotaRefill) and a new period has begun
+    /// When the key has a [refill schedule](crate::record::QuotaRefill) and a new period has begun
     /// since its last refill (by the manager's clock), the quota is first set back to the
     /// refill amount: a compare-and-set on the record's version, starting from the record in
     /// `verified`. Of several uses racing at a period boundary exactly one refills; the others
@@ -163,7 +163,7 @@ impl<S: KeyStore> KeyManager<S> {
     /// verified after the change (a proof carries the record as it was read).
     ///
     /// ```
-    /// # use keyward::{Hasher, IssueRequest, KeyFormat, KeyManager, MemoryStore, Pepper, QuotaRefill, RequestContext};
+    /// # use keyward::{Hasher, IssueRequest, KeyFormat, KeyManager, MemoryStore, Pepper, RequestContext, record::QuotaRefill};
     /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
     /// # let manager = KeyManager::new(MemoryStore::new(), KeyFormat::new(["tak"])?, Hasher::fast(Pepper::random("k1")?));
     /// # let id = manager.issue(IssueRequest::new("ci", "user_1"), &RequestContext::new()).await?.key.id();
@@ -315,8 +315,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_stale_proof_refills_once_after_losing_the_compare_and_set() {
-        let clock = crate::FakeClock::new(epoch() + time::Duration::hours(12));
-        let log = crate::AuditLog::new();
+        let clock = crate::clock::FakeClock::new(epoch() + time::Duration::hours(12));
+        let log = crate::audit::AuditLog::new();
         let m = manager().with_clock(clock.clone()).with_audit(log.clone());
         let mut r = record("acme");
         r.remaining_uses = Some(0);
@@ -368,8 +368,8 @@ mod tests {
 
     #[tokio::test]
     async fn set_quota_replaces_the_quota_and_its_schedule() {
-        let clock = crate::FakeClock::new(epoch());
-        let log = crate::AuditLog::new();
+        let clock = crate::clock::FakeClock::new(epoch());
+        let log = crate::audit::AuditLog::new();
         let m = manager().with_clock(clock.clone()).with_audit(log.clone());
         let ctx = RequestContext::new().actor("billing");
         let r = record("acme");
@@ -430,7 +430,7 @@ mod tests {
 
     #[tokio::test]
     async fn quota_is_taken_refused_at_zero_and_refilled() {
-        let log = crate::AuditLog::new();
+        let log = crate::audit::AuditLog::new();
         let m = manager().with_audit(log.clone());
         let mut limited = record("acme");
         limited.remaining_uses = Some(3);

@@ -17,7 +17,7 @@ pub(crate) const MAX_ROLES: usize = 32;
 /// ([`IssueError::InvalidRequest`](super::IssueError::InvalidRequest)).
 ///
 /// ```
-/// # use keyward::{Hasher, IssueError, IssueRequest, KeyFormat, KeyManager, MemoryStore, Pepper, RequestContext};
+/// # use keyward::{Hasher, IssueRequest, KeyFormat, KeyManager, MemoryStore, Pepper, RequestContext, manager::IssueError};
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 /// # let manager = KeyManager::new(MemoryStore::new(), KeyFormat::new(["tak"])?, Hasher::fast(Pepper::random("k1")?));
 /// let err = manager.issue(IssueRequest::new("", "user_1"), &RequestContext::new()).await.unwrap_err();
@@ -112,7 +112,7 @@ impl fmt::Display for UnknownScopes {
 /// and the audit log, so it should say what the caller can do about it.
 ///
 /// ```
-/// # use keyward::{BoxFuture, Hasher, IssueError, IssueHook, IssueRequest, KeyFormat, KeyManager, MemoryStore, Pepper, RequestContext};
+/// # use keyward::{Hasher, IssueRequest, KeyFormat, KeyManager, MemoryStore, Pepper, RequestContext, manager::{BoxFuture, IssueError, IssueHook}};
 /// struct Closed;
 /// impl IssueHook for Closed {
 ///     fn check<'a>(&'a self, _: &'a IssueRequest) -> BoxFuture<'a, Result<(), String>> {
@@ -171,7 +171,7 @@ impl From<&str> for HookRefusal {
 /// ([`IssueError::Widening`](super::IssueError::Widening)).
 ///
 /// ```
-/// # use keyward::{Hasher, IssueError, IssueRequest, KeyFormat, KeyManager, MemoryStore, Pepper, RequestContext};
+/// # use keyward::{Hasher, IssueRequest, KeyFormat, KeyManager, MemoryStore, Pepper, RequestContext, manager::IssueError};
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 /// # let manager = KeyManager::new(MemoryStore::new(), KeyFormat::new(["tak"])?, Hasher::fast(Pepper::random("k1")?));
 /// # let ctx = RequestContext::new();

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::KeyManager;
 use super::lineage::{Bounds, MAX_SUCCESSORS};
 use crate::audit::{AuditEvent, AuditKind, FailureReason, RequestContext};
-use crate::parse::ParseError;
+use crate::key::parse::ParseError;
 use crate::record::KeyRecord;
 use crate::scope::ScopeSet;
 use crate::store::{KeyStore, StoreError};
@@ -284,7 +284,7 @@ impl<S: KeyStore> KeyManager<S> {
     async fn rehash(
         &self,
         record: &KeyRecord,
-        parsed: &crate::ParsedKey<'_>,
+        parsed: &crate::key::ParsedKey<'_>,
         now: time::OffsetDateTime,
     ) {
         let Ok(hash) = self.hasher.hash(parsed) else {

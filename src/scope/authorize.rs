@@ -7,7 +7,7 @@ use super::{Resource, Restrictions, Scope, ScopeSet};
 /// resource.
 ///
 /// ```
-/// use keyward::{Denied, Restrictions, ScopeSet, authorize};
+/// use keyward::{ScopeSet, scope::{Denied, Restrictions, authorize}};
 /// let granted: ScopeSet = "read comments".parse()?;
 /// let denied = authorize(&granted, &Restrictions::unrestricted(), &"tickets:write".parse()?, None)
 ///     .unwrap_err();
@@ -30,7 +30,7 @@ impl Denied {
     /// The scope the request needed and the key lacks, for `scope="..."` in a 403 answer.
     ///
     /// ```
-    /// let denied = keyward::Denied::Resource("company:9".parse()?);
+    /// let denied = keyward::scope::Denied::Resource("company:9".parse()?);
     /// assert!(denied.missing_scope().is_none());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -45,7 +45,7 @@ impl Denied {
     /// The resource the key may not touch.
     ///
     /// ```
-    /// let denied = keyward::Denied::Resource("company:9".parse()?);
+    /// let denied = keyward::scope::Denied::Resource("company:9".parse()?);
     /// assert_eq!(denied.refused_resource().map(|r| r.as_str()), Some("company:9"));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -65,7 +65,7 @@ impl Denied {
 /// [`Restrictions::filter`].
 ///
 /// ```
-/// use keyward::{Denied, Restrictions, ScopeSet, authorize};
+/// use keyward::{ScopeSet, scope::{Denied, Restrictions, authorize}};
 /// let granted: ScopeSet = "read tickets:write".parse()?;
 /// let only = Restrictions::only(["company:42"])?;
 /// let write = "tickets:write".parse()?;

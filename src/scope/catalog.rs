@@ -274,7 +274,7 @@ impl ScopeCatalog {
     /// every scope known (see [`unknown`](Self::unknown)).
     ///
     /// ```
-    /// use keyward::{CatalogError, ScopeCatalog};
+    /// use keyward::{ScopeCatalog, scope::CatalogError};
     /// let catalog = ScopeCatalog::builder().scopes(["read", "tickets:write"]).strict(true).build()?;
     /// assert!(catalog.validate(&"read tickets:*".parse()?, &[]).is_ok());
     /// let err = catalog.validate(&"read billing:*".parse()?, &[]).unwrap_err();
@@ -339,7 +339,7 @@ impl ScopeCatalogBuilder {
     /// Validates everything and computes the transitive closure of the implications.
     ///
     /// ```
-    /// use keyward::{CatalogError, ScopeCatalog};
+    /// use keyward::{ScopeCatalog, scope::CatalogError};
     /// assert!(matches!(
     ///     ScopeCatalog::builder().scope("tickets:*").build(),
     ///     Err(CatalogError::Wildcard(_))

@@ -22,11 +22,11 @@ pub const MAX_RESOURCES: usize = 256;
 /// contains `company:42/project:7` but not `company:420`.
 ///
 /// ```
-/// use keyward::Resource;
+/// use keyward::scope::Resource;
 /// let company: Resource = "company:42".parse()?;
 /// assert!(company.contains(&"company:42/project:7".parse()?));
 /// assert!(!company.contains(&"company:420".parse()?));
-/// # Ok::<(), keyward::ResourceError>(())
+/// # Ok::<(), keyward::scope::ResourceError>(())
 /// ```
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Resource(Box<str>);
@@ -59,7 +59,7 @@ impl Resource {
     /// Validates a resource path.
     ///
     /// ```
-    /// use keyward::{Resource, ResourceError};
+    /// use keyward::scope::{Resource, ResourceError};
     /// assert!(Resource::new("company:42/project:7").is_ok());
     /// assert_eq!(Resource::new("company:42/project"), Err(ResourceError::Segment { index: 1 }));
     /// assert_eq!(Resource::new("company:42/"), Err(ResourceError::Segment { index: 1 }));
@@ -96,8 +96,8 @@ impl Resource {
     /// The path as a string slice.
     ///
     /// ```
-    /// assert_eq!("company:42".parse::<keyward::Resource>()?.as_str(), "company:42");
-    /// # Ok::<(), keyward::ResourceError>(())
+    /// assert_eq!("company:42".parse::<keyward::scope::Resource>()?.as_str(), "company:42");
+    /// # Ok::<(), keyward::scope::ResourceError>(())
     /// ```
     #[must_use]
     pub fn as_str(&self) -> &str {
@@ -107,12 +107,12 @@ impl Resource {
     /// Whether `other` is this path or below it, comparing whole segments.
     ///
     /// ```
-    /// use keyward::Resource;
+    /// use keyward::scope::Resource;
     /// let r = |s: &str| s.parse::<Resource>();
     /// assert!(r("company:42")?.contains(&r("company:42")?));
     /// assert!(!r("company:4")?.contains(&r("company:42")?));
     /// assert!(!r("company:42/project:7")?.contains(&r("company:42")?));
-    /// # Ok::<(), keyward::ResourceError>(())
+    /// # Ok::<(), keyward::scope::ResourceError>(())
     /// ```
     #[must_use]
     pub fn contains(&self, other: &Resource) -> bool {
@@ -167,7 +167,7 @@ impl<'de> Deserialize<'de> for Resource {
 /// Serde form: `null` for unrestricted, a list of paths otherwise (`[]` for nothing).
 ///
 /// ```
-/// use keyward::Restrictions;
+/// use keyward::scope::Restrictions;
 /// let key = Restrictions::only(["company:42"])?;
 /// assert!(key.allows(&"company:42/project:7".parse()?));
 /// assert!(!key.allows(&"company:4".parse()?));
@@ -176,7 +176,7 @@ impl<'de> Deserialize<'de> for Resource {
 /// let disjoint = key.intersection(&Restrictions::only(["company:9"])?);
 /// assert!(disjoint.is_nothing());
 /// assert!(!disjoint.allows(&"company:9".parse()?));
-/// # Ok::<(), keyward::ResourceError>(())
+/// # Ok::<(), keyward::scope::ResourceError>(())
 /// ```
 #[derive(Clone, Default, PartialEq, Eq, Hash)]
 pub struct Restrictions(Inner);
@@ -193,9 +193,9 @@ impl Restrictions {
     /// No restriction.
     ///
     /// ```
-    /// let any = keyward::Restrictions::unrestricted();
+    /// let any = keyward::scope::Restrictions::unrestricted();
     /// assert!(any.allows(&"company:1".parse()?));
-    /// # Ok::<(), keyward::ResourceError>(())
+    /// # Ok::<(), keyward::scope::ResourceError>(())
     /// ```
     #[must_use]
     pub fn unrestricted() -> Self {
@@ -205,10 +205,10 @@ impl Restrictions {
     /// Allows no resource at all.
     ///
     /// ```
-    /// let none = keyward::Restrictions::nothing();
+    /// let none = keyward::scope::Restrictions::nothing();
     /// assert!(none.is_nothing() && !none.is_unrestricted());
     /// assert!(!none.allows(&"company:1".parse()?));
-    /// # Ok::<(), keyward::ResourceError>(())
+    /// # Ok::<(), keyward::scope::ResourceError>(())
     /// ```
     #[must_use]
     pub fn nothing() -> Self {
@@ -218,11 +218,11 @@ impl Restrictions {
     /// Limited to the given resources (at least one, at most [`MAX_RESOURCES`]).
     ///
     /// ```
-    /// use keyward::{ResourceError, Restrictions};
+    /// use keyward::scope::{ResourceError, Restrictions};
     /// let r = Restrictions::only(["company:42/project:7", "company:42", "company:9"])?;
     /// assert_eq!(r.resources().map(|l| l.len()), Some(2));
     /// assert_eq!(Restrictions::only(Vec::<&str>::new()), Err(ResourceError::EmptyList));
-    /// # Ok::<(), keyward::ResourceError>(())
+    /// # Ok::<(), keyward::scope::ResourceError>(())
     /// ```
     ///
     /// # Errors
@@ -259,7 +259,7 @@ impl Restrictions {
     /// Whether there is no restriction.
     ///
     /// ```
-    /// assert!(keyward::Restrictions::default().is_unrestricted());
+    /// assert!(keyward::scope::Restrictions::default().is_unrestricted());
     /// ```
     #[must_use]
     pub fn is_unrestricted(&self) -> bool {
@@ -269,7 +269,7 @@ impl Restrictions {
     /// Whether no resource is allowed.
     ///
     /// ```
-    /// assert!(!keyward::Restrictions::default().is_nothing());
+    /// assert!(!keyward::scope::Restrictions::default().is_nothing());
     /// ```
     #[must_use]
     pub fn is_nothing(&self) -> bool {
@@ -280,9 +280,9 @@ impl Restrictions {
     /// nothing).
     ///
     /// ```
-    /// let r = keyward::Restrictions::only(["company:42"])?;
+    /// let r = keyward::scope::Restrictions::only(["company:42"])?;
     /// assert_eq!(r.resources().map(|l| l[0].as_str()), Some("company:42"));
-    /// # Ok::<(), keyward::ResourceError>(())
+    /// # Ok::<(), keyward::scope::ResourceError>(())
     /// ```
     #[must_use]
     pub fn resources(&self) -> Option<&[Resource]> {
@@ -295,10 +295,10 @@ impl Restrictions {
     /// Whether a request touching `resource` is allowed: some listed resource contains it.
     ///
     /// ```
-    /// let r = keyward::Restrictions::only(["company:42/project:7"])?;
+    /// let r = keyward::scope::Restrictions::only(["company:42/project:7"])?;
     /// assert!(r.allows(&"company:42/project:7/ticket:1".parse()?));
     /// assert!(!r.allows(&"company:42/project:70".parse()?));
-    /// # Ok::<(), keyward::ResourceError>(())
+    /// # Ok::<(), keyward::scope::ResourceError>(())
     /// ```
     #[must_use]
     pub fn allows(&self, resource: &Resource) -> bool {
@@ -311,12 +311,12 @@ impl Restrictions {
     /// Resources allowed by both. Never wider than either; may allow nothing.
     ///
     /// ```
-    /// use keyward::Restrictions;
+    /// use keyward::scope::Restrictions;
     /// let a = Restrictions::only(["company:42", "company:9/project:1"])?;
     /// let b = Restrictions::only(["company:42/project:7", "company:9"])?;
     /// let both = a.intersection(&b);
     /// assert_eq!(both, Restrictions::only(["company:42/project:7", "company:9/project:1"])?);
-    /// # Ok::<(), keyward::ResourceError>(())
+    /// # Ok::<(), keyward::scope::ResourceError>(())
     /// ```
     #[must_use]
     pub fn intersection(&self, other: &Self) -> Self {
@@ -343,14 +343,14 @@ impl Restrictions {
     /// Whether everything this allows, `other` allows too.
     ///
     /// ```
-    /// use keyward::Restrictions;
+    /// use keyward::scope::Restrictions;
     /// let project = Restrictions::only(["company:42/project:7"])?;
     /// let company = Restrictions::only(["company:42"])?;
     /// assert!(project.is_within(&company));
     /// assert!(!company.is_within(&project));
     /// assert!(!Restrictions::unrestricted().is_within(&company));
     /// assert!(Restrictions::nothing().is_within(&project));
-    /// # Ok::<(), keyward::ResourceError>(())
+    /// # Ok::<(), keyward::scope::ResourceError>(())
     /// ```
     #[must_use]
     pub fn is_within(&self, other: &Self) -> bool {
@@ -365,7 +365,7 @@ impl Restrictions {
     /// return the resource by value or by reference.
     ///
     /// ```
-    /// use keyward::{Resource, Restrictions};
+    /// use keyward::scope::{Resource, Restrictions};
     /// struct Ticket { id: u32, project: Resource }
     /// let rows = vec![
     ///     Ticket { id: 1, project: "company:42/project:7".parse()? },
@@ -374,7 +374,7 @@ impl Restrictions {
     /// let token = Restrictions::only(["company:42"])?;
     /// let visible = token.filter(rows, |t| t.project.clone());
     /// assert_eq!(visible.iter().map(|t| t.id).collect::<Vec<_>>(), [1]);
-    /// # Ok::<(), keyward::ResourceError>(())
+    /// # Ok::<(), keyward::scope::ResourceError>(())
     /// ```
     pub fn filter<T, R, F>(&self, items: impl IntoIterator<Item = T>, mut resource_of: F) -> Vec<T>
     where

@@ -43,7 +43,7 @@ pub const MAX_SCOPES: usize = 256;
 /// assert_eq!(effective.to_string(), "tickets:write");
 /// assert!(effective.allows(&"tickets:write".parse()?));
 /// assert!(!effective.allows(&"read".parse()?));
-/// # Ok::<(), keyward::ScopeError>(())
+/// # Ok::<(), keyward::scope::ScopeError>(())
 /// ```
 #[derive(Clone, Default, PartialEq, Eq, Hash)]
 pub struct ScopeSet {
@@ -172,7 +172,7 @@ impl ScopeSet {
     /// let all = keyward::ScopeSet::all();
     /// assert!(all.allows(&"tokens:revoke".parse()?));
     /// assert_eq!(all.to_string(), "*");
-    /// # Ok::<(), keyward::ScopeError>(())
+    /// # Ok::<(), keyward::scope::ScopeError>(())
     /// ```
     #[must_use]
     pub fn all() -> Self {
@@ -191,7 +191,7 @@ impl ScopeSet {
     /// use keyward::{Scope, ScopeSet};
     /// let set = ScopeSet::from_scopes(["tickets:write", "tickets:*"].map(Scope::new).into_iter().collect::<Result<Vec<_>, _>>()?)?;
     /// assert_eq!(set.to_string(), "tickets:*");
-    /// # Ok::<(), keyward::ScopeError>(())
+    /// # Ok::<(), keyward::scope::ScopeError>(())
     /// ```
     ///
     /// # Errors
@@ -263,7 +263,7 @@ impl ScopeSet {
     /// assert!(set.allows(&"tickets:comments:*".parse()?));
     /// assert!(!set.allows(&"tickets".parse()?));
     /// assert!(!set.allows(&"*".parse()?));
-    /// # Ok::<(), keyward::ScopeError>(())
+    /// # Ok::<(), keyward::scope::ScopeError>(())
     /// ```
     #[must_use]
     pub fn allows(&self, scope: &Scope) -> bool {
@@ -298,7 +298,7 @@ impl ScopeSet {
     /// let set: ScopeSet = "read comments".parse()?;
     /// let needed = [Scope::new("read")?, Scope::new("comments")?];
     /// assert!(set.allows_all(&needed));
-    /// # Ok::<(), keyward::ScopeError>(())
+    /// # Ok::<(), keyward::scope::ScopeError>(())
     /// ```
     #[must_use]
     pub fn allows_all<'a>(&self, scopes: impl IntoIterator<Item = &'a Scope>) -> bool {
@@ -312,7 +312,7 @@ impl ScopeSet {
     /// let a: ScopeSet = "read tickets:write".parse()?;
     /// let b: ScopeSet = "tickets:*".parse()?;
     /// assert_eq!(a.union(&b).to_string(), "read tickets:*");
-    /// # Ok::<(), keyward::ScopeError>(())
+    /// # Ok::<(), keyward::scope::ScopeError>(())
     /// ```
     #[must_use]
     pub fn union(&self, other: &Self) -> Self {
@@ -342,7 +342,7 @@ impl ScopeSet {
     /// assert_eq!(set("*")?.intersection(&set("read a:*")?), set("read a:*")?);
     /// assert_eq!(set("tickets:*")?.intersection(&set("tickets:comments:*")?), set("tickets:comments:*")?);
     /// assert!(set("tickets:*")?.intersection(&set("tickets")?).is_empty());
-    /// # Ok::<(), keyward::ScopeError>(())
+    /// # Ok::<(), keyward::scope::ScopeError>(())
     /// ```
     #[must_use]
     pub fn intersection(&self, other: &Self) -> Self {
@@ -411,7 +411,7 @@ impl ScopeSet {
     /// assert!(set("tickets:write")?.is_subset(&set("tickets:*")?));
     /// assert!(!set("tickets")?.is_subset(&set("tickets:*")?));
     /// assert!(!set("*")?.is_subset(&set("a:*")?));
-    /// # Ok::<(), keyward::ScopeError>(())
+    /// # Ok::<(), keyward::scope::ScopeError>(())
     /// ```
     #[must_use]
     pub fn is_subset(&self, other: &Self) -> bool {
@@ -423,7 +423,7 @@ impl ScopeSet {
     ///
     /// ```
     /// assert!("".parse::<keyward::ScopeSet>()?.is_empty());
-    /// # Ok::<(), keyward::ScopeError>(())
+    /// # Ok::<(), keyward::scope::ScopeError>(())
     /// ```
     #[must_use]
     pub fn is_empty(&self) -> bool {
@@ -434,7 +434,7 @@ impl ScopeSet {
     ///
     /// ```
     /// assert!("read *".parse::<keyward::ScopeSet>()?.is_all());
-    /// # Ok::<(), keyward::ScopeError>(())
+    /// # Ok::<(), keyward::scope::ScopeError>(())
     /// ```
     #[must_use]
     pub fn is_all(&self) -> bool {
@@ -449,7 +449,7 @@ impl ScopeSet {
     ///
     /// ```
     /// assert_eq!("b a a tickets:* tickets:x".parse::<keyward::ScopeSet>()?.len(), 3);
-    /// # Ok::<(), keyward::ScopeError>(())
+    /// # Ok::<(), keyward::scope::ScopeError>(())
     /// ```
     #[must_use]
     pub fn len(&self) -> usize {
@@ -462,7 +462,7 @@ impl ScopeSet {
     /// let set: keyward::ScopeSet = "tickets:* read".parse()?;
     /// let entries: Vec<&str> = set.iter().map(|s| s.as_str()).collect();
     /// assert_eq!(entries, ["read", "tickets:*"]);
-    /// # Ok::<(), keyward::ScopeError>(())
+    /// # Ok::<(), keyward::scope::ScopeError>(())
     /// ```
     pub fn iter(&self) -> impl Iterator<Item = &Scope> + '_ {
         self.parts.exact.iter().chain(&self.parts.wildcards)

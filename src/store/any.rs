@@ -11,7 +11,7 @@ use super::PostgresStore;
 #[cfg(feature = "sqlite")]
 use super::SqliteStore;
 use super::{BulkRevocation, Consumed, KeyStore, ListFilter, MemoryStore, Page, StoreError};
-use crate::key_id::KeyId;
+use crate::key::id::KeyId;
 use crate::record::KeyRecord;
 
 /// The longest scheme an error names; a longer "scheme" is more likely a mistyped secret.
@@ -38,7 +38,7 @@ const MAX_SCHEME_LEN: usize = 32;
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// use keyward::{AnyStore, Hasher, IssueRequest, KeyFormat, KeyManager, Pepper, RequestContext};
+/// use keyward::{Hasher, IssueRequest, KeyFormat, KeyManager, Pepper, RequestContext, store::AnyStore};
 ///
 /// // In a service: std::env::var("KEYWARD_DATABASE_URL")?
 /// let store = AnyStore::open("memory:").await?;

@@ -9,7 +9,7 @@ use hashbrown::{DefaultHashBuilder, HashTable};
 use time::OffsetDateTime;
 
 use super::{BulkRevocation, Consumed, KeyStore, ListFilter, Page, StoreError};
-use crate::key_id::KeyId;
+use crate::key::id::KeyId;
 use crate::record::{KeyRecord, KeyStatus};
 use crate::scope::ScopeSet;
 
@@ -704,9 +704,12 @@ mod tests {
     fn plain(owner: &str, tenant: &str) -> KeyRecord {
         let mut r = record(owner);
         r.roles.clear();
-        r.metadata = crate::Metadata::default();
+        r.metadata = crate::record::Metadata::default();
         r.tenant = Some(tenant.to_owned());
-        r.hash = crate::StoredHash::hmac(crate::PepperId::new("k1").expect("pepper id"), [7; 32]);
+        r.hash = crate::StoredHash::hmac(
+            crate::hash::PepperId::new("k1").expect("pepper id"),
+            [7; 32],
+        );
         r
     }
 
@@ -715,26 +718,32 @@ mod tests {
         let store = MemoryStore::new();
         let mut shapes = vec![plain("a", "t"), record("b")];
         let mut argon = plain("c", "t");
-        argon.hash =
-            crate::StoredHash::argon2(crate::Argon2Params::default(), vec![1; 16], vec![2; 32]);
+        argon.hash = crate::StoredHash::argon2(
+            crate::hash::Argon2Params::default(),
+            vec![1; 16],
+            vec![2; 32],
+        );
         shapes.push(argon);
         let mut long_digest = plain("d", "t");
-        long_digest.hash =
-            crate::StoredHash::argon2(crate::Argon2Params::default(), vec![1; 16], vec![3; 64]);
+        long_digest.hash = crate::StoredHash::argon2(
+            crate::hash::Argon2Params::default(),
+            vec![1; 16],
+            vec![3; 64],
+        );
         shapes.push(long_digest);
         let mut busy = record("e");
         busy.tenant = None;
-        busy.restrictions = crate::Restrictions::only(["company:42"]).expect("restriction");
+        busy.restrictions = crate::scope::Restrictions::only(["company:42"]).expect("restriction");
         busy.rotated_from = Some(crate::testing::random_id());
         busy.rotated_to = Some(crate::testing::random_id());
         busy.issued_by = Some(crate::testing::random_id());
         busy.remaining_uses = Some(9);
-        busy.refill = Some(crate::QuotaRefill::daily(9).expect("refill"));
+        busy.refill = Some(crate::record::QuotaRefill::daily(9).expect("refill"));
         busy.refilled_at = Some(crate::testing::epoch());
         busy.last_used_at = Some(
             crate::testing::epoch().to_offset(time::UtcOffset::from_hms(5, 30, 0).expect("offset")),
         );
-        busy.status = crate::KeyStatus::Disabled;
+        busy.status = crate::record::KeyStatus::Disabled;
         busy.version = 41;
         shapes.push(busy);
         for r in &shapes {
@@ -781,9 +790,9 @@ mod tests {
         assert_eq!(get().remaining_uses, Some(2));
         assert_eq!(get().version, 1, "a consume is a write");
         let mut revoked = KeyRecord::clone(&get());
-        revoked.status = crate::KeyStatus::Revoked;
+        revoked.status = crate::record::KeyStatus::Revoked;
         block_on(store.update(revoked, 1)).expect("update");
-        assert_eq!(get().status, crate::KeyStatus::Revoked);
+        assert_eq!(get().status, crate::record::KeyStatus::Revoked);
         assert!(block_on(store.delete(&id)).expect("delete"));
         assert!(block_on(store.get(&id)).expect("get").is_none());
         let mut again = r;

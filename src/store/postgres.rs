@@ -101,15 +101,15 @@ const MAX_CONNECTIONS: u32 = 10;
 /// The per-owner cap (on inserts and on capped updates) takes a transaction-scoped advisory
 /// lock on the owner, so it holds with any number of connections and instances; rotation
 /// updates the old key and inserts the new one in one transaction. Listings are ordered by
-/// the bytes of the id, which is [`KeyId`](crate::key_id::KeyId)'s order for ids of one length.
+/// the bytes of the id, which is [`KeyId`](crate::key::id::KeyId)'s order for ids of one length.
 ///
 /// A row that does not decode is [`StoreError::Corrupt`] naming its key; driver, pool and
 /// connection errors (including a pool that has no free connection in time) are
 /// [`StoreError::Unavailable`].
 ///
 /// ```no_run
-/// # async fn demo() -> Result<(), keyward::StoreError> {
-/// let store = keyward::PostgresStore::connect("postgres://app@localhost/app").await?;
+/// # async fn demo() -> Result<(), keyward::store::StoreError> {
+/// let store = keyward::store::PostgresStore::connect("postgres://app@localhost/app").await?;
 /// store.migrate().await?;
 /// # Ok(()) }
 /// ```
@@ -163,7 +163,7 @@ impl PostgresStore {
     /// Creates or upgrades keyward's tables to [`PostgresStore::SCHEMA_VERSION`], recording
     /// each applied version in `keyward_schema_version`. A database of an earlier version
     /// is upgraded in place, its keys kept as they were: version 2 adds the columns of the
-    /// usage quota's refill schedule ([`QuotaRefill`](crate::QuotaRefill)) and of the time of
+    /// usage quota's refill schedule ([`QuotaRefill`](crate::record::QuotaRefill)) and of the time of
     /// the last refill, null for existing keys (no schedule); version 3 adds the column of
     /// the delegation parent ([`KeyRecord::parent`](crate::record::KeyRecord::parent)), null for existing keys (root keys: old
     /// `issued_by` values stay history and are not enforced). Idempotent, and safe to run from

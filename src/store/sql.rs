@@ -15,8 +15,8 @@ use time::OffsetDateTime;
 
 use super::{ListFilter, Page, StoreError};
 use crate::hash::StoredHash;
-use crate::key_id::KeyId;
-use crate::prefix::Prefix;
+use crate::key::id::KeyId;
+use crate::key::prefix::Prefix;
 use crate::record::{KeyRecord, KeyStatus, Metadata, QuotaRefill, RefillError};
 use crate::scope::{Restrictions, ScopeSet};
 

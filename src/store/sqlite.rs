@@ -93,14 +93,14 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// `UPDATE`), or one `BEGIN IMMEDIATE` transaction where a check and a write go together
 /// (the per-owner cap on inserts and on capped updates, rotation), so the cap holds across
 /// connections and processes sharing the file. Listings are ordered by the bytes of the id,
-/// which is [`KeyId`](crate::key_id::KeyId)'s order for ids of one length.
+/// which is [`KeyId`](crate::key::id::KeyId)'s order for ids of one length.
 ///
 /// A row that does not decode is [`StoreError::Corrupt`] naming its key; driver, pool and
 /// connection errors are [`StoreError::Unavailable`].
 ///
 /// ```no_run
-/// # async fn demo() -> Result<(), keyward::StoreError> {
-/// let store = keyward::SqliteStore::open("keys.db").await?;
+/// # async fn demo() -> Result<(), keyward::store::StoreError> {
+/// let store = keyward::store::SqliteStore::open("keys.db").await?;
 /// store.migrate().await?;
 /// # Ok(()) }
 /// ```
@@ -172,7 +172,7 @@ impl SqliteStore {
     /// Creates or upgrades keyward's tables to [`SqliteStore::SCHEMA_VERSION`], recording
     /// each applied version in `keyward_schema_version`. A database of an earlier version
     /// is upgraded in place, its keys kept as they were: version 2 adds the columns of the
-    /// usage quota's refill schedule ([`QuotaRefill`](crate::QuotaRefill)) and of the time of
+    /// usage quota's refill schedule ([`QuotaRefill`](crate::record::QuotaRefill)) and of the time of
     /// the last refill, null for existing keys (no schedule); version 3 adds the column of
     /// the delegation parent ([`KeyRecord::parent`](crate::record::KeyRecord::parent)), null for existing keys (root keys: old
     /// `issued_by` values stay history and are not enforced). Idempotent; runs in one

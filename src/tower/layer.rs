@@ -8,8 +8,8 @@ use tower_layer::Layer;
 
 use super::service::AuthService;
 use crate::audit::RequestContext;
-use crate::bearer::CredentialSource;
 use crate::http::AuthError;
+use crate::http::CredentialSource;
 use crate::manager::KeyManager;
 use crate::store::KeyStore;
 

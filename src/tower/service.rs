@@ -12,8 +12,8 @@ use tower_service::Service;
 use super::future::ResponseFuture;
 use super::layer::Config;
 use super::{Refusal, take_ready};
-use crate::bearer::{BearerError, CredentialSource};
 use crate::http::AuthError;
+use crate::http::{BearerError, CredentialSource};
 use crate::store::KeyStore;
 
 /// The service made by [`AuthLayer`](super::AuthLayer).

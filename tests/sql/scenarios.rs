@@ -7,9 +7,14 @@ use std::error::Error as _;
 use std::sync::Arc;
 
 use keyward::{
-    ApiKey, BulkRevocation, Consumed, Hasher, IssuancePolicy, IssueError, IssueRequest, KeyFormat,
-    KeyId, KeyManager, KeyRecord, KeyStatus, KeyStore, ListFilter, Page, Pepper, Prefix,
-    QuotaRefill, Remaining, RequestContext, StoreError, VerifyError, testing,
+    ApiKey, Hasher, IssueRequest, KeyFormat, KeyId, KeyManager, KeyRecord, KeyStore, Pepper,
+    RequestContext,
+    key::Prefix,
+    manager::{IssueError, Remaining, VerifyError},
+    policy::IssuancePolicy,
+    record::{KeyStatus, QuotaRefill},
+    store::{BulkRevocation, Consumed, ListFilter, Page, StoreError},
+    testing,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -60,7 +65,7 @@ pub(crate) fn version_1_keys() -> (ApiKey, Vec<KeyRecord>) {
     revoked.status = KeyStatus::Revoked;
     revoked.tenant = None;
     revoked.roles = Vec::new();
-    revoked.metadata = keyward::Metadata::default();
+    revoked.metadata = keyward::record::Metadata::default();
     revoked.rotated_to = Some(testing::random_id());
     revoked.issued_by = Some(real.id);
     revoked.version = 12;

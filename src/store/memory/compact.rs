@@ -20,8 +20,8 @@ use hashbrown::HashSet;
 use time::OffsetDateTime;
 
 use crate::hash::{HashAlgorithm, PepperId, StoredHash};
-use crate::key_id::KeyId;
-use crate::prefix::Prefix;
+use crate::key::id::KeyId;
+use crate::key::prefix::Prefix;
 use crate::record::{KeyRecord, KeyStatus, Metadata, QuotaRefill};
 use crate::scope::{Restrictions, ScopeSet};
 

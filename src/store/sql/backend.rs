@@ -16,7 +16,7 @@ use super::{
     self as sql, ColumnError, Encoded, Filtered, Migration, SchemaTooNew, saturating_i64,
     saturating_usize, unavailable,
 };
-use crate::key_id::KeyId;
+use crate::key::id::KeyId;
 use crate::record::KeyRecord;
 use crate::store::{BulkRevocation, Consumed, KeyStore, ListFilter, Page, StoreError};
 
@@ -300,10 +300,10 @@ where
     }
 }
 
-/// The SQL stores' [`KeyStore`]. Every method is atomic: one statement (compare-and-set
+/// The SQL stores' [`KeyStore`] (for `SqliteStore` and `PostgresStore`). Every method is atomic: one statement (compare-and-set
 /// updates, quota consumption, bulk revocation), or one transaction begun by
-/// [`Dialect::begin`] where a check and a write go together (the per-owner cap, which also
-/// takes [`Dialect::lock_owner`], and rotation).
+/// `Dialect::begin` where a check and a write go together (the per-owner cap, which also
+/// takes `Dialect::lock_owner`, and rotation).
 impl<S, DB> KeyStore for S
 where
     S: SqlStore<Db = DB>,

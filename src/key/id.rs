@@ -5,7 +5,7 @@ use core::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::alphabet;
+use crate::key::alphabet;
 
 /// Shortest key id a [`KeyFormat`](crate::KeyFormat) may use: 11 base62 characters carry
 /// more than 64 bits.
@@ -23,7 +23,7 @@ pub const MAX_KEY_ID_LEN: usize = 32;
 /// let id: KeyId = "bUiB7xK2pQ9m".parse()?;
 /// assert_eq!(id.as_str(), "bUiB7xK2pQ9m");
 /// assert_eq!(id.to_string(), "bUiB7xK2pQ9m");
-/// # Ok::<(), keyward::KeyIdError>(())
+/// # Ok::<(), keyward::key::KeyIdError>(())
 /// ```
 ///
 /// Ids are ordered by their bytes (as `str` compares them, and as SQL's `ORDER BY id` does
@@ -34,7 +34,7 @@ pub const MAX_KEY_ID_LEN: usize = 32;
 /// let id = |s: &str| s.parse::<KeyId>();
 /// assert!(id("0000000000000")? < id("zzzzzzzzzzzz")?);
 /// assert!(id("abcdefghijkl")? < id("abcdefghijklm")?);
-/// # Ok::<(), keyward::KeyIdError>(())
+/// # Ok::<(), keyward::key::KeyIdError>(())
 /// ```
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct KeyId {
@@ -133,7 +133,7 @@ impl KeyId {
     /// ```
     /// let id: keyward::KeyId = "bUiB7xK2pQ9m".parse()?;
     /// assert_eq!(id.preview("tak"), "tak_bUiB…");
-    /// # Ok::<(), keyward::KeyIdError>(())
+    /// # Ok::<(), keyward::key::KeyIdError>(())
     /// ```
     #[must_use]
     pub fn preview(&self, prefix: &str) -> String {

@@ -13,7 +13,7 @@ pub const CHECKSUM_LEN: usize = 6;
 ///
 /// ```
 /// // The body of GitHub's documented example token 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
-/// assert_eq!(&keyward::checksum(b"M7H4jxUDDWHP4kZ6A4dxlQYsQIWJuq"), b"11T4V4");
+/// assert_eq!(&keyward::key::checksum(b"M7H4jxUDDWHP4kZ6A4dxlQYsQIWJuq"), b"11T4V4");
 /// ```
 #[must_use]
 pub fn checksum(body: &[u8]) -> [u8; CHECKSUM_LEN] {
@@ -178,7 +178,7 @@ mod tests {
     #[test]
     fn decode_agrees_with_the_alphabet() {
         // Every digit in every position, against the position in the alphabet.
-        for (value, &c) in crate::alphabet::BASE62.iter().enumerate() {
+        for (value, &c) in crate::key::alphabet::BASE62.iter().enumerate() {
             for pos in 0..CHECKSUM_LEN {
                 let mut d = [b'0'; CHECKSUM_LEN];
                 d[pos] = c;

@@ -5,11 +5,11 @@ use core::fmt;
 use rand_core::TryCryptoRng;
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::alphabet::BASE62;
-use crate::checksum::{CHECKSUM_LEN, checksum};
-use crate::format::KeyFormat;
-use crate::key_id::KeyId;
-use crate::parse::ParsedKey;
+use crate::key::alphabet::BASE62;
+use crate::key::checksum::{CHECKSUM_LEN, checksum};
+use crate::key::format::KeyFormat;
+use crate::key::id::KeyId;
+use crate::key::parse::ParsedKey;
 
 /// A freshly generated key: the plaintext that is shown to its owner once.
 ///

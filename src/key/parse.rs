@@ -3,11 +3,11 @@
 use core::fmt;
 use core::ops::RangeInclusive;
 
-use crate::alphabet;
-use crate::checksum::{self, CHECKSUM_LEN, Crc32};
-use crate::format::KeyFormat;
-use crate::key_id::KeyId;
-use crate::prefix::{self, MAX_PREFIX_LEN};
+use crate::key::alphabet;
+use crate::key::checksum::{self, CHECKSUM_LEN, Crc32};
+use crate::key::format::KeyFormat;
+use crate::key::id::KeyId;
+use crate::key::prefix::{self, MAX_PREFIX_LEN};
 
 /// A presented key whose format and checksum are valid, borrowed from the input.
 ///
@@ -166,7 +166,7 @@ impl KeyFormat {
     /// Nothing is trimmed: whitespace around the key is an error of its own.
     ///
     /// ```
-    /// use keyward::{KeyFormat, ParseError};
+    /// use keyward::{KeyFormat, key::ParseError};
     /// let format = KeyFormat::new(["tak"])?;
     /// let key = format.generate()?;
     /// let parsed = format.parse(key.expose_secret())?;
@@ -281,11 +281,11 @@ fn same_bytes(a: &[u8], b: &[u8]) -> bool {
 /// service verifying its own keys uses [`KeyFormat::parse`].
 ///
 /// ```
-/// let parsed = keyward::parse_any("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")?;
+/// let parsed = keyward::key::parse_any("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")?;
 /// assert_eq!(parsed.prefix(), "ghp");
 /// assert_eq!(parsed.key_id().as_str(), "M7H4jxUDDWHP");
-/// assert!(keyward::parse_any("ghp_M7H4jxUDDWHP4kZ6A4dxlQYsQIWJuq11T4V3").is_err());
-/// # Ok::<(), keyward::ParseError>(())
+/// assert!(keyward::key::parse_any("ghp_M7H4jxUDDWHP4kZ6A4dxlQYsQIWJuq11T4V3").is_err());
+/// # Ok::<(), keyward::key::ParseError>(())
 /// ```
 ///
 /// # Errors

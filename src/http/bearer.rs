@@ -69,7 +69,7 @@ where
 /// (`1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`). Nothing is trimmed.
 ///
 /// ```
-/// use keyward::{BearerError, bearer_token};
+/// use keyward::http::{BearerError, bearer_token};
 /// assert_eq!(bearer_token(b"Bearer tak_abc"), Ok("tak_abc"));
 /// assert_eq!(bearer_token(b"bearer   tak_abc"), Ok("tak_abc"));
 /// assert_eq!(bearer_token(b"Basic dXNlcjpwYXNz"), Err(BearerError::OtherScheme));

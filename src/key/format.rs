@@ -1,8 +1,8 @@
 //! A key format: which prefixes a service accepts and how long the id and secret are.
 
-use crate::checksum::{CHECKSUM_LEN, Crc32};
-use crate::key_id::{MAX_KEY_ID_LEN, MIN_KEY_ID_LEN};
-use crate::prefix::{Prefix, PrefixError};
+use crate::key::checksum::{CHECKSUM_LEN, Crc32};
+use crate::key::id::{MAX_KEY_ID_LEN, MIN_KEY_ID_LEN};
+use crate::key::prefix::{Prefix, PrefixError};
 
 /// The shape of a service's keys: `{prefix}_{id}{secret}{checksum}`.
 ///
@@ -174,7 +174,7 @@ impl KeyFormat {
     /// ```
     /// let format = keyward::KeyFormat::new(["tak"])?;
     /// assert_eq!(format.regex(), r"\b(tak)_[0-9A-Za-z]{50}\b");
-    /// # Ok::<(), keyward::FormatError>(())
+    /// # Ok::<(), keyward::key::FormatError>(())
     /// ```
     #[must_use]
     pub fn regex(&self) -> String {

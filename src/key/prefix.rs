@@ -14,11 +14,11 @@ pub const MAX_PREFIX_LEN: usize = 32;
 /// An environment tag is just a part of the prefix: `sk_live` and `sk_test` are two prefixes.
 ///
 /// ```
-/// use keyward::Prefix;
+/// use keyward::key::Prefix;
 /// let live: Prefix = "sk_live".parse()?;
 /// assert_eq!(live.as_str(), "sk_live");
 /// assert!("Sk".parse::<Prefix>().is_err());
-/// # Ok::<(), keyward::PrefixError>(())
+/// # Ok::<(), keyward::key::PrefixError>(())
 /// ```
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Prefix(Box<str>);

@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 use super::keys::{KeySourceError, PublicKeySource, SignatureError, valid_identifier};
 use crate::audit::RequestContext;
 use crate::http::ErrorResponse;
-use crate::manager::{KeyManager, LeakError, LeakReport, LeakVerdict};
+use crate::leak::{LeakError, LeakReport, LeakVerdict};
+use crate::manager::KeyManager;
 use crate::store::KeyStore;
 
 /// The default limit on the request body: 1 MiB.
@@ -18,7 +19,7 @@ pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
 /// Who sends the alerts: the names of its two headers, and where it publishes its keys.
 ///
 /// ```
-/// use keyward::scanning::ScanningOrigin;
+/// use keyward::leak::scanning::ScanningOrigin;
 /// let github = ScanningOrigin::github();
 /// assert_eq!(github.signature_header(), "Github-Public-Key-Signature");
 /// let mine = ScanningOrigin::custom("acme-scanner", "X-Acme-Key-Id", "X-Acme-Signature");

@@ -5,16 +5,40 @@
 //! report revokes a key only when the whole token verifies against the stored hash; a
 //! foreign token, a malformed one, an unknown id or a wrong secret is a false positive and
 //! changes nothing.
+//!
+//! ```
+//! use keyward::leak::LeakReport;
+//! use keyward::{Hasher, IssueRequest, KeyFormat, KeyManager, MemoryStore, Pepper, RequestContext};
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), keyward::Error> {
+//! let manager = KeyManager::new(MemoryStore::new(), KeyFormat::new(["tak"])?, Hasher::fast(Pepper::random("k1")?));
+//! let ctx = RequestContext::new();
+//! let issued = manager.issue(IssueRequest::new("ci", "user_1").scopes("read".parse()?), &ctx).await?;
+//! // A scanner found the key in a public repository:
+//! let report = LeakReport::new(issued.key.expose_secret(), "keyward_api_key");
+//! let verdicts = manager.revoke_leaked(&[report], &ctx).await?;
+//! assert!(verdicts[0].revoked_now);
+//! assert!(manager.verify(issued.key.expose_secret(), &ctx).await.is_err());
+//! # Ok(()) }
+//! ```
+//!
+//! With the feature `secret-scanning`, [`scanning`] receives the scanners' signed alerts
+//! (GitHub, GitLab) over HTTP and hands them to
+//! [`KeyManager::revoke_leaked`](crate::KeyManager::revoke_leaked).
+
+#[cfg(feature = "secret-scanning")]
+#[cfg_attr(docsrs, doc(cfg(feature = "secret-scanning")))]
+pub mod scanning;
 
 use core::fmt;
 
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use super::KeyManager;
-use super::lifecycle::LifecycleError;
 use crate::audit::{AuditEvent, AuditKind, RequestContext};
-use crate::key_id::KeyId;
+use crate::key::id::KeyId;
+use crate::manager::KeyManager;
+use crate::manager::lifecycle::LifecycleError;
 use crate::record::{KeyRecord, KeyStatus};
 use crate::store::{KeyStore, StoreError};
 
@@ -27,7 +51,7 @@ pub const LEAKED_REASON: &str = "leaked";
 /// SHA-256, and it is zeroized on drop.
 ///
 /// ```
-/// let report = keyward::LeakReport::new("tak_…", "keyward_api_key")
+/// let report = keyward::leak::LeakReport::new("tak_…", "keyward_api_key")
 ///     .url("https://github.com/octo/repo/blob/main/.env")
 ///     .source("commit");
 /// assert_eq!(report.source.as_deref(), Some("commit"));

@@ -10,7 +10,7 @@
 //! the body bytes, and send back the [`ScanningResponse`]'s status and JSON body.
 //!
 //! ```
-//! use keyward::scanning::{PublicKeys, ScanningOrigin, ScanningReceiver};
+//! use keyward::leak::scanning::{PublicKeys, ScanningOrigin, ScanningReceiver};
 //! use keyward::{Hasher, KeyFormat, KeyManager, MemoryStore, Pepper, RequestContext};
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -141,14 +141,14 @@ pub enum KeyListError {
 /// A fixed list of a scanner's public keys; also the simplest [`PublicKeySource`].
 ///
 /// ```
-/// let keys = keyward::scanning::PublicKeys::from_json(br#"{"public_keys": [{
+/// let keys = keyward::leak::scanning::PublicKeys::from_json(br#"{"public_keys": [{
 ///     "key_identifier": "bcb53661c06b4728e59d897fb6165d5c9cda0fd9cdf9d09ead458168deb7518c",
 ///     "key": "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEYAGMWO8XgCamYKMJS6jc/qgvSlAd\nAjPuDPRcXU22YxgBrz+zoN19MzuRyW87qEt9/AmtoNP5GrobzUvQSyJFVw==\n-----END PUBLIC KEY-----\n",
 ///     "is_current": true
 /// }]}"#)?;
 /// assert_eq!(keys.len(), 1);
 /// assert!(keys.get("bcb53661c06b4728e59d897fb6165d5c9cda0fd9cdf9d09ead458168deb7518c").is_some());
-/// # Ok::<(), keyward::scanning::KeyListError>(())
+/// # Ok::<(), keyward::leak::scanning::KeyListError>(())
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PublicKeys {
@@ -310,7 +310,7 @@ where
 /// count too. A refresh replaces the whole list, so retired keys disappear.
 ///
 /// ```
-/// use keyward::scanning::CachedKeys;
+/// use keyward::leak::scanning::CachedKeys;
 /// let keys = CachedKeys::new(|| async {
 ///     // The application's HTTP client fetches the scanner's key list here.
 ///     Ok::<_, Box<dyn std::error::Error + Send + Sync>>(br#"{"public_keys": []}"#.to_vec())
@@ -355,7 +355,7 @@ impl<F: KeyFetcher> CachedKeys<F> {
         self
     }
 
-    /// Sets the clock that paces refreshes (tests use [`FakeClock`](crate::FakeClock); an
+    /// Sets the clock that paces refreshes (tests use [`FakeClock`](crate::clock::FakeClock); an
     /// application may pass the manager's clock).
     #[must_use]
     pub fn with_clock(mut self, clock: impl Clock) -> Self {
