@@ -50,7 +50,7 @@ pub use lifecycle::LifecycleError;
 pub use lineage::DEFAULT_MAX_DELEGATION_DEPTH;
 pub use permissions::PermissionTable;
 pub use quota::{QuotaError, Remaining};
-pub use reasons::{HookRefusal, InvalidRequest, UnknownScopes, Widening};
+pub use reasons::{HookRefusal, InvalidRequest, Widening};
 pub use verify::VerifyError;
 
 /// A boxed future, for the application hooks that the manager holds as trait objects.
@@ -71,9 +71,9 @@ pub trait OwnerPermissions: Send + Sync + 'static {
 
 /// An application hook consulted before every issuance (plan gating, quotas, approvals).
 pub trait IssueHook: Send + Sync + 'static {
-    /// `Err(reason)` refuses the issuance; the reason reaches the caller (as a
-    /// [`HookRefusal`] in [`IssueError::Refused`]) and the audit log.
-    fn check<'a>(&'a self, request: &'a IssueRequest) -> BoxFuture<'a, Result<(), String>>;
+    /// `Err(refusal)` refuses the issuance; the refusal reaches the caller (in
+    /// [`IssueError::Refused`]) and its reason the audit log.
+    fn check<'a>(&'a self, request: &'a IssueRequest) -> BoxFuture<'a, Result<(), HookRefusal>>;
 }
 
 /// Issues, verifies and manages keys over a [`KeyStore`].

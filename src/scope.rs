@@ -49,7 +49,7 @@ mod resource;
 mod set;
 
 pub use authorize::{Denied, authorize};
-pub use catalog::{CatalogError, ScopeCatalog, ScopeCatalogBuilder};
+pub use catalog::{CatalogError, ScopeCatalog, ScopeCatalogBuilder, UnknownScopes};
 pub use resource::{
     MAX_RESOURCE_DEPTH, MAX_RESOURCE_LEN, MAX_RESOURCES, Resource, ResourceError, Restrictions,
 };

@@ -408,13 +408,15 @@ impl keyward::manager::IssueHook for PlanGate {
     fn check<'a>(
         &'a self,
         request: &'a IssueRequest,
-    ) -> keyward::manager::BoxFuture<'a, Result<(), String>> {
+    ) -> keyward::manager::BoxFuture<'a, Result<(), keyward::manager::HookRefusal>> {
         let allowed = request.metadata.get("plan") == Some("pro");
         Box::pin(async move {
             if allowed {
                 Ok(())
             } else {
-                Err("API keys need the Pro plan".to_owned())
+                Err(keyward::manager::HookRefusal::new(
+                    "API keys need the Pro plan",
+                ))
             }
         })
     }

@@ -5,7 +5,7 @@ use core::fmt;
 use super::KeyManager;
 use super::lineage::earlier;
 use super::reasons::{
-    HookRefusal, InvalidRequest, MAX_NAME_LEN, MAX_OWNER_LEN, MAX_ROLES, UnknownScopes, Widening,
+    HookRefusal, InvalidRequest, MAX_NAME_LEN, MAX_OWNER_LEN, MAX_ROLES, Widening,
 };
 use super::verify::VerifyError;
 use crate::audit::{AuditEvent, AuditKind, RequestContext};
@@ -13,7 +13,7 @@ use crate::hash::{HashError, StoredHash};
 use crate::key::api_key::{ApiKey, GenerateError};
 use crate::policy::{Expiry, PolicyError};
 use crate::record::{KeyRecord, KeyStatus, Metadata, QuotaRefill};
-use crate::scope::{Restrictions, ScopeSet};
+use crate::scope::{Restrictions, ScopeSet, UnknownScopes};
 use crate::store::{KeyStore, StoreError};
 use crate::verified::Verified;
 
@@ -312,8 +312,7 @@ impl<S: KeyStore> KeyManager<S> {
             }
         }
         if let Some(hook) = &self.issue_hook {
-            if let Err(reason) = hook.check(&request).await {
-                let refusal = HookRefusal::new(reason);
+            if let Err(refusal) = hook.check(&request).await {
                 return self.refuse(&request, ctx, IssueError::Refused(refusal));
             }
         }

@@ -55,68 +55,17 @@ impl fmt::Display for InvalidRequest {
     }
 }
 
-/// Roles and scopes a [`ScopeCatalog`](crate::ScopeCatalog) does not know, as
-/// [`ScopeCatalog::unknown`](crate::ScopeCatalog::unknown) finds them: roles it does not
-/// declare, and, for a strict catalog, scopes it does not declare and wildcards that cover
-/// none of its scopes. Shown as a list, roles first (as `role:<name>`).
-///
-/// ```
-/// let catalog = keyward::ScopeCatalog::builder().scope("read").strict(true).build()?;
-/// let unknown = catalog.unknown(&"read write".parse()?, &["admin".into()]);
-/// assert_eq!(unknown.roles(), ["admin"]);
-/// assert_eq!(unknown.scopes(), ["write".parse()?]);
-/// assert_eq!(unknown.to_string(), "role:admin, write");
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct UnknownScopes {
-    roles: Vec<String>,
-    scopes: Vec<Scope>,
-}
-
-impl UnknownScopes {
-    pub(crate) fn new(roles: Vec<String>, scopes: Vec<Scope>) -> Self {
-        Self { roles, scopes }
-    }
-
-    /// The unknown roles, in the order asked for.
-    #[must_use]
-    pub fn roles(&self) -> &[String] {
-        &self.roles
-    }
-
-    /// The unknown scopes, in the scope set's order.
-    #[must_use]
-    pub fn scopes(&self) -> &[Scope] {
-        &self.scopes
-    }
-
-    /// Whether everything is known.
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.roles.is_empty() && self.scopes.is_empty()
-    }
-}
-
-impl fmt::Display for UnknownScopes {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let roles = self.roles.iter().map(|r| format!("role:{r}"));
-        let scopes = self.scopes.iter().map(ToString::to_string);
-        let all: Vec<String> = roles.chain(scopes).collect();
-        f.write_str(&all.join(", "))
-    }
-}
-
 /// Why the application's [`IssueHook`](super::IssueHook) refused an issuance
 /// ([`IssueError::Refused`](super::IssueError::Refused)). Its reason reaches the caller
 /// and the audit log, so it should say what the caller can do about it.
 ///
 /// ```
-/// # use keyward::{Hasher, IssueRequest, KeyFormat, KeyManager, MemoryStore, Pepper, RequestContext, manager::{BoxFuture, IssueError, IssueHook}};
+/// # use keyward::{Hasher, IssueRequest, KeyFormat, KeyManager, MemoryStore, Pepper, RequestContext};
+/// use keyward::manager::{BoxFuture, HookRefusal, IssueError, IssueHook};
 /// struct Closed;
 /// impl IssueHook for Closed {
-///     fn check<'a>(&'a self, _: &'a IssueRequest) -> BoxFuture<'a, Result<(), String>> {
-///         Box::pin(async { Err("sign-ups are closed".to_owned()) })
+///     fn check<'a>(&'a self, _: &'a IssueRequest) -> BoxFuture<'a, Result<(), HookRefusal>> {
+///         Box::pin(async { Err(HookRefusal::new("sign-ups are closed")) })
 ///     }
 /// }
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {

@@ -21,10 +21,11 @@ use crate::verified::Verified;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum VerifyError {
-    /// Not a well-formed key of this service (what is wrong is the
-    /// [`source`](std::error::Error::source)).
-    #[error("malformed key")]
-    Malformed(#[from] ParseError),
+    /// Not a well-formed key of this service. The message says what is wrong (clients
+    /// are told, so they can fix a copy-paste error), so the [`ParseError`] is not also
+    /// returned from [`source`](std::error::Error::source).
+    #[error("malformed key: {0}")]
+    Malformed(ParseError),
     /// Unknown key or wrong secret.
     #[error("invalid key")]
     Invalid,

@@ -5,7 +5,7 @@ use std::ops::Bound;
 
 use super::{Scope, ScopeError, ScopeSet};
 // Defined with the manager's other refusal reasons until the crate root is reorganized.
-use crate::manager::UnknownScopes;
+use core::fmt;
 
 /// Most scopes a catalog declares (implications count both ends).
 const MAX_CATALOG_SCOPES: usize = 4096;
@@ -424,6 +424,58 @@ impl ScopeCatalogBuilder {
             catalog.roles.insert(name, set);
         }
         Ok(catalog)
+    }
+}
+
+/// Roles and scopes a [`ScopeCatalog`] does not know, as
+/// [`ScopeCatalog::unknown`] finds them: roles it does not
+/// declare, and, for a strict catalog, scopes it does not declare and wildcards that cover
+/// none of its scopes. Shown as a list, roles first (as `role:<name>`).
+///
+/// ```
+/// let catalog = keyward::ScopeCatalog::builder().scope("read").strict(true).build()?;
+/// let unknown = catalog.unknown(&"read write".parse()?, &["admin".into()]);
+/// assert_eq!(unknown.roles(), ["admin"]);
+/// assert_eq!(unknown.scopes(), ["write".parse()?]);
+/// assert_eq!(unknown.to_string(), "role:admin, write");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UnknownScopes {
+    roles: Vec<String>,
+    scopes: Vec<Scope>,
+}
+
+impl UnknownScopes {
+    pub(crate) fn new(roles: Vec<String>, scopes: Vec<Scope>) -> Self {
+        Self { roles, scopes }
+    }
+
+    /// The unknown roles, in the order asked for.
+    #[must_use]
+    pub fn roles(&self) -> &[String] {
+        &self.roles
+    }
+
+    /// The unknown scopes, in the scope set's order.
+    #[must_use]
+    pub fn scopes(&self) -> &[Scope] {
+        &self.scopes
+    }
+
+    /// Whether everything is known.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.roles.is_empty() && self.scopes.is_empty()
+    }
+}
+
+impl fmt::Display for UnknownScopes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let roles = self.roles.iter().map(|r| format!("role:{r}"));
+        let scopes = self.scopes.iter().map(ToString::to_string);
+        let all: Vec<String> = roles.chain(scopes).collect();
+        f.write_str(&all.join(", "))
     }
 }
 
