@@ -15,6 +15,15 @@
 //! assert_eq!(record.map(|r| r.owner.clone()).as_deref(), Some("user_1"));
 //! # Ok(()) }
 //! ```
+//!
+//! # Schema versions
+//! The SQL stores' `migrate` creates keyward's tables or upgrades them in place, recording
+//! each applied version in `keyward_schema_version`; existing keys are kept as they were.
+//! - 1: the keys table.
+//! - 2: the usage quota's refill schedule ([`QuotaRefill`](crate::record::QuotaRefill)) and
+//!   the time of the last refill, null for existing keys (no schedule).
+//! - 3: the delegation parent ([`KeyRecord::parent`](crate::record::KeyRecord::parent)), null
+//!   for existing keys (root keys: old `issued_by` values stay history and are not enforced).
 
 use core::future::Future;
 use std::error::Error as StdError;

@@ -13,9 +13,9 @@ use crate::scope::{Denied, Resource, Restrictions, Scope, ScopeSet};
 /// effective scopes and restrictions lie within each ancestor's current ones.
 ///
 /// There is no public constructor: the only way to get one is
-/// [`KeyManager::verify`](crate::KeyManager::verify) (or, in tests,
-/// `keyward::testing::verified` behind the `testing` feature), so a handler that takes a
-/// `Verified` cannot forget to check the key.
+/// [`KeyManager::verify`](crate::KeyManager::verify) (tests issue and verify a real key, for
+/// example through `keyward::testing::Fixture`), so a handler that takes a `Verified`
+/// cannot forget to check the key, and no crate in the dependency graph can forge one.
 #[derive(Debug, Clone)]
 pub struct Verified {
     record: Arc<KeyRecord>,

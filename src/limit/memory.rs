@@ -1,7 +1,6 @@
 //! [`MemoryLimiter`]: GCRA in the memory of one instance, from `governor`.
 
 use core::fmt;
-use core::future::{Future, ready};
 use core::num::NonZeroU32;
 use core::time::Duration;
 use std::net::IpAddr;
@@ -46,7 +45,8 @@ impl Who {
 /// [`FakeClock`](crate::clock::FakeClock)), as nanoseconds since the limiter was made.
 ///
 /// The monotonic clock is governor's `QuantaClock` (the processor's invariant time-stamp
-/// counter, scaled to nanoseconds, read in about half the time of `Instant::now`;
+/// counter, scaled to nanoseconds: the clock of governor's own `check_key`, the primitive
+/// of BENCHMARKS.md's "Rate limits" rows, so the decision is measured against it;
 /// `quanta` falls back to the OS clock where the counter is not reliable).
 #[derive(Clone)]
 enum TimeSource {
@@ -332,13 +332,14 @@ fn quota(rate: Rate) -> Quota {
 }
 
 impl Limiter for MemoryLimiter {
-    fn check(
+    // Nothing to wait for: the decision is made before the future is first polled.
+    async fn check(
         &self,
         subject: &Subject,
         limit: &str,
         cost: u32,
-    ) -> impl Future<Output = Result<Decision, LimitError>> + Send {
-        ready(self.check_now(subject, limit, cost))
+    ) -> Result<Decision, LimitError> {
+        self.check_now(subject, limit, cost)
     }
 }
 

@@ -160,15 +160,10 @@ impl PostgresStore {
         &self.pool
     }
 
-    /// Creates or upgrades keyward's tables to [`PostgresStore::SCHEMA_VERSION`], recording
-    /// each applied version in `keyward_schema_version`. A database of an earlier version
-    /// is upgraded in place, its keys kept as they were: version 2 adds the columns of the
-    /// usage quota's refill schedule ([`QuotaRefill`](crate::record::QuotaRefill)) and of the time of
-    /// the last refill, null for existing keys (no schedule); version 3 adds the column of
-    /// the delegation parent ([`KeyRecord::parent`](crate::record::KeyRecord::parent)), null for existing keys (root keys: old
-    /// `issued_by` values stay history and are not enforced). Idempotent, and safe to run from
-    /// several instances at once: it runs in one transaction holding an advisory lock, so
-    /// each step is applied once. Other tables, including sqlx's `_sqlx_migrations`, are
+    /// Creates or upgrades keyward's tables to [`PostgresStore::SCHEMA_VERSION`] (what each
+    /// version adds: [`store`](crate::store#schema-versions)). Idempotent, and safe to run
+    /// from several instances at once: one transaction holding an advisory lock applies
+    /// each step once. Tables other than keyward's, sqlx's `_sqlx_migrations` included, are
     /// left alone.
     ///
     /// # Errors
@@ -178,7 +173,7 @@ impl PostgresStore {
         Conn::migrate(&self.pool, Self::SCHEMA_VERSION).await
     }
 
-    /// keyward's schema version in the database: 0 before the first
+    /// The schema version recorded in this PostgreSQL database: 0 before the first
     /// [`PostgresStore::migrate`].
     ///
     /// # Errors

@@ -169,15 +169,10 @@ impl SqliteStore {
         &self.pool
     }
 
-    /// Creates or upgrades keyward's tables to [`SqliteStore::SCHEMA_VERSION`], recording
-    /// each applied version in `keyward_schema_version`. A database of an earlier version
-    /// is upgraded in place, its keys kept as they were: version 2 adds the columns of the
-    /// usage quota's refill schedule ([`QuotaRefill`](crate::record::QuotaRefill)) and of the time of
-    /// the last refill, null for existing keys (no schedule); version 3 adds the column of
-    /// the delegation parent ([`KeyRecord::parent`](crate::record::KeyRecord::parent)), null for existing keys (root keys: old
-    /// `issued_by` values stay history and are not enforced). Idempotent; runs in one
-    /// `BEGIN IMMEDIATE` transaction, so concurrent calls apply each step once. Other tables,
-    /// including sqlx's `_sqlx_migrations`, are left alone.
+    /// Creates or upgrades keyward's tables to [`SqliteStore::SCHEMA_VERSION`] (what each
+    /// version adds: [`store`](crate::store#schema-versions)). Idempotent; one
+    /// `BEGIN IMMEDIATE` transaction, so concurrent calls apply each step once. Tables
+    /// other than keyward's, sqlx's `_sqlx_migrations` included, are left alone.
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] when the database fails, or holds a keyward schema newer
@@ -186,7 +181,7 @@ impl SqliteStore {
         Conn::migrate(&self.pool, Self::SCHEMA_VERSION).await
     }
 
-    /// keyward's schema version in the database: 0 before the first
+    /// The schema version recorded in this SQLite file: 0 before the first
     /// [`SqliteStore::migrate`].
     ///
     /// # Errors
