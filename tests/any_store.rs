@@ -203,7 +203,7 @@ async fn a_failed_postgres_connection_never_shows_the_password() {
 
 #[cfg(feature = "sqlite")]
 mod sqlite {
-    use std::path::{Path, PathBuf};
+    use std::path::Path;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use keyward::{
@@ -214,35 +214,6 @@ mod sqlite {
 
     use super::{manager, open_error, round_trip};
 
-    /// A fresh directory under the system's temporary directory, removed on drop.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new() -> Self {
-            static COUNTER: AtomicUsize = AtomicUsize::new(0);
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos());
-            let path = std::env::temp_dir().join(format!(
-                "keyward-any-{}-{nanos}-{}",
-                std::process::id(),
-                COUNTER.fetch_add(1, Ordering::Relaxed)
-            ));
-            std::fs::create_dir_all(&path).expect("create temporary directory");
-            Self(path)
-        }
-
-        fn file(&self, name: &str) -> PathBuf {
-            self.0.join(name)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
     /// `sqlite://<path>?mode=rwc`, which creates the file.
     fn url(path: &Path) -> String {
         format!("sqlite://{}?mode=rwc", path.display())
@@ -250,8 +221,8 @@ mod sqlite {
 
     #[tokio::test]
     async fn a_sqlite_url_opens_migrates_and_keeps_keys_across_a_reopen() {
-        let dir = TempDir::new();
-        let path = dir.file("keys.db");
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("keys.db");
         let store = AnyStore::open(&url(&path)).await.expect("open");
         let AnyStore::Sqlite(sqlite) = &store else {
             panic!("not a SQLite store: {store:?}");
@@ -274,19 +245,19 @@ mod sqlite {
 
     #[tokio::test]
     async fn a_missing_file_without_mode_rwc_is_a_store_error() {
-        let dir = TempDir::new();
-        let missing = format!("sqlite://{}", dir.file("missing.db").display());
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let missing = format!("sqlite://{}", dir.path().join("missing.db").display());
         let e = open_error(&missing).await;
         assert!(matches!(e, AnyStoreError::Store(_)), "{e:?}");
-        assert!(!dir.file("missing.db").exists());
+        assert!(!dir.path().join("missing.db").exists());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_sqlite_url_store_passes_the_conformance_suite() {
-        let dir = TempDir::new();
+        let dir = tempfile::tempdir().expect("temporary directory");
         let n = AtomicUsize::new(0);
         testing::conformance(|| {
-            let path = dir.file(&format!(
+            let path = dir.path().join(format!(
                 "conformance-{}.db",
                 n.fetch_add(1, Ordering::Relaxed)
             ));
@@ -303,8 +274,8 @@ mod sqlite {
     /// corrupt row too) runs, not the trait's default (which reports that row unreadable).
     #[tokio::test]
     async fn revoke_matching_is_the_stores_own() {
-        let dir = TempDir::new();
-        let store = AnyStore::open(&url(&dir.file("revoke.db")))
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = AnyStore::open(&url(&dir.path().join("revoke.db")))
             .await
             .expect("open");
         let AnyStore::Sqlite(sqlite) = &store else {

@@ -8,7 +8,7 @@
 #[path = "sql/scenarios.rs"]
 mod scenarios;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use keyward::{
@@ -16,41 +16,6 @@ use keyward::{
     store::{SqliteStore, StoreError},
     testing,
 };
-
-/// A fresh directory under the system's temporary directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let path = std::env::temp_dir().join(format!(
-            "keyward-sqlite-{}-{nanos}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&path).expect("create temporary directory");
-        Self(path)
-    }
-
-    fn file(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-
-    /// Keeps the directory past this value (removed by [`remove_database`] instead).
-    fn keep(self) -> PathBuf {
-        let this = std::mem::ManuallyDrop::new(self);
-        this.0.clone()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 async fn migrated(path: &Path) -> SqliteStore {
     let store = SqliteStore::open(path).await.expect("open");
@@ -60,7 +25,11 @@ async fn migrated(path: &Path) -> SqliteStore {
 
 /// A migrated database in a directory of its own, for one conformance rule.
 async fn fresh_database() -> SqliteStore {
-    let dir = TempDir::new().keep();
+    let dir = tempfile::Builder::new()
+        .prefix("keyward-sqlite-")
+        .tempdir()
+        .expect("temporary directory")
+        .keep();
     migrated(&dir.join("conformance.db")).await
 }
 
@@ -89,10 +58,10 @@ mod conformance {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_store_passes_the_whole_conformance_suite() {
-    let dir = TempDir::new();
+    let dir = tempfile::tempdir().expect("temporary directory");
     let n = AtomicUsize::new(0);
     testing::conformance(|| {
-        let path = dir.file(&format!(
+        let path = dir.path().join(format!(
             "conformance-{}.db",
             n.fetch_add(1, Ordering::Relaxed)
         ));
@@ -108,8 +77,10 @@ async fn sqlite_store_passes_the_whole_conformance_suite() {
 
 #[tokio::test]
 async fn opens_in_wal_mode_with_keyward_schema() {
-    let dir = TempDir::new();
-    let store = SqliteStore::open(dir.file("wal.db")).await.expect("open");
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = SqliteStore::open(dir.path().join("wal.db"))
+        .await
+        .expect("open");
     assert_eq!(store.schema_version().await.expect("version"), 0);
     store.migrate().await.expect("migrate");
     assert_eq!(
@@ -133,8 +104,8 @@ async fn opens_in_wal_mode_with_keyward_schema() {
 
 #[tokio::test]
 async fn no_plaintext_secret_in_the_database_file() {
-    let dir = TempDir::new();
-    let path = dir.file("secrets.db");
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("secrets.db");
     let store = migrated(&path).await;
     let manager = scenarios::manager(store.clone());
     let issued = manager
@@ -151,7 +122,7 @@ async fn no_plaintext_secret_in_the_database_file() {
     let secret = issued.key.expose_secret().as_bytes();
     let body = &secret[secret.len() - 20..];
     for file in ["secrets.db", "secrets.db-wal"] {
-        let bytes = std::fs::read(dir.file(file)).unwrap_or_default();
+        let bytes = std::fs::read(dir.path().join(file)).unwrap_or_default();
         assert!(
             !bytes.windows(body.len()).any(|w| w == body),
             "{file} contains the key's secret"
@@ -174,8 +145,8 @@ async fn hand_edit(pool: sqlx::SqlitePool, id: KeyId, assignment: &str) {
 
 #[tokio::test]
 async fn corrupt_rows_are_typed_errors_naming_the_key() {
-    let dir = TempDir::new();
-    let store = migrated(&dir.file("corrupt.db")).await;
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = migrated(&dir.path().join("corrupt.db")).await;
     let pool = store.pool().clone();
     scenarios::corrupt_rows(store, |id: KeyId, assignment| {
         hand_edit(pool.clone(), id, assignment)
@@ -185,8 +156,8 @@ async fn corrupt_rows_are_typed_errors_naming_the_key() {
 
 #[tokio::test]
 async fn revoke_matching_revokes_a_corrupt_row_in_one_statement() {
-    let dir = TempDir::new();
-    let store = migrated(&dir.file("revoke.db")).await;
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = migrated(&dir.path().join("revoke.db")).await;
     let pool = store.pool().clone();
     scenarios::revoke_matching_revokes_a_corrupt_row(store, |id: KeyId, assignment: String| {
         let pool = pool.clone();
@@ -197,20 +168,21 @@ async fn revoke_matching_revokes_a_corrupt_row_in_one_statement() {
 
 #[tokio::test]
 async fn the_delegation_parent_round_trips() {
-    let dir = TempDir::new();
-    scenarios::parent_round_trips(migrated(&dir.file("parent.db")).await).await;
+    let dir = tempfile::tempdir().expect("temporary directory");
+    scenarios::parent_round_trips(migrated(&dir.path().join("parent.db")).await).await;
 }
 
 #[tokio::test]
 async fn update_capped_keeps_the_cap() {
-    let dir = TempDir::new();
-    scenarios::update_capped_keeps_the_cap(migrated(&dir.file("update-capped.db")).await).await;
+    let dir = tempfile::tempdir().expect("temporary directory");
+    scenarios::update_capped_keeps_the_cap(migrated(&dir.path().join("update-capped.db")).await)
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn update_capped_races_enable_one_key_each_round() {
-    let dir = TempDir::new();
-    let path = dir.file("update-capped-race.db");
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("update-capped-race.db");
     let one = migrated(&path).await;
     let two = SqliteStore::open(&path).await.expect("open second");
     scenarios::update_capped_race(vec![one, two]).await;
@@ -218,14 +190,14 @@ async fn update_capped_races_enable_one_key_each_round() {
 
 #[tokio::test]
 async fn consume_moves_the_version() {
-    let dir = TempDir::new();
-    scenarios::consume_moves_the_version(migrated(&dir.file("consume.db")).await).await;
+    let dir = tempfile::tempdir().expect("temporary directory");
+    scenarios::consume_moves_the_version(migrated(&dir.path().join("consume.db")).await).await;
 }
 
 #[tokio::test]
 async fn migrations_coexist_with_the_applications_sqlx_migrations() {
-    let dir = TempDir::new();
-    let path = dir.file("shared.db");
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("shared.db");
     let store = SqliteStore::open(&path).await.expect("open");
     let pool = store.pool();
     // What an application using sqlx migrations has in its database already.
@@ -294,8 +266,8 @@ async fn migrations_coexist_with_the_applications_sqlx_migrations() {
 
 #[tokio::test]
 async fn refuses_a_newer_keyward_schema() {
-    let dir = TempDir::new();
-    let store = migrated(&dir.file("newer.db")).await;
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = migrated(&dir.path().join("newer.db")).await;
     sqlx::query("INSERT INTO keyward_schema_version (version, description) VALUES (99, 'x')")
         .execute(store.pool())
         .await
@@ -311,8 +283,8 @@ async fn refuses_a_newer_keyward_schema() {
 
 #[tokio::test]
 async fn two_managers_over_one_file() {
-    let dir = TempDir::new();
-    let path = dir.file("two.db");
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("two.db");
     let one = migrated(&path).await;
     let two = SqliteStore::open(&path).await.expect("open second");
     scenarios::two_managers(one, two).await;
@@ -320,8 +292,8 @@ async fn two_managers_over_one_file() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cap_holds_across_connections_and_pools() {
-    let dir = TempDir::new();
-    let path = dir.file("cap.db");
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("cap.db");
     let one = migrated(&path).await;
     let two = SqliteStore::open(&path).await.expect("open second");
     scenarios::concurrent_cap(vec![one, two]).await;
@@ -329,14 +301,16 @@ async fn cap_holds_across_connections_and_pools() {
 
 #[tokio::test]
 async fn unreachable_database_is_unavailable() {
-    let dir = TempDir::new();
-    let missing = dir.file("no/such/dir/keys.db");
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let missing = dir.path().join("no/such/dir/keys.db");
     match SqliteStore::open(&missing).await {
         Err(StoreError::Unavailable(_)) => {}
         other => panic!("expected Unavailable, got {other:?}"),
     }
     // A store whose tables were never created answers with a typed error, not a panic.
-    let store = SqliteStore::open(dir.file("empty.db")).await.expect("open");
+    let store = SqliteStore::open(dir.path().join("empty.db"))
+        .await
+        .expect("open");
     let id = testing::random_id();
     assert!(matches!(
         store.get(&id).await,
@@ -416,8 +390,8 @@ async fn upgrades_a_version_2_database_in_place() {
 /// statements and holding keys written by version 1's insert (so no refill schedule and no
 /// parent), migrates to the current version in place, each step recorded once.
 async fn upgrades_in_place(from: i64) {
-    let dir = TempDir::new();
-    let path = dir.file(&format!("v{from}.db"));
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join(format!("v{from}.db"));
     let store = SqliteStore::open(&path).await.expect("open");
     let pool = store.pool();
     let steps: &[&[&str]] = if from == 1 {
