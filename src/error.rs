@@ -1,11 +1,15 @@
-//! [`Error`]: every error of the crate in one type, for applications that want one `?`.
+//! [`Error`]: every error of the crate in one type, for applications that want one `?`
+//! (the errors of the `axum` and `grpc` layers are HTTP and gRPC answers, not errors).
 
 use crate::hash::{
-    Argon2ParamsError, HashConfigError, HashError, HashParseError, PepperError, PepperIdError,
+    Argon2ParamsError, HashConfigError, HashError, HashParseError, Mismatch, PepperError,
+    PepperIdError,
 };
 use crate::http::{AuthError, BearerError};
 use crate::key::{FormatError, GenerateError, KeyIdError, ParseError, PrefixError};
 use crate::leak::LeakError;
+#[cfg(feature = "secret-scanning")]
+use crate::leak::scanning::{KeyListError, KeySourceError, ScanningError, SignatureError};
 use crate::limit::{LimitError, RateError};
 use crate::manager::{IssueError, LifecycleError, QuotaError, VerifyError};
 use crate::policy::PolicyError;
@@ -59,6 +63,9 @@ pub enum Error {
     /// A hasher's configuration is invalid.
     #[error(transparent)]
     HashConfig(#[from] HashConfigError),
+    /// A key does not match its stored hash ([`Hasher::verify`](crate::Hasher::verify)).
+    #[error(transparent)]
+    Mismatch(#[from] Mismatch),
     /// A stored-hash string is invalid.
     #[error(transparent)]
     StoredHash(#[from] HashParseError),
@@ -125,6 +132,22 @@ pub enum Error {
     /// A request was refused by the HTTP or gRPC layer.
     #[error(transparent)]
     Auth(#[from] AuthError),
+    /// A secret-scanning alert was refused (feature `secret-scanning`).
+    #[cfg(feature = "secret-scanning")]
+    #[error(transparent)]
+    Scanning(#[from] ScanningError),
+    /// A scanner's signature did not verify (feature `secret-scanning`).
+    #[cfg(feature = "secret-scanning")]
+    #[error(transparent)]
+    Signature(#[from] SignatureError),
+    /// A scanner's public-key list is invalid (feature `secret-scanning`).
+    #[cfg(feature = "secret-scanning")]
+    #[error(transparent)]
+    KeyList(#[from] KeyListError),
+    /// A scanner's public keys could not be fetched (feature `secret-scanning`).
+    #[cfg(feature = "secret-scanning")]
+    #[error(transparent)]
+    KeySource(#[from] KeySourceError),
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 //! rich errors to one TLS alert): the axum layer answers it as HTTP, the tonic layer as a
 //! gRPC status, the secret-scanning receiver as its own JSON answer.
 //!
-//! Framework layers ([`axum`](crate::axum), [`grpc`](crate::grpc)) use it; a service on
+//! Framework layers (`keyward::axum`, `keyward::grpc`) use it; a service on
 //! another framework reads the key with [`bearer_token`] and answers with [`ErrorResponse`]:
 //!
 //! ```

@@ -22,7 +22,7 @@
 //! # Ok(()) }
 //! ```
 //!
-//! With the feature `secret-scanning`, [`scanning`] receives the scanners' signed alerts
+//! With the feature `secret-scanning`, `leak::scanning` receives the scanners' signed alerts
 //! (GitHub, GitLab) over HTTP and hands them to
 //! [`KeyManager::revoke_leaked`](crate::KeyManager::revoke_leaked).
 
@@ -214,6 +214,10 @@ pub enum LeakError {
     /// The key kept changing under concurrent updates.
     #[error("key {0} is being changed concurrently; try again")]
     Contended(KeyId),
+    /// A genuine key could not be revoked for another reason than the store (its cause
+    /// says why).
+    #[error("could not revoke a leaked key")]
+    Revoke(#[source] LifecycleError),
 }
 
 impl<S: KeyStore> KeyManager<S> {
@@ -275,7 +279,7 @@ impl<S: KeyStore> KeyManager<S> {
                 Err(LifecycleError::NotFound(_)) => (KeyRecord::clone(&record), false),
                 Err(LifecycleError::Contended(id)) => return Err(LeakError::Contended(id)),
                 Err(LifecycleError::Store(e)) => return Err(LeakError::Store(e)),
-                Err(e) => return Err(LeakError::Store(StoreError::unavailable(e))),
+                Err(e) => return Err(LeakError::Revoke(e)),
             }
         };
         let kind = AuditKind::LeakReported {

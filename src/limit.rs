@@ -3,8 +3,8 @@
 //! decision into `429`, `Retry-After` and `RateLimit-*` headers ([`Decision::headers`],
 //! [`Decision::into_result`]).
 //!
-//! Every limiter implements [`Limiter`]; [`MemoryLimiter`] (feature `rate-limit`) counts in
-//! the memory of one instance, [`RedisLimiter`] (feature `redis`) shares one count between
+//! Every limiter implements [`Limiter`]; `MemoryLimiter` (feature `rate-limit`) counts in
+//! the memory of one instance, `RedisLimiter` (feature `redis`) shares one count between
 //! many instances. Both use GCRA (the generic cell rate algorithm): a limit of `n` per
 //! `period` admits a burst of `n`, then one more every `period / n`.
 //!

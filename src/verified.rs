@@ -15,7 +15,14 @@ use crate::scope::{Denied, Resource, Restrictions, Scope, ScopeSet};
 /// There is no public constructor: the only way to get one is
 /// [`KeyManager::verify`](crate::KeyManager::verify) (tests issue and verify a real key, for
 /// example through `keyward::testing::Fixture`), so a handler that takes a `Verified`
-/// cannot forget to check the key, and no crate in the dependency graph can forge one.
+/// cannot forget to check the key, and no code can make one without verifying a key.
+///
+/// A proof says that a key verified against the manager that made it; it is not bound to
+/// one manager, so code that builds a manager of its own (over its own store) can hold a
+/// proof about a key it issued there. The layers put into a request only proofs of their
+/// own manager; an application with several managers keeps their proofs apart, and
+/// [`KeyManager::acting_as`](crate::KeyManager::acting_as) re-reads the key from its own
+/// store on every call, so a proof from elsewhere manages nothing.
 #[derive(Debug, Clone)]
 pub struct Verified {
     record: Arc<KeyRecord>,

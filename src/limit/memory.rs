@@ -1,6 +1,7 @@
 //! [`MemoryLimiter`]: GCRA in the memory of one instance, from `governor`.
 
 use core::fmt;
+use core::future::{Future, ready};
 use core::num::NonZeroU32;
 use core::time::Duration;
 use std::net::IpAddr;
@@ -332,14 +333,15 @@ fn quota(rate: Rate) -> Quota {
 }
 
 impl Limiter for MemoryLimiter {
-    // Nothing to wait for: the decision is made before the future is first polled.
-    async fn check(
+    // Nothing to wait for: the decision (and the charge) is made at the call, before the
+    // future is first polled, so a future created and dropped still charges the budget.
+    fn check(
         &self,
         subject: &Subject,
         limit: &str,
         cost: u32,
-    ) -> Result<Decision, LimitError> {
-        self.check_now(subject, limit, cost)
+    ) -> impl Future<Output = Result<Decision, LimitError>> + Send {
+        ready(self.check_now(subject, limit, cost))
     }
 }
 

@@ -107,7 +107,13 @@ impl<S: KeyStore> KeyManager<S> {
     {
         for _ in 0..attempts {
             let current = match seen.take() {
-                Some(record) => record,
+                // A record the caller read is checked against the reach like a fresh read.
+                Some(record) => match reach {
+                    Some(reach) if !self.reaches(reach, &record).await? => {
+                        return Err(E::not_found(*id));
+                    }
+                    _ => record,
+                },
                 None => self.reachable::<E>(id, reach).await?,
             };
             let (mut write, value) = match decide(Arc::clone(&current)).await? {
