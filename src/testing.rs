@@ -475,9 +475,18 @@ macro_rules! conformance_tests {
     ($fresh:expr $(,)?) => {
         $crate::conformance_tests!($fresh, $crate::testing::no_teardown);
     };
+    // One `#[test]` per (test name, `Rule` variant) pair.
+    (@tests ($fresh:expr) ($teardown:expr) $($name:ident $rule:ident,)*) => {
+        $(
+            #[test]
+            fn $name() {
+                $crate::testing::run_rule($crate::testing::Rule::$rule, $fresh, $teardown);
+            }
+        )*
+    };
     ($fresh:expr, $teardown:expr $(,)?) => {
-        $crate::__conformance_test! {
-            ($fresh) ($teardown)
+        $crate::conformance_tests! {
+            @tests ($fresh) ($teardown)
             insert_and_get InsertAndGet,
             duplicate_insert DuplicateInsert,
             compare_and_set CompareAndSet,
@@ -500,21 +509,6 @@ macro_rules! conformance_tests {
             bulk_revocation BulkRevocation,
             lineage_round_trip LineageRoundTrip,
         }
-    };
-}
-
-/// One `#[test]` per (test name, [`Rule`](crate::testing::Rule) variant) pair: the body of
-/// [`conformance_tests!`](crate::conformance_tests).
-#[doc(hidden)]
-#[macro_export]
-macro_rules! __conformance_test {
-    (($fresh:expr) ($teardown:expr) $($name:ident $rule:ident,)*) => {
-        $(
-            #[test]
-            fn $name() {
-                $crate::testing::run_rule($crate::testing::Rule::$rule, $fresh, $teardown);
-            }
-        )*
     };
 }
 
