@@ -49,7 +49,10 @@ mod resource;
 mod set;
 
 pub use authorize::{Denied, authorize};
-pub use catalog::{CatalogError, ScopeCatalog, ScopeCatalogBuilder, UnknownScopes};
+pub use catalog::{
+    CatalogError, CatalogListing, MAX_DESCRIPTION_LEN, RoleEntry, ScopeCatalog,
+    ScopeCatalogBuilder, ScopeEntry, UnknownScopes,
+};
 pub use resource::{
     MAX_RESOURCE_DEPTH, MAX_RESOURCE_LEN, MAX_RESOURCES, Resource, ResourceError, Restrictions,
 };

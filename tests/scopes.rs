@@ -485,3 +485,66 @@ mod wildcards {
         );
     }
 }
+
+#[test]
+fn the_catalog_lists_its_scopes_roles_and_what_each_includes() {
+    let catalog = ScopeCatalog::builder()
+        .describe("read", "read tickets and comments")
+        .describe("comments", "post comments; includes read")
+        .implies("comments", "read")
+        .implies("tickets:write", "comments")
+        .scope("billing")
+        .role("support", ["comments", "tickets:*"])
+        .role("auditor", ["read"])
+        .build()
+        .expect("test setup");
+    let listing = catalog.listing();
+    let names: Vec<&str> = listing.scopes.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["billing", "comments", "read", "tickets:write"]);
+    for entry in &listing.scopes {
+        // `includes` is exactly what expanding the scope alone adds.
+        let alone = ScopeSet::from_scopes([entry.name.clone()]).expect("one scope");
+        let mut expanded: Vec<Scope> = catalog.expand(&alone).iter().cloned().collect();
+        expanded.retain(|s| *s != entry.name);
+        assert_eq!(entry.includes, expanded, "{}", entry.name);
+    }
+    assert_eq!(
+        listing.scopes[1].description.as_deref(),
+        Some("post comments; includes read")
+    );
+    assert_eq!(listing.scopes[0].description, None);
+    let json = serde_json::to_value(&listing).expect("serializes");
+    assert_eq!(
+        json["scopes"][3],
+        serde_json::json!({"name": "tickets:write", "description": null, "includes": ["comments", "read"]})
+    );
+    assert_eq!(
+        json["roles"],
+        serde_json::json!([
+            {"name": "auditor", "scopes": ["read"]},
+            {"name": "support", "scopes": ["comments", "tickets:*"]}
+        ])
+    );
+    assert_eq!(catalog.listing(), listing, "stable order");
+}
+
+#[test]
+fn descriptions_are_bounded_and_declare_concrete_scopes() {
+    let long = "x".repeat(keyward::scope::MAX_DESCRIPTION_LEN + 1);
+    assert_eq!(
+        ScopeCatalog::builder().describe("read", long).build(),
+        Err(CatalogError::DescriptionTooLong("read".into()))
+    );
+    assert!(matches!(
+        ScopeCatalog::builder()
+            .describe("tickets:*", "all tickets")
+            .build(),
+        Err(CatalogError::Wildcard(_))
+    ));
+    let strict = ScopeCatalog::builder()
+        .describe("read", "read")
+        .strict(true)
+        .build()
+        .expect("test setup");
+    assert!(strict.contains(&"read".parse().expect("scope")));
+}

@@ -3,9 +3,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 
-use super::{Scope, ScopeError, ScopeSet};
-// Defined with the manager's other refusal reasons until the crate root is reorganized.
 use core::fmt;
+
+use serde::Serialize;
+
+use super::{Scope, ScopeError, ScopeSet};
 
 /// Most scopes a catalog declares (implications count both ends).
 const MAX_CATALOG_SCOPES: usize = 4096;
@@ -13,6 +15,8 @@ const MAX_CATALOG_SCOPES: usize = 4096;
 const MAX_ROLES: usize = 256;
 /// Longest role name, in bytes.
 const MAX_ROLE_NAME_LEN: usize = 64;
+/// Longest scope description, in bytes.
+pub const MAX_DESCRIPTION_LEN: usize = 512;
 
 /// The scopes an application knows, what each implies, and named roles.
 ///
@@ -52,6 +56,8 @@ const MAX_ROLE_NAME_LEN: usize = 64;
 pub struct ScopeCatalog {
     /// Declared scope → everything else it implies (transitive closure), sorted.
     closure: BTreeMap<Scope, Box<[Scope]>>,
+    /// Declared scope → what a person choosing it should read.
+    descriptions: BTreeMap<Scope, Box<str>>,
     roles: BTreeMap<String, ScopeSet>,
     strict: bool,
 }
@@ -71,6 +77,7 @@ pub struct ScopeCatalog {
 pub struct ScopeCatalogBuilder {
     scopes: Vec<String>,
     implications: Vec<(String, String)>,
+    descriptions: Vec<(String, String)>,
     roles: Vec<(String, Vec<String>)>,
     strict: bool,
 }
@@ -109,6 +116,9 @@ pub enum CatalogError {
         super::MAX_SCOPES
     )]
     TooLarge,
+    /// A scope description is longer than [`MAX_DESCRIPTION_LEN`] bytes.
+    #[error("description of {0:?} too long (maximum {MAX_DESCRIPTION_LEN} bytes)")]
+    DescriptionTooLong(String),
     /// Scopes or roles the catalog does not know, as listed by [`ScopeCatalog::unknown`].
     #[error("unknown scopes or roles: {0}")]
     Unknown(UnknownScopes),
@@ -293,6 +303,83 @@ impl ScopeCatalog {
             Err(CatalogError::Unknown(unknown))
         }
     }
+    /// Everything the catalog declares, for a permission picker or an API that shows it:
+    /// each scope (in scope order) with its description and everything it includes
+    /// (transitively), and each role (in name order) with its scopes. Serializes as
+    /// `{"scopes": [{"name", "description", "includes"}], "roles": [{"name", "scopes"}]}`.
+    ///
+    /// ```
+    /// let catalog = keyward::ScopeCatalog::builder()
+    ///     .describe("read", "read tickets and comments")
+    ///     .describe("comments", "post comments")
+    ///     .implies("comments", "read")
+    ///     .implies("tickets:write", "comments")
+    ///     .role("support", ["comments"])
+    ///     .build()?;
+    /// let listing = catalog.listing();
+    /// let write = &listing.scopes[2];
+    /// assert_eq!(write.name.as_str(), "tickets:write");
+    /// assert_eq!(write.description, None);
+    /// assert_eq!(write.includes, ["comments".parse()?, "read".parse()?]);
+    /// assert_eq!(
+    ///     serde_json::to_string(&listing.roles)?,
+    ///     r#"[{"name":"support","scopes":["comments"]}]"#
+    /// );
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn listing(&self) -> CatalogListing {
+        let scopes = self
+            .closure
+            .iter()
+            .map(|(scope, implied)| ScopeEntry {
+                name: scope.clone(),
+                description: self.descriptions.get(scope).map(|d| d.to_string()),
+                includes: implied.to_vec(),
+            })
+            .collect();
+        let roles = self
+            .roles
+            .iter()
+            .map(|(name, set)| RoleEntry {
+                name: name.clone(),
+                scopes: set.iter().cloned().collect(),
+            })
+            .collect();
+        CatalogListing { scopes, roles }
+    }
+}
+
+/// What a [`ScopeCatalog`] declares, from [`ScopeCatalog::listing`], in a stable order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct CatalogListing {
+    /// Every declared scope, in scope order.
+    pub scopes: Vec<ScopeEntry>,
+    /// Every role, in name order.
+    pub roles: Vec<RoleEntry>,
+}
+
+/// One declared scope of a [`CatalogListing`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct ScopeEntry {
+    /// The scope.
+    pub name: Scope,
+    /// Its description, if the catalog gives one.
+    pub description: Option<String>,
+    /// Everything holding it grants besides itself (transitively), in scope order.
+    pub includes: Vec<Scope>,
+}
+
+/// One role of a [`CatalogListing`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct RoleEntry {
+    /// The role's name.
+    pub name: String,
+    /// The scopes it grants, as declared (wildcards included), in scope order.
+    pub scopes: Vec<Scope>,
 }
 
 impl ScopeCatalogBuilder {
@@ -329,6 +416,14 @@ impl ScopeCatalogBuilder {
         self
     }
 
+    /// Declares a scope with the text a person choosing it reads (a permission picker's
+    /// label: "post comments; includes read"). At most [`MAX_DESCRIPTION_LEN`] bytes.
+    #[must_use]
+    pub fn describe(mut self, scope: impl Into<String>, description: impl Into<String>) -> Self {
+        self.descriptions.push((scope.into(), description.into()));
+        self
+    }
+
     /// Makes the catalog strict: issuance refuses scopes it does not declare.
     #[must_use]
     pub fn strict(mut self, strict: bool) -> Self {
@@ -362,7 +457,8 @@ impl ScopeCatalogBuilder {
             }
             Ok(scope)
         };
-        if self.scopes.len() + 2 * self.implications.len() > MAX_CATALOG_SCOPES
+        if self.scopes.len() + 2 * self.implications.len() + self.descriptions.len()
+            > MAX_CATALOG_SCOPES
             || self.roles.len() > MAX_ROLES
         {
             return Err(CatalogError::TooLarge);
@@ -371,6 +467,15 @@ impl ScopeCatalogBuilder {
         let mut edges: BTreeMap<Scope, BTreeSet<Scope>> = BTreeMap::new();
         for s in &self.scopes {
             declared.insert(concrete(s)?);
+        }
+        let mut descriptions = BTreeMap::new();
+        for (s, text) in self.descriptions {
+            let scope = concrete(&s)?;
+            if text.len() > MAX_DESCRIPTION_LEN {
+                return Err(CatalogError::DescriptionTooLong(s));
+            }
+            declared.insert(scope.clone());
+            descriptions.insert(scope, text.into_boxed_str());
         }
         for (from, to) in &self.implications {
             let (from, to) = (concrete(from)?, concrete(to)?);
@@ -399,6 +504,7 @@ impl ScopeCatalogBuilder {
         }
         let mut catalog = ScopeCatalog {
             closure,
+            descriptions,
             roles: BTreeMap::new(),
             strict: self.strict,
         };
