@@ -17,7 +17,7 @@
 //! # Ok(()) }
 //! ```
 
-use time::{Duration, OffsetDateTime};
+use time::{Duration, Month, OffsetDateTime};
 
 /// Rules every issued key must follow.
 ///
@@ -69,7 +69,17 @@ pub enum Expiry {
     Never,
 }
 
-/// The lifetimes users usually pick from (about 1, 3 and 6 months).
+/// The lifetimes users usually pick from: 30, 90 or 180 days, or 1, 3 or 6 calendar months.
+///
+/// ```
+/// use keyward::policy::ExpiryPreset;
+/// use time::macros::datetime;
+/// let issued = datetime!(2027-01-31 10:00 UTC);
+/// // A calendar month ends on the same day, or on the last day of a shorter month.
+/// assert_eq!(ExpiryPreset::Months1.end(issued), Some(datetime!(2027-02-28 10:00 UTC)));
+/// assert_eq!(ExpiryPreset::Months3.end(issued), Some(datetime!(2027-04-30 10:00 UTC)));
+/// assert_eq!(ExpiryPreset::Days30.end(issued), Some(datetime!(2027-03-02 10:00 UTC)));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ExpiryPreset {
@@ -79,18 +89,42 @@ pub enum ExpiryPreset {
     Days90,
     /// 180 days.
     Days180,
+    /// One calendar month.
+    Months1,
+    /// Three calendar months.
+    Months3,
+    /// Six calendar months.
+    Months6,
 }
 
 impl ExpiryPreset {
-    /// The preset's lifetime.
+    /// When a key issued at `from` with this preset expires: `from` plus the days, or the
+    /// same time of day the given number of calendar months later, on the same day of the
+    /// month or the last day of a shorter month (the way monthly quota refills are clamped).
+    /// `None` past the last date `time` can represent.
     #[must_use]
-    pub fn duration(self) -> Duration {
-        match self {
-            Self::Days30 => Duration::days(30),
-            Self::Days90 => Duration::days(90),
-            Self::Days180 => Duration::days(180),
-        }
+    pub fn end(self, from: OffsetDateTime) -> Option<OffsetDateTime> {
+        let months = match self {
+            Self::Days30 => return from.checked_add(Duration::days(30)),
+            Self::Days90 => return from.checked_add(Duration::days(90)),
+            Self::Days180 => return from.checked_add(Duration::days(180)),
+            Self::Months1 => 1,
+            Self::Months3 => 3,
+            Self::Months6 => 6,
+        };
+        add_months(from, months)
     }
+}
+
+/// `from` moved `months` calendar months ahead, the day clamped to the target month's length.
+fn add_months(from: OffsetDateTime, months: i32) -> Option<OffsetDateTime> {
+    let date = from.date();
+    let index = date.year().checked_mul(12)? + i32::from(u8::from(date.month())) - 1 + months;
+    let (year, month) = (index.div_euclid(12), index.rem_euclid(12) + 1);
+    let month = Month::try_from(u8::try_from(month).ok()?).ok()?;
+    let day = date.day().min(month.length(year));
+    let date = time::Date::from_calendar_date(year, month, day).ok()?;
+    Some(from.replace_date(date))
 }
 
 /// An expiry the policy refuses.
@@ -109,6 +143,9 @@ pub enum PolicyError {
     /// The requested expiry is not in the future.
     #[error("expiry must be in the future")]
     NotInFuture,
+    /// The requested expiry lies past the last date the calendar can represent.
+    #[error("expiry is past the last representable date")]
+    NotRepresentable,
 }
 
 impl IssuancePolicy {
@@ -165,7 +202,7 @@ impl IssuancePolicy {
             Expiry::Never if self.allow_never_expiring => return Ok(None),
             Expiry::Never => return Err(PolicyError::NeverExpiringNotAllowed),
             Expiry::Default => now.saturating_add(self.default_ttl),
-            Expiry::Preset(p) => now.saturating_add(p.duration()),
+            Expiry::Preset(p) => p.end(now).ok_or(PolicyError::NotRepresentable)?,
             Expiry::After(d) => now.saturating_add(d),
             Expiry::At(at) => at,
         };
@@ -190,6 +227,94 @@ impl IssuancePolicy {
             Some(max) => Some(now.saturating_add(max)),
             None if self.allow_never_expiring => None,
             None => Some(now.saturating_add(self.default_ttl)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use time::macros::datetime;
+
+    use super::*;
+
+    #[test]
+    fn calendar_months_clamp_to_shorter_months_and_cross_years() {
+        let cases = [
+            (
+                datetime!(2027-01-31 10:00 UTC),
+                ExpiryPreset::Months1,
+                datetime!(2027-02-28 10:00 UTC),
+            ),
+            (
+                datetime!(2028-01-31 10:00 UTC),
+                ExpiryPreset::Months1,
+                datetime!(2028-02-29 10:00 UTC),
+            ),
+            (
+                datetime!(2026-08-31 23:59:59 UTC),
+                ExpiryPreset::Months6,
+                datetime!(2027-02-28 23:59:59 UTC),
+            ),
+            (
+                datetime!(2026-11-15 08:30 UTC),
+                ExpiryPreset::Months3,
+                datetime!(2027-02-15 08:30 UTC),
+            ),
+            (
+                datetime!(2026-12-31 00:00 UTC),
+                ExpiryPreset::Months1,
+                datetime!(2027-01-31 00:00 UTC),
+            ),
+            (
+                datetime!(2026-03-31 12:00 UTC),
+                ExpiryPreset::Months3,
+                datetime!(2026-06-30 12:00 UTC),
+            ),
+        ];
+        for (from, preset, end) in cases {
+            assert_eq!(preset.end(from), Some(end), "{from} + {preset:?}");
+        }
+        assert_eq!(
+            ExpiryPreset::Months6.end(datetime!(9999-12-01 0:00 UTC)),
+            None
+        );
+    }
+
+    #[test]
+    fn the_policy_bounds_month_presets_like_any_lifetime() {
+        let now = datetime!(2026-01-31 0:00 UTC);
+        let policy = IssuancePolicy::default().max_ttl(Some(Duration::days(100)));
+        assert_eq!(
+            policy.resolve(Expiry::Preset(ExpiryPreset::Months3), now),
+            Ok(Some(datetime!(2026-04-30 0:00 UTC)))
+        );
+        assert_eq!(
+            policy.resolve(Expiry::Preset(ExpiryPreset::Months6), now),
+            Err(PolicyError::TooLong { max_days: 100 })
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn a_month_preset_keeps_the_time_and_the_day_or_the_last_day(
+            secs in 0i64..4_000_000_000,
+            preset in prop::sample::select(vec![
+                (ExpiryPreset::Months1, 1u8),
+                (ExpiryPreset::Months3, 3),
+                (ExpiryPreset::Months6, 6),
+            ]),
+        ) {
+            let (preset, months) = preset;
+            let from = OffsetDateTime::from_unix_timestamp(secs).expect("in range");
+            let end = preset.end(from).expect("representable");
+            prop_assert_eq!(end.time(), from.time());
+            prop_assert!(end - from >= Duration::days(28 * i64::from(months)));
+            prop_assert!(end - from <= Duration::days(31 * i64::from(months)));
+            let length = end.month().length(end.year());
+            prop_assert!(end.day() == from.day() || (end.day() == length && from.day() > length));
+            let expected_month = (u8::from(from.month()) - 1 + months) % 12 + 1;
+            prop_assert_eq!(u8::from(end.month()), expected_month);
         }
     }
 }

@@ -271,6 +271,21 @@ async fn expiry_default_presets_maximum_and_never() {
             Some(now + Duration::days(days))
         );
     }
+    // Calendar months from the same instant: what the preset says, within the policy.
+    for preset in [
+        ExpiryPreset::Months1,
+        ExpiryPreset::Months3,
+        ExpiryPreset::Months6,
+    ] {
+        let r = f
+            .manager
+            .issue(
+                IssueRequest::new("p", "u").expiry(Expiry::Preset(preset)),
+                &f.ctx,
+            )
+            .await;
+        assert_eq!(r.expect("preset").record.expires_at, preset.end(now));
+    }
     let too_long = f.manager.issue(
         IssueRequest::new("p", "u").expiry(Expiry::After(Duration::days(400))),
         &f.ctx,
