@@ -329,6 +329,93 @@ fn delegated_verify(c: &mut Criterion) {
     g.finish();
 }
 
+/// Legacy tokens of imported keys beside keyward's own keys, in one manager: the steady
+/// state (upgraded on first use), the first use (foreign digest, then the upgrade write),
+/// and the refusals: an unknown legacy token against a known prefixed-api-key id with a
+/// wrong short token (the same work: one SHA-256, one lookup, one HMAC).
+fn legacy_verify(c: &mut Criterion) {
+    use keyward::key::LegacyFormats;
+    use keyward::manager::ImportLine;
+    use sha2::Digest as _;
+
+    let hex = |s: &str| {
+        Sha256::digest(s.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let legacy = LegacyFormats::new()
+        .sha256("old_sk")
+        .and_then(|f| f.prefixed_api_key("acme"))
+        .expect("legacy");
+    let fresh = || {
+        manager(MemoryStore::new())
+            .with_legacy(legacy.clone())
+            .expect("disjoint")
+    };
+    let token = "old_sk_4eC39HqLyjWDarjtT1zdp7dcXq2Vb8Nk";
+    let lines = vec![
+        ImportLine::parse(&format!(
+            r#"{{"sha256": "{}", "name": "legacy", "owner": "user_42", "scopes": ["read"]}}"#,
+            hex(token)
+        ))
+        .expect("line"),
+        ImportLine::parse(&format!(
+            r#"{{"prefixed_api_key": {{"prefix": "acme", "short_token": "BRTRKFsL", "long_token_sha256": "{}"}}, "name": "pak", "owner": "user_42", "scopes": ["read"]}}"#,
+            hex("51FwqftsmMDHHbJAMEXXHCgG")
+        ))
+        .expect("line"),
+    ];
+    let m = fresh();
+    let ctx = RequestContext::new();
+    block_on(m.import(&lines, &ctx)).expect("import");
+    let issued = block_on(m.issue(
+        IssueRequest::new("bench-key", "user_42").scopes("read".parse().expect("scopes")),
+        &ctx,
+    ))
+    .expect("issue");
+    let key = issued.key.expose_secret().to_owned();
+    block_on(m.verify(&key, &ctx)).expect("first verify writes last_used");
+    block_on(m.verify(token, &ctx)).expect("first use upgrades");
+    let read: keyward::Scope = "read".parse().expect("scope");
+
+    let mut g = c.benchmark_group("legacy verify (memory store)");
+    g.bench_function("keyward key: verify + authorize", |b| {
+        b.iter(|| {
+            let v = block_on(m.verify(black_box(&key), &ctx)).expect("valid");
+            v.authorize(&read, None).is_ok()
+        })
+    });
+    g.bench_function("legacy token, upgraded: verify + authorize", |b| {
+        b.iter(|| {
+            let v = block_on(m.verify(black_box(token), &ctx)).expect("valid");
+            v.authorize(&read, None).is_ok()
+        })
+    });
+    g.bench_function("legacy token, first use: verify + upgrade", |b| {
+        b.iter_batched(
+            || {
+                let m = fresh();
+                block_on(m.import(&lines[..1], &ctx)).expect("import");
+                m
+            },
+            |m| block_on(m.verify(black_box(token), &ctx)).is_ok(),
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    g.bench_function("legacy token, unknown", |b| {
+        b.iter(|| {
+            block_on(m.verify(black_box("acme_BRTRKFsM_51FwqftsmMDHHbJAMEXXHCgH"), &ctx)).is_err()
+        })
+    });
+    g.bench_function("legacy token, known id, wrong short token", |b| {
+        b.iter(|| {
+            block_on(m.verify(black_box("acme_BRTRKFsM_51FwqftsmMDHHbJAMEXXHCgG"), &ctx)).is_err()
+        })
+    });
+    g.finish();
+}
+
 criterion_group!(
     benches,
     million_keys,
@@ -336,6 +423,7 @@ criterion_group!(
     generate,
     hashing,
     full_verify,
-    delegated_verify
+    delegated_verify,
+    legacy_verify
 );
 criterion_main!(benches);

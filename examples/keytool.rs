@@ -6,7 +6,18 @@
 //! keytool hash [--argon2|--fast] KEY         print KEY's stored-hash string
 //! keytool verify KEY HASH                    exit 0 on a match, 1 on a mismatch, 2 on a
 //!                                            malformed hash or a missing pepper
+//! keytool import --database URL [--catalog F] FILE
+//!                                            import keys of another system (JSON lines,
+//!                                            `-` for standard input), all or nothing
 //! ```
+//!
+//! `import` opens any store through `AnyStore::open` (build with `--features sqlite` and/or
+//! `postgres`; it creates or upgrades the schema) and reads the pepper from
+//! `KEYWARD_PEPPER`. Every line is checked first; each refused line is reported on standard
+//! error as `line N: reason`, and then nothing is written and the exit status is 1. Lines
+//! already imported are skipped and counted, so a rerun succeeds and changes nothing.
+//! `--catalog F` names a file of declared scopes, one per line (`#` starts a comment):
+//! with it, a line with another scope is refused.
 //!
 //! The fast hash (the default) reads its pepper from `KEYWARD_PEPPER`, in the text form
 //! `[<id>:]<base64>` (`openssl rand -base64 32` makes one), and refuses to run without it.
@@ -15,8 +26,10 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use keyward::manager::{ImportError, ImportLine};
+use keyward::store::AnyStore;
 use keyward::{
-    Hasher, KeyFormat, Pepper, StoredHash,
+    Hasher, KeyFormat, KeyManager, Pepper, RequestContext, ScopeCatalog, StoredHash,
     hash::{Argon2Params, PepperError},
 };
 
@@ -68,6 +81,18 @@ enum Command {
         key: String,
         /// The stored-hash string, such as `$hmac-sha256$pid=k1$...`.
         hash: String,
+    },
+    /// Import keys issued by another system, known by their SHA-256 digest (JSON lines),
+    /// all or nothing.
+    Import {
+        /// The store: `sqlite://keys.db?mode=rwc`, `postgres://…` or `memory:`.
+        #[arg(long)]
+        database: String,
+        /// Declared scopes, one per line: a line with another scope is refused.
+        #[arg(long)]
+        catalog: Option<std::path::PathBuf>,
+        /// The JSON-lines file, `-` for standard input.
+        file: String,
     },
 }
 
@@ -165,7 +190,131 @@ fn run(command: Command) -> Result<(), Failure> {
             println!("match");
             Ok(())
         }
+        Command::Import {
+            database,
+            catalog,
+            file,
+        } => import(&database, catalog.as_deref(), &file),
     }
+}
+
+/// `keytool import`: checks every line, then imports them all in one write, or nothing.
+fn import(database: &str, catalog: Option<&std::path::Path>, file: &str) -> Result<(), Failure> {
+    use std::io::Read;
+
+    let pepper = pepper_from_env(None)?;
+    let mut text = String::new();
+    let read = if file == "-" {
+        std::io::stdin().read_to_string(&mut text).map(drop)
+    } else {
+        std::fs::File::open(file).and_then(|mut f| f.read_to_string(&mut text).map(drop))
+    };
+    read.map_err(|e| Failure::one(format!("cannot read {file}: {e}")))?;
+    let catalog = catalog.map(read_catalog).transpose()?;
+
+    let mut lines = Vec::new();
+    let mut numbers = Vec::new();
+    let mut refused = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let checked = ImportLine::parse(line);
+        match checked {
+            Ok(parsed) => {
+                lines.push(parsed);
+                numbers.push(index + 1);
+            }
+            Err(e) => refused.push((index + 1, chain(&e))),
+        }
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::one(format!("cannot start the runtime: {e}")))?;
+    let outcome = runtime.block_on(async {
+        let store = AnyStore::open(database).await.map_err(|e| chain(&e))?;
+        let mut manager = KeyManager::new(
+            store,
+            KeyFormat::new(["keytool"]).map_err(|e| e.to_string())?,
+            Hasher::fast(pepper),
+        );
+        if let Some(catalog) = catalog {
+            manager = manager.with_catalog(catalog);
+        }
+        // Every line is checked (the catalog, repeated digests) before anything is written.
+        let checked = match manager.check_import(&lines) {
+            Ok(()) if refused.is_empty() => {
+                let ctx = RequestContext::new().actor("keytool import");
+                manager.import(&lines, &ctx).await
+            }
+            Ok(()) => return Ok(None),
+            Err(e) => Err(e),
+        };
+        match checked {
+            Ok(summary) => Ok(Some(summary)),
+            Err(ImportError::Refused(list)) => {
+                for (position, e) in list {
+                    let number = position
+                        .checked_sub(1)
+                        .and_then(|i| numbers.get(i).copied())
+                        .unwrap_or(position);
+                    refused.push((number, chain(&e)));
+                }
+                Ok(None)
+            }
+            Err(e) => Err(chain(&e)),
+        }
+    });
+    match outcome.map_err(Failure::one)? {
+        Some(summary) => {
+            println!(
+                "imported {} keys, skipped {} already imported ({} lines)",
+                summary.imported(),
+                summary.skipped(),
+                lines.len()
+            );
+            Ok(())
+        }
+        None => {
+            refused.sort_by_key(|(number, _)| *number);
+            for (number, reason) in &refused {
+                eprintln!("line {number}: {reason}");
+            }
+            Err(Failure::one(format!(
+                "{} of {} lines refused, nothing written",
+                refused.len(),
+                lines.len() + refused.len()
+            )))
+        }
+    }
+}
+
+/// A strict catalog of the scopes a file declares, one per line (`#` starts a comment).
+fn read_catalog(path: &std::path::Path) -> Result<ScopeCatalog, Failure> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure::one(format!("cannot read {}: {e}", path.display())))?;
+    let scopes = text
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or_default().trim())
+        .filter(|l| !l.is_empty());
+    ScopeCatalog::builder()
+        .scopes(scopes)
+        .strict(true)
+        .build()
+        .map_err(|e| Failure::one(format!("catalog {}: {e}", path.display())))
+}
+
+/// An error and its causes, joined by `: `.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// Reads the pepper from `KEYWARD_PEPPER`; with `needed`, it must have that id.

@@ -1,6 +1,6 @@
 //! A Toado-like ticket service protected by keyward: Bearer keys with implied scopes,
 //! resource restrictions, an admin API, a session cookie for headless tests, and an MCP
-//! endpoint.
+//! server (`/mcp`, Streamable HTTP, on `rmcp` through `keyward::mcp`).
 //!
 //! ```text
 //! KEYWARD_ADMIN_KEY_FILE=/tmp/admin.key cargo run --example server --features axum,rate-limit,secret-scanning,sqlite
@@ -13,7 +13,12 @@
 //! management key with scope `*` at start and write it there, mode 0600, before listening),
 //! `KEYWARD_PEPPER` (`[id:]base64`; a random one is used when absent, so keys do not survive
 //! a restart), `KEYWARD_FAILED_VERIFICATIONS_PER_MINUTE` (default 10: failed verifications
-//! a client address may make a minute, on every route, before it gets 429).
+//! a client address may make a minute, on every route, before it gets 429),
+//! `KEYWARD_AUDIT_LOG_FILE` (also append every audit event there as a JSON line).
+//! `KEYWARD_LEGACY_PREFIXES` (comma-separated, such as `old_sk`): also verify tokens with
+//! these prefixes, imported as whole-token SHA-256 keys by `keytool import` into the same
+//! database with the same pepper; key listings say `"legacy": true` for a key still on its
+//! foreign digest.
 //!
 //! Every `/admin/keys` route acts as the calling key ([`KeyManager::acting_as`]): a key
 //! outside the caller's reach is answered exactly like an unknown id. `POST
@@ -32,19 +37,34 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64ct::{Base64UrlUnpadded, Encoding};
-use keyward::axum::{KeywardLayer, RateLimit, RequireScope, error_response, request_context};
+use keyward::audit::{AuditEvent, AuditJournal, AuditQuery, AuditSink, Channel, TracingAudit};
+use keyward::axum::{
+    KeywardLayer, LimitClass, RateLimit, RequireScope, error_response, request_context,
+};
 use keyward::leak::scanning::{PublicKeys, ScanningOrigin, ScanningReceiver};
 use keyward::limit::{FailureThrottle, LimitPolicy, MemoryLimiter, Rate};
+use keyward::mcp::{SessionBinding, ToolScopes};
 use keyward::{
     Hasher, IssueRequest, Issued, KeyFormat, KeyId, KeyManager, KeyRecord, Pepper, RequestContext,
     ScopeCatalog, ScopeSet, Verified,
     http::{AuthError, CredentialSource},
+    http::{RequestParts, WorkspaceSource, admits_workspace},
+    manager::{EditError, KeyEdit},
     manager::{IssueError, LifecycleError, VerifyError},
-    policy::{Expiry, IssuancePolicy},
+    network::Networks,
+    policy::{Expiry, ExpiryPreset, IssuancePolicy},
     record::KeyStatus,
     scope::{Resource, Restrictions},
     store::{AnyStore, ListFilter, Page},
 };
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, Implementation, ListToolsResult,
+    PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
+};
+use rmcp::service::RequestContext as McpContext;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -59,6 +79,8 @@ const SESSION_LIFETIME: Duration = Duration::hours(12);
 /// Failed verifications a client may make a minute, unless
 /// `KEYWARD_FAILED_VERIFICATIONS_PER_MINUTE` says otherwise.
 const DEFAULT_FAILED_VERIFICATIONS_PER_MINUTE: u32 = 10;
+/// Audit events that may wait for the database; more are dropped and counted.
+const AUDIT_QUEUE: usize = 100_000;
 
 struct App {
     manager: Arc<KeyManager<AnyStore>>,
@@ -71,6 +93,10 @@ struct App {
     failures: Arc<FailureThrottle<Arc<MemoryLimiter>>>,
     /// GitHub's secret-scanning public keys, from `KEYWARD_SCANNING_KEYS_FILE`.
     scanning: Option<ScanningReceiver<AnyStore, PublicKeys>>,
+    /// The scope catalog as `GET /admin/scopes` answers it.
+    scopes: Value,
+    /// The audit log's queue, flushed to the database every second and at shutdown.
+    journal: AuditJournal,
 }
 
 /// Sessions by the SHA-256 of their cookie value (the value itself is never kept).
@@ -138,6 +164,14 @@ struct Ticket {
     title: String,
     comments: Vec<String>,
     assignee: Option<String>,
+    /// The key that created the ticket and how it came in (`null` for the seeded tickets).
+    created_by: Option<CreatedBy>,
+}
+
+#[derive(Clone, serde::Serialize)]
+struct CreatedBy {
+    key_id: KeyId,
+    channel: Channel,
 }
 
 impl Ticket {
@@ -158,10 +192,39 @@ fn catalog() -> Result<ScopeCatalog, keyward::scope::CatalogError> {
             "keys:manage",
             "keys:delegate",
         ])
+        .describe("read", "Read tickets, projects and comments.")
+        .describe("comments", "Post comments. Includes read.")
+        .describe(
+            "tickets:write",
+            "Create and edit tickets. Includes comments and read.",
+        )
+        .describe("tickets:assign", "Assign tickets. Includes read.")
+        .describe(
+            "keys:manage",
+            "Issue, list, edit, disable, rotate and revoke the API keys within your own reach.",
+        )
+        .describe(
+            "keys:delegate",
+            "Mint narrower child keys of this key (for agents and CI jobs).",
+        )
         .implies("comments", "read")
         .implies("tickets:write", "comments")
         .implies("tickets:assign", "read")
         .build()
+}
+
+/// `KEYWARD_LEGACY_PREFIXES` (comma-separated, such as `old_sk`): prefixes of keys issued by
+/// another system and imported by `keytool import` (whole-token SHA-256), verified beside
+/// the service's own.
+fn legacy_formats() -> Result<keyward::key::LegacyFormats, keyward::key::LegacyError> {
+    let list = std::env::var("KEYWARD_LEGACY_PREFIXES").unwrap_or_default();
+    list.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .try_fold(
+            keyward::key::LegacyFormats::new(),
+            keyward::key::LegacyFormats::sha256,
+        )
 }
 
 /// Toado's limits, with the budget of failed verifications from the environment.
@@ -186,10 +249,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let url = std::env::var("KEYWARD_DATABASE_URL")
         .unwrap_or_else(|_| "sqlite://keyward-example.db?mode=rwc".to_owned());
     let store = AnyStore::open(&url).await?;
+    let catalog = catalog()?;
+    let journal = AuditJournal::new(AUDIT_QUEUE);
+    let scopes = serde_json::to_value(catalog.listing())?;
     let manager = KeyManager::new(store, KeyFormat::new(["tak"])?, Hasher::fast(pepper))
-        .with_catalog(catalog()?)
-        .with_policy(IssuancePolicy::default().allow_never_expiring(true))
-        .with_audit(keyward::audit::TracingAudit);
+        .with_catalog(catalog)
+        .with_policy(
+            IssuancePolicy::default()
+                .allow_never_expiring(true)
+                .default_preset(ExpiryPreset::Months3),
+        )
+        .with_audit((Audit::from_env()?, journal.clone()))
+        .with_legacy(legacy_formats()?)?;
     let manager = Arc::new(manager);
     let scanning = match std::env::var("KEYWARD_SCANNING_KEYS_FILE") {
         Ok(path) => {
@@ -210,6 +281,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         failures: Arc::new(FailureThrottle::new(Arc::clone(&limiter))),
         limiter,
         scanning,
+        scopes,
+        journal,
     });
 
     if let Ok(path) = std::env::var("KEYWARD_ADMIN_KEY_FILE") {
@@ -232,12 +305,53 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .parse()?;
     let listener = tokio::net::TcpListener::bind(addr).await?;
     println!("listening on http://{}", listener.local_addr()?);
+    let flusher = tokio::spawn(flush_audit(Arc::clone(&app)));
     axum::serve(
         listener,
-        router(app).into_make_service_with_connect_info::<SocketAddr>(),
+        router(Arc::clone(&app)).into_make_service_with_connect_info::<SocketAddr>(),
     )
+    .with_graceful_shutdown(shutdown())
     .await?;
+    // Nothing recorded before the signal is lost: write the audit queue out.
+    flusher.abort();
+    if let Err(e) = app.journal.flush_to(app.manager.store()).await {
+        eprintln!("could not flush the audit log at shutdown: {e}");
+    }
     Ok(())
+}
+
+/// Writes the audit queue to the database every second.
+async fn flush_audit(app: Arc<App>) {
+    let mut interval = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        interval.tick().await;
+        if let Err(e) = app.journal.flush_to(app.manager.store()).await {
+            tracing::warn!(error = %e, "could not flush the audit log; retrying");
+        }
+    }
+}
+
+/// Resolves on SIGTERM (or Ctrl-C).
+async fn shutdown() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 fn write_secret_file(path: &str, secret: &str) -> std::io::Result<()> {
@@ -268,8 +382,47 @@ fn seed_tickets() -> Vec<Ticket> {
         title: t.to_owned(),
         comments: Vec::new(),
         assignee: None,
+        created_by: None,
     })
     .collect()
+}
+
+/// Logs audit events through `tracing`, and appends them as JSON lines to
+/// `KEYWARD_AUDIT_LOG_FILE` when it is set.
+struct Audit {
+    file: Option<Mutex<std::fs::File>>,
+}
+
+impl Audit {
+    fn from_env() -> std::io::Result<Self> {
+        let file = match std::env::var("KEYWARD_AUDIT_LOG_FILE") {
+            Ok(path) => Some(Mutex::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)?,
+            )),
+            Err(_) => None,
+        };
+        Ok(Self { file })
+    }
+}
+
+impl AuditSink for Audit {
+    fn record(&self, event: &AuditEvent) {
+        TracingAudit.record(event);
+        if let Some(file) = &self.file {
+            use std::io::Write;
+            let Ok(mut line) = serde_json::to_vec(event) else {
+                return;
+            };
+            line.push(b'\n');
+            let mut file = file.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Err(e) = file.write_all(&line) {
+                tracing::warn!(error = %e, "could not write the audit log file");
+            }
+        }
+    }
 }
 
 fn scope(s: &'static str) -> keyward::Scope {
@@ -280,6 +433,7 @@ fn scope(s: &'static str) -> keyward::Scope {
 fn router(app: Arc<App>) -> Router {
     let bearer = KeywardLayer::new(Arc::clone(&app.manager))
         .realm(REALM)
+        .workspace(workspaces())
         .throttle_failures(Arc::clone(&app.failures));
     // Every GET is a read, every POST outside /admin a write (charged after verification).
     let limits = RateLimit::new(Arc::clone(&app.limiter));
@@ -289,7 +443,12 @@ fn router(app: Arc<App>) -> Router {
         .route("/admin/keys/{id}/enable", post(admin_enable))
         .route("/admin/keys/{id}/revoke", post(admin_revoke))
         .route("/admin/keys/{id}/rotate", post(admin_rotate))
-        .route("/admin/keys/{id}", axum::routing::delete(admin_delete))
+        .route(
+            "/admin/keys/{id}",
+            axum::routing::delete(admin_delete).patch(admin_edit),
+        )
+        .route("/admin/scopes", get(admin_scopes))
+        .route("/admin/audit", get(admin_audit))
         .route_layer(RequireScope::new(scope("keys:manage")))
         .layer(bearer.clone());
     let bearer_only = Router::new()
@@ -298,12 +457,9 @@ fn router(app: Arc<App>) -> Router {
             "/api/keys/delegate",
             post(delegate).route_layer(RequireScope::new(scope("keys:delegate"))),
         )
-        .route(
-            "/mcp",
-            post(mcp).route_layer(RequireScope::new(scope("read"))),
-        )
         .layer(limits.clone())
-        .layer(bearer);
+        .layer(bearer.clone());
+    let mcp = mcp_router(&app, bearer.channel(Channel::MCP), limits.clone());
     let api = Router::new()
         .route("/tickets", get(list_tickets).post(create_ticket))
         .route("/tickets/{id}/comments", post(comment))
@@ -319,9 +475,25 @@ fn router(app: Arc<App>) -> Router {
     Router::new()
         .merge(admin)
         .merge(bearer_only)
+        .merge(mcp)
         .merge(api)
         .merge(scanning)
         .with_state(app)
+}
+
+/// Workspaces are named by the host: a key of tenant `acme` works at `acme.localhost[:port]`
+/// and is refused (as an unknown key) at another tenant's host; `localhost` itself and IP
+/// addresses name no workspace.
+fn workspaces() -> WorkspaceSource {
+    WorkspaceSource::host_suffix("localhost")
+}
+
+/// The workspace a request's `Host` names, if any.
+fn workspace_of(req: &Request) -> Option<String> {
+    let headers = req.headers();
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let host = header("host");
+    workspaces().resolve(&RequestParts::new(host, req.uri().path(), &header))
 }
 
 /// GitHub's secret scanning partner programme posts leaked tokens here; genuine keys are
@@ -359,6 +531,7 @@ async fn bearer_or_session(State(app): State<Arc<App>>, mut req: Request, next: 
     if let Some(retry_after) = ctx.client_addr.and_then(|ip| app.failures.blocked(ip)) {
         return error_response(&AuthError::RateLimited { retry_after }, REALM);
     }
+    let workspace = workspace_of(&req);
     let result = if req.headers().contains_key(header::AUTHORIZATION) {
         let headers = req.headers();
         match CredentialSource::Bearer.extract(|n| headers.get_all(n).iter().map(|v| v.as_bytes()))
@@ -372,10 +545,22 @@ async fn bearer_or_session(State(app): State<Arc<App>>, mut req: Request, next: 
         }
     } else {
         match session_id(req.headers()) {
-            Some(id) => from_session(&app, &id).await,
+            Some(id) => from_session(&app, &id).await.and_then(|proof| {
+                match app.manager.admits_network(&proof, ctx.client_addr) {
+                    true => Ok(proof),
+                    false => Err(AuthError::Verify(VerifyError::NetworkNotAllowed)),
+                }
+            }),
             None => Err(AuthError::Credentials(keyward::http::BearerError::Missing)),
         }
     };
+    // A key of another workspace is answered as an unknown key.
+    let result = result.and_then(
+        |proof| match admits_workspace(&proof, workspace.as_deref()) {
+            true => Ok(proof),
+            false => Err(AuthError::Verify(VerifyError::Invalid)),
+        },
+    );
     match result {
         Ok(proof) => {
             req.extensions_mut().insert(proof);
@@ -521,8 +706,9 @@ fn issue_error(e: IssueError) -> Response {
 fn view(r: &KeyRecord) -> Value {
     json!({
         "id": r.id, "preview": r.preview(), "name": r.name, "owner": r.owner, "tenant": r.tenant,
-        "parent": r.parent,
+        "parent": r.parent, "legacy": r.hash.is_foreign(),
         "scopes": r.scopes, "roles": r.roles, "restrictions": r.restrictions, "status": r.status,
+        "allowed_ips": r.allowed_networks,
         "created_at": r.created_at.unix_timestamp(),
         "expires_at": r.expires_at.map(OffsetDateTime::unix_timestamp),
         "last_used_at": r.last_used_at.map(OffsetDateTime::unix_timestamp),
@@ -537,22 +723,56 @@ fn expiry_in_days(now: OffsetDateTime, days: i64) -> Option<Expiry> {
     Some(Expiry::After(lifetime))
 }
 
-/// Applies the optional `expires_in_days` and `restrictions` of a request body; `Err` is
-/// the message of a 400.
+/// `expires_in_months` as an expiry: 1, 3 or 6 calendar months.
+fn expiry_in_months(months: i64) -> Option<Expiry> {
+    let preset = match months {
+        1 => ExpiryPreset::Months1,
+        3 => ExpiryPreset::Months3,
+        6 => ExpiryPreset::Months6,
+        _ => return None,
+    };
+    Some(Expiry::Preset(preset))
+}
+
+/// The options of an issuing request body besides name and scopes.
+#[derive(Deserialize, Default)]
+struct Options {
+    expires_in_days: Option<i64>,
+    expires_in_months: Option<i64>,
+    restrictions: Option<Vec<String>>,
+    allowed_ips: Option<Vec<String>>,
+}
+
+/// Applies the options of a request body (without one, the key expires after the default
+/// three calendar months, or with the caller); `Err` is the message of a 400.
 fn with_options(
     app: &App,
     mut request: IssueRequest,
-    expires_in_days: Option<i64>,
-    restrictions: Option<Vec<String>>,
+    options: Options,
 ) -> Result<IssueRequest, String> {
-    if let Some(days) = expires_in_days {
-        let expiry = expiry_in_days(app.manager.now(), days).ok_or_else(|| {
-            "expires_in_days must be a positive number of days in range".to_owned()
-        })?;
-        request = request.expiry(expiry);
+    match (options.expires_in_days, options.expires_in_months) {
+        (Some(_), Some(_)) => {
+            return Err("give expires_in_days or expires_in_months, not both".to_owned());
+        }
+        (Some(days), None) => {
+            let expiry = expiry_in_days(app.manager.now(), days).ok_or_else(|| {
+                "expires_in_days must be a positive number of days in range".to_owned()
+            })?;
+            request = request.expiry(expiry);
+        }
+        (None, Some(months)) => {
+            let expiry = expiry_in_months(months)
+                .ok_or_else(|| "expires_in_months must be 1, 3 or 6".to_owned())?;
+            request = request.expiry(expiry);
+        }
+        (None, None) => {}
     }
-    if let Some(list) = restrictions {
+    if let Some(list) = options.restrictions {
         request = request.restrictions(Restrictions::only(list).map_err(|e| e.to_string())?);
+    }
+    if let Some(list) = options.allowed_ips {
+        let networks = Networks::only(list).map_err(|e| format!("allowed_ips: {e}"))?;
+        request = request.allowed_networks(networks);
     }
     Ok(request)
 }
@@ -575,8 +795,8 @@ struct IssueBody {
     name: String,
     owner: String,
     scopes: ScopeSet,
-    expires_in_days: Option<i64>,
-    restrictions: Option<Vec<String>>,
+    #[serde(flatten)]
+    options: Options,
     /// A tenant-bound caller may only name its own; none means the caller's.
     tenant: Option<String>,
 }
@@ -596,7 +816,7 @@ async fn admin_issue(
     if let Some(tenant) = body.tenant {
         request = request.tenant(tenant);
     }
-    let request = match with_options(&app, request, body.expires_in_days, body.restrictions) {
+    let request = match with_options(&app, request, body.options) {
         Ok(r) => r,
         Err(message) => return invalid_request(message),
     };
@@ -614,6 +834,8 @@ struct DelegateBody {
     scopes: ScopeSet,
     restrictions: Option<Vec<String>>,
     expires_in_days: Option<i64>,
+    expires_in_months: Option<i64>,
+    allowed_ips: Option<Vec<String>>,
 }
 
 /// Delegation: a child of the calling key, for life (refused once any ancestor is revoked,
@@ -629,7 +851,13 @@ async fn delegate(
     };
     let acting = app.manager.acting_as(&caller);
     let request = acting.child_request(body.name).scopes(body.scopes);
-    let request = match with_options(&app, request, body.expires_in_days, body.restrictions) {
+    let options = Options {
+        expires_in_days: body.expires_in_days,
+        expires_in_months: body.expires_in_months,
+        restrictions: body.restrictions,
+        allowed_ips: body.allowed_ips,
+    };
+    let request = match with_options(&app, request, options) {
         Ok(r) => r,
         Err(message) => return invalid_request(message),
     };
@@ -786,6 +1014,158 @@ async fn admin_delete(
     }
 }
 
+/// The scope catalog: each scope with its description and everything it includes, and
+/// each role with its scopes (for permission pickers).
+async fn admin_scopes(State(app): State<Arc<App>>) -> Response {
+    Json(app.scopes.clone()).into_response()
+}
+
+#[derive(Deserialize)]
+struct AuditParams {
+    key: String,
+}
+
+/// A key's audit events from the database (they survive a restart), oldest first; a key
+/// outside the caller's reach is answered as an unknown id.
+async fn admin_audit(
+    State(app): State<Arc<App>>,
+    caller: Verified,
+    params: Result<Query<AuditParams>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Query(params) = match params {
+        Ok(p) => p,
+        Err(e) => return invalid_request(e.body_text()),
+    };
+    let id = match params.key.parse::<KeyId>() {
+        Ok(id) => id,
+        Err(e) => return not_found(e),
+    };
+    // Reach first: nothing about a key outside it, not even whether it has events.
+    if let Err(e) = app.manager.acting_as(&caller).get(&id).await {
+        return lifecycle_error(e);
+    }
+    let mut events = Vec::new();
+    let mut page = Some(AuditQuery::new().key(id).limit(AuditQuery::MAX_LIMIT));
+    while let Some(query) = page {
+        match app.journal.query(app.manager.store(), &query).await {
+            Ok(records) => {
+                page = query.next(&records);
+                events.extend(records);
+            }
+            Err(_) => return unavailable(),
+        }
+    }
+    let events: Vec<Value> = events
+        .iter()
+        .map(|e| {
+            json!({
+                "kind": e.kind,
+                "at": e.at.unix_timestamp(),
+                "time": e.at.format(&time::format_description::well_known::Rfc3339).ok(),
+                "actor": e.actor,
+                "count": e.count,
+                "detail": e.detail,
+                "client_addr": e.client_addr,
+            })
+        })
+        .collect();
+    Json(events).into_response()
+}
+
+/// A field that may be absent (keep), `null` (clear) or a value (set).
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EditBody {
+    name: Option<String>,
+    scopes: Option<ScopeSet>,
+    /// `null`: unrestricted (within the caller); a list: only those resources.
+    #[serde(default, deserialize_with = "present")]
+    restrictions: Option<Option<Vec<String>>>,
+    /// `null`: any network (within the caller); a list: only those networks.
+    #[serde(default, deserialize_with = "present")]
+    allowed_ips: Option<Option<Vec<String>>>,
+}
+
+impl EditBody {
+    fn into_edit(self) -> Result<KeyEdit, String> {
+        let mut edit = KeyEdit::new();
+        if let Some(name) = self.name {
+            edit = edit.name(name);
+        }
+        if let Some(scopes) = self.scopes {
+            edit = edit.scopes(scopes);
+        }
+        match self.restrictions {
+            Some(Some(list)) => {
+                edit = edit.restrictions(Restrictions::only(list).map_err(|e| e.to_string())?);
+            }
+            Some(None) => edit = edit.restrictions(Restrictions::unrestricted()),
+            None => {}
+        }
+        match self.allowed_ips {
+            Some(Some(list)) => {
+                let networks = Networks::only(list).map_err(|e| format!("allowed_ips: {e}"))?;
+                edit = edit.allowed_networks(networks);
+            }
+            Some(None) => edit = edit.allowed_networks(Networks::any()),
+            None => {}
+        }
+        Ok(edit)
+    }
+}
+
+fn edit_error(e: EditError) -> Response {
+    match e {
+        EditError::NotFound(_) => error(StatusCode::NOT_FOUND, "not_found", e),
+        EditError::Widening(what) => error(
+            StatusCode::FORBIDDEN,
+            "insufficient_scope",
+            format!("cannot grant more than the caller holds: {what}"),
+        ),
+        EditError::Store(_) => unavailable(),
+        EditError::Actor(why) => error_response(&AuthError::Verify(why), REALM),
+        EditError::NotLive(_) | EditError::Contended(_) => {
+            error(StatusCode::CONFLICT, "conflict", e)
+        }
+        e => invalid_request(e),
+    }
+}
+
+/// Edits a live key within the caller's reach: name, scopes, restrictions, allowed IPs.
+/// Effective on the key's next request; audited with the fields that changed.
+async fn admin_edit(
+    State(app): State<Arc<App>>,
+    caller: Verified,
+    Path(id): Path<String>,
+    body: Result<Json<EditBody>, JsonRejection>,
+) -> Response {
+    let id = match id.parse::<KeyId>() {
+        Ok(id) => id,
+        Err(e) => return not_found(e),
+    };
+    let edit = match body
+        .map_err(|e| e.body_text())
+        .and_then(|Json(b)| b.into_edit())
+    {
+        Ok(edit) => edit,
+        Err(message) => return invalid_request(message),
+    };
+    let ctx = actor_context(&caller);
+    match app.manager.acting_as(&caller).edit(&id, edit, &ctx).await {
+        // Sessions re-read the key on every request, so they see the edit too.
+        Ok(record) => Json(view(&record)).into_response(),
+        Err(e) => edit_error(e),
+    }
+}
+
 fn tickets(app: &App) -> std::sync::MutexGuard<'_, Vec<Ticket>> {
     app.tickets.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -795,13 +1175,17 @@ async fn list_tickets(
     key: Verified,
 ) -> Result<Json<Vec<Ticket>>, AuthError> {
     key.authorize(&scope("read"), None)?;
-    let all = tickets(&app).clone();
-    // A restricted key sees only the rows of its companies or projects.
-    let visible = all
-        .into_iter()
+    Ok(Json(visible_tickets(&app, &key)))
+}
+
+/// The tickets `key` may see (`GET /tickets` and the `list_tickets` tool): a restricted key
+/// sees only the rows of its companies or projects.
+fn visible_tickets(app: &App, key: &Verified) -> Vec<Ticket> {
+    tickets(app)
+        .iter()
         .filter(|t| t.resource().is_some_and(|r| key.restrictions().allows(&r)))
-        .collect();
-    Ok(Json(visible))
+        .cloned()
+        .collect()
 }
 
 async fn project_tickets(
@@ -841,6 +1225,7 @@ struct NewTicket {
 async fn create_ticket(
     State(app): State<Arc<App>>,
     key: Verified,
+    connect: Option<axum::Extension<axum::extract::ConnectInfo<SocketAddr>>>,
     body: Result<Json<NewTicket>, JsonRejection>,
 ) -> Response {
     if let Some(denied) = lacks(&key, "tickets:write") {
@@ -850,25 +1235,59 @@ async fn create_ticket(
         Ok(b) => b,
         Err(rejection) => return rejection.into_response(),
     };
+    let mut ctx = RequestContext::new().channel(Channel::HTTP);
+    if let Some(axum::Extension(axum::extract::ConnectInfo(addr))) = connect {
+        ctx = ctx.client_addr(addr.ip());
+    }
+    match add_ticket(&app, &key, body, &ctx) {
+        Ok(ticket) => (StatusCode::CREATED, Json(ticket)).into_response(),
+        Err(NotAdded::Invalid(message)) => invalid_request(message),
+        Err(NotAdded::Denied(denied)) => error_response(&denied.into(), REALM),
+    }
+}
+
+/// Why a ticket was not created.
+enum NotAdded {
+    Invalid(&'static str),
+    Denied(keyward::scope::Denied),
+}
+
+/// Creates a ticket as `key` (which must hold `tickets:write` on its project), naming the key
+/// and `ctx`'s channel in `created_by` and in an audit event (`ticket.create`).
+fn add_ticket(
+    app: &App,
+    key: &Verified,
+    body: NewTicket,
+    ctx: &RequestContext,
+) -> Result<Ticket, NotAdded> {
     let Ok(resource) =
         format!("company:{}/project:{}", body.company, body.project).parse::<Resource>()
     else {
-        return invalid_request("company and project must be ids");
+        return Err(NotAdded::Invalid("company and project must be ids"));
     };
-    if let Err(denied) = key.authorize(&scope("tickets:write"), Some(&resource)) {
-        return error_response(&denied.into(), REALM);
-    }
-    let mut all = tickets(&app);
-    let ticket = Ticket {
-        id: all.len() as u64 + 1,
-        company: body.company,
-        project: body.project,
-        title: body.title,
-        comments: Vec::new(),
-        assignee: None,
+    key.authorize(&scope("tickets:write"), Some(&resource))
+        .map_err(NotAdded::Denied)?;
+    let ticket = {
+        let mut all = tickets(app);
+        let ticket = Ticket {
+            id: all.len() as u64 + 1,
+            company: body.company,
+            project: body.project,
+            title: body.title,
+            comments: Vec::new(),
+            assignee: None,
+            created_by: Some(CreatedBy {
+                key_id: key.key_id(),
+                channel: ctx.channel.clone().unwrap_or(Channel::HTTP),
+            }),
+        };
+        all.push(ticket.clone());
+        ticket
     };
-    all.push(ticket.clone());
-    (StatusCode::CREATED, Json(ticket)).into_response()
+    let target = format!("ticket:{}", ticket.id);
+    app.manager
+        .record_action(key, "ticket.create", Some(&target), ctx);
+    Ok(ticket)
 }
 
 /// Checks the scope, then the path and body (their rejections as axum gives them), then
@@ -935,27 +1354,185 @@ async fn assign(
     })
 }
 
-/// A minimal MCP server: JSON-RPC 2.0 `tools/list`, authenticated by the Bearer key that an
-/// MCP client sends from its `headers` configuration.
-async fn mcp(Json(call): Json<Value>) -> Json<Value> {
-    let id = call.get("id").cloned().unwrap_or(Value::Null);
-    if call.get("jsonrpc") != Some(&json!("2.0")) {
-        return Json(
-            json!({ "jsonrpc": "2.0", "id": id, "error": { "code": -32600, "message": "invalid request" } }),
-        );
+/// Tools that write: a `tools/call` of one of these spends the `writes` limit, every other
+/// MCP request `reads`.
+const WRITING_TOOLS: [&str; 1] = ["create_ticket"];
+
+/// The largest MCP request body read (by the rate-limit class and by rmcp alike).
+const MCP_MAX_BODY: usize = 1 << 20;
+
+/// `/mcp`: an MCP server (Streamable HTTP) whose tools follow the key's scopes. Every HTTP
+/// request is verified by the Bearer layer (channel `mcp` in audit events), charged to the
+/// key's `reads` or `writes` budget, and its session must be the key's own.
+fn mcp_router(
+    app: &Arc<App>,
+    bearer: KeywardLayer<AnyStore>,
+    limits: RateLimit<MemoryLimiter>,
+) -> Router<Arc<App>> {
+    let scopes = Arc::new(
+        ToolScopes::new()
+            .tool("list_tickets", scope("read"))
+            .tool("create_ticket", scope("tickets:write")),
+    );
+    let sessions = Arc::new(LocalSessionManager::default());
+    let server = Arc::clone(app);
+    // Every request must carry a key, which a page cannot make a browser send, so the
+    // DNS-rebinding check (loopback `Host` only) would only get in the way of real hosts.
+    let config = StreamableHttpServerConfig::default()
+        .disable_allowed_hosts()
+        .with_max_request_body_bytes(MCP_MAX_BODY);
+    let service = StreamableHttpService::new(
+        move || {
+            Ok(TicketTools {
+                app: Arc::clone(&server),
+                scopes: Arc::clone(&scopes),
+            })
+        },
+        Arc::clone(&sessions),
+        config,
+    );
+    let binding = SessionBinding::new(Arc::clone(&app.manager), sessions);
+    Router::new()
+        .route_service("/mcp", binding.bind(service))
+        .route_layer(RequireScope::new(scope("read")))
+        .layer(limits)
+        .layer(middleware::from_fn(mcp_limit_class))
+        .layer(bearer)
+}
+
+/// Marks an MCP request as a write when it calls a writing tool (a batch, when any of its
+/// messages does), as a read otherwise, for the rate limits.
+async fn mcp_limit_class(req: Request, next: Next) -> Response {
+    if req.method() != axum::http::Method::POST {
+        return next.run(with_class(req, "reads")).await;
     }
-    match call.get("method").and_then(Value::as_str) {
-        Some("tools/list") => Json(json!({
-            "jsonrpc": "2.0",
-            "id": id,
-            "result": { "tools": [{
-                "name": "list_tickets",
-                "description": "List the tickets this key may read",
-                "inputSchema": { "type": "object", "properties": {} }
-            }]}
-        })),
-        _ => Json(
-            json!({ "jsonrpc": "2.0", "id": id, "error": { "code": -32601, "message": "method not found" } }),
+    let (parts, body) = req.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MCP_MAX_BODY).await else {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("MCP requests are limited to {MCP_MAX_BODY} bytes"),
+        );
+    };
+    let class = if calls_writing_tool(&bytes) {
+        "writes"
+    } else {
+        "reads"
+    };
+    let req = Request::from_parts(parts, axum::body::Body::from(bytes));
+    next.run(with_class(req, class)).await
+}
+
+fn with_class(mut req: Request, class: &'static str) -> Request {
+    req.extensions_mut().insert(LimitClass(class));
+    req
+}
+
+/// Whether a JSON-RPC message (or batch) calls one of [`WRITING_TOOLS`].
+fn calls_writing_tool(body: &[u8]) -> bool {
+    let Ok(message) = serde_json::from_slice::<Value>(body) else {
+        return false;
+    };
+    let writes = |m: &Value| {
+        m.get("method").and_then(Value::as_str) == Some("tools/call")
+            && m.pointer("/params/name")
+                .and_then(Value::as_str)
+                .is_some_and(|name| WRITING_TOOLS.contains(&name))
+    };
+    match &message {
+        Value::Array(batch) => batch.iter().any(writes),
+        single => writes(single),
+    }
+}
+
+/// The MCP tools of the ticket service.
+#[derive(Clone)]
+struct TicketTools {
+    app: Arc<App>,
+    scopes: Arc<ToolScopes>,
+}
+
+fn schema(value: Value) -> serde_json::Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        _ => serde_json::Map::new(),
+    }
+}
+
+fn tools() -> [Tool; 2] {
+    [
+        Tool::new(
+            "list_tickets",
+            "List the tickets this key may read",
+            schema(json!({ "type": "object", "properties": {} })),
         ),
+        Tool::new(
+            "create_ticket",
+            "Create a ticket in a project of a company",
+            schema(json!({
+                "type": "object",
+                "properties": {
+                    "title": { "type": "string", "description": "What is wrong" },
+                    "company": { "type": "string", "description": "The company's id, such as 42" },
+                    "project": { "type": "string", "description": "The project's id, such as 7" }
+                },
+                "required": ["title", "company", "project"]
+            })),
+        ),
+    ]
+}
+
+/// A tool's answer: its JSON as text content and as structured content.
+fn tool_result(value: Value) -> CallToolResponse {
+    CallToolResult::structured(value).into()
+}
+
+impl ServerHandler for TicketTools {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("toado", env!("CARGO_PKG_VERSION")))
+            .with_instructions("Toado's tickets; the tools follow the scopes of your API key.")
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        ctx: McpContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        self.scopes.list(&ctx, tools())
+    }
+
+    async fn call_tool(
+        &self,
+        call: CallToolRequestParams,
+        ctx: McpContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let key = self.scopes.check(&ctx, &call.name)?;
+        match call.name.as_ref() {
+            "list_tickets" => Ok(tool_result(
+                json!({ "tickets": visible_tickets(&self.app, key) }),
+            )),
+            "create_ticket" => {
+                let arguments = Value::Object(call.arguments.unwrap_or_default());
+                let body: NewTicket = serde_json::from_value(arguments).map_err(|e| {
+                    ErrorData::invalid_params(format!("create_ticket arguments: {e}"), None)
+                })?;
+                let ctx = keyward::mcp::audit_context(&ctx);
+                match add_ticket(&self.app, key, body, &ctx) {
+                    Ok(ticket) => Ok(tool_result(json!(ticket))),
+                    Err(NotAdded::Invalid(message)) => {
+                        Err(ErrorData::invalid_params(message, None))
+                    }
+                    Err(NotAdded::Denied(denied)) => {
+                        Err(keyward::mcp::error(&AuthError::Denied(denied)))
+                    }
+                }
+            }
+            _ => Err(ErrorData::invalid_params("tool not found", None)),
+        }
+    }
+
+    fn get_tool(&self, name: &str) -> Option<Tool> {
+        tools().into_iter().find(|t| t.name == name)
     }
 }

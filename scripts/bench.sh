@@ -211,6 +211,33 @@ for name, label, target in [
     w(f"| verify + authorize, {name} | {fmt(ns)} | {fmt(droot)} | {ratio(ns, droot)} | {tcell} |")
 w("")
 
+# ---- legacy tokens ---------------------------------------------------------------------
+w("## Legacy tokens (`benches/verify.rs`, group `legacy verify (memory store)`)")
+w("")
+w("Keys imported from another system (README, Migrating from another system), verified by")
+w("the same manager as a keyward key. An unknown legacy token and a known id with a wrong")
+w("token do the same work (one SHA-256, one lookup per accepted pepper, one HMAC).")
+w("")
+w("| operation | time | keyward key (same run) | ratio | target |")
+w("|---|---|---|---|---|")
+lown = t("legacy verify (memory store)", "keyward key: verify + authorize")
+for name, label, target in [
+    ("legacy token, upgraded: verify + authorize", "legacy token, upgraded: verify + authorize",
+     ("≤ 2x", 2.0, "legacy")),
+    ("legacy token, first use: verify + upgrade write",
+     "legacy token, first use: verify + upgrade", None),
+    ("legacy token, unknown", "legacy token, unknown", None),
+    ("legacy token, known id, wrong token", "legacy token, known id, wrong short token", None),
+]:
+    ns = t("legacy verify (memory store)", label)
+    tcell = ""
+    if target:
+        text, limit, key = target
+        ok = None if ns is None or lown is None else ns / lown <= limit
+        tcell = f"{text}: {check(key, ok)}"
+    w(f"| {name} | {fmt(ns)} | {fmt(lown)} | {ratio(ns, lown)} | {tcell} |")
+w("")
+
 # ---- threads ---------------------------------------------------------------------------
 w("## Concurrency (`benches/verify.rs`, group `manager verify, threads`)")
 w("")

@@ -17,16 +17,71 @@
 //! assert!(matches!(log.events()[0].kind, AuditKind::Issued { .. }));
 //! # Ok(()) }
 //! ```
+//!
+//! # The persisted audit log
+//!
+//! An [`AuditJournal`] sink that queues events without ever
+//! blocking or failing the operation that emitted them, and writes them in batches to an
+//! [`AuditStore`] (the SQL stores' `keyward_audit` table, or the memory store), where they
+//! are queried by key, owner, tenant, kind and time, page by page.
+//!
+//! The policy, in full:
+//! - **Bounded.** At most `capacity` events wait in memory. When the queue is full (the
+//!   store is down or slower than the traffic) a new event is *dropped*, counted, and the
+//!   count is written to the log itself as an `audit_events_dropped` record at the next
+//!   successful flush ([`AuditJournal::dropped`] gives the running total).
+//! - **Verifications are counted, not stored one by one**: successful verifications of one
+//!   key between two flushes become one `verified` record whose
+//!   [`count`](AuditRecord::count) says how many, so a hot verification adds to a counter
+//!   and writes nothing to the database. Refused verifications are stored one by one.
+//! - **Flushed by the application**: [`AuditJournal::flush_to`] writes the queue in one
+//!   batch; call it on an interval (every second, say) and at shutdown. A failed flush puts
+//!   the batch back in front of the queue (as far as the capacity allows) and reports the
+//!   error; nothing is lost then unless the queue overflows.
+//! - **A query sees every event recorded before it**: [`AuditJournal::query`] flushes first
+//!   (waiting for a flush in progress), then reads the store.
+//! - **Retention**: with [`AuditJournal::with_retention`], every flush also deletes records
+//!   older than the retention period.
+//!
+//! ```
+//! use keyward::audit::{AuditJournal, AuditQuery};
+//! use keyward::{Hasher, IssueRequest, KeyFormat, KeyManager, MemoryStore, Pepper, RequestContext};
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = MemoryStore::new();
+//! let journal = AuditJournal::new(10_000);
+//! let manager = KeyManager::new(store.clone(), KeyFormat::new(["tak"])?, Hasher::fast(Pepper::random("k1")?))
+//!     .with_audit(journal.clone());
+//! let ctx = RequestContext::new().actor("admin@example.com");
+//! let issued = manager.issue(IssueRequest::new("ci", "user_1"), &ctx).await?;
+//! for _ in 0..3 {
+//!     manager.verify(issued.key.expose_secret(), &RequestContext::new()).await?;
+//! }
+//! let events = journal.query(&store, &AuditQuery::new().key(issued.record.id)).await?;
+//! let kinds: Vec<(&str, u64)> = events.iter().map(|e| (e.kind.as_str(), e.count)).collect();
+//! assert_eq!(kinds, [("issued", 1), ("verified", 3)]);
+//! assert_eq!(events[0].actor.as_deref(), Some("admin@example.com"));
+//! # Ok(()) }
+//! ```
+
+mod journal;
+
+pub use journal::{AuditJournal, AuditQuery, AuditRecord, AuditStore, Flushed};
 
 use core::fmt;
+use core::str::FromStr;
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use time::OffsetDateTime;
 
 use crate::key::id::KeyId;
+use crate::manager::KeyManager;
 use crate::record::{KeyRecord, QuotaRefill};
+use crate::store::KeyStore;
+use crate::verified::Verified;
 
 /// Receives every audit event. Implementations must be fast and must not fail the
 /// operation: buffer, or hand off to another task, if the destination is slow.
@@ -44,11 +99,15 @@ pub trait AuditSink: Send + Sync + 'static {
 /// What the application knows about the request that caused an operation.
 ///
 /// ```
+/// use keyward::audit::Channel;
+///
 /// let ctx = keyward::RequestContext::new()
 ///     .client_addr("203.0.113.7".parse().expect("address"))
 ///     .actor("user_42")
-///     .request_id("req-1");
+///     .request_id("req-1")
+///     .channel(Channel::MCP);
 /// assert_eq!(ctx.actor.as_deref(), Some("user_42"));
+/// assert_eq!(ctx.channel.as_ref().map(Channel::as_str), Some("mcp"));
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
@@ -59,6 +118,114 @@ pub struct RequestContext {
     pub actor: Option<String>,
     /// The application's request or trace id.
     pub request_id: Option<String>,
+    /// How the request came in (`http`, `grpc`, `mcp`, …); the layers set it.
+    pub channel: Option<Channel>,
+}
+
+/// How a request reached the service: `http` (the axum layer), `grpc` (the tonic layer),
+/// `mcp` (an MCP endpoint, `keyward::mcp`), or a name of the application's.
+///
+/// A name is 1 to [`Channel::MAX_LEN`] characters `a-z`, `0-9`, `-` and `_`, starting with
+/// a letter; it serializes as that string, so audit events and the rows a key writes can
+/// say "via MCP".
+///
+/// ```
+/// use keyward::audit::{Channel, ChannelError};
+///
+/// assert_eq!("mcp".parse::<Channel>(), Ok(Channel::MCP));
+/// assert_eq!(Channel::new("webhook")?.as_str(), "webhook");
+/// assert_eq!(Channel::new("Via MCP"), Err(ChannelError::InvalidCharacter));
+/// # Ok::<(), ChannelError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Channel(Cow<'static, str>);
+
+impl Channel {
+    /// Plain HTTP (set by `keyward::axum`).
+    pub const HTTP: Self = Self(Cow::Borrowed("http"));
+    /// gRPC (set by `keyward::grpc`).
+    pub const GRPC: Self = Self(Cow::Borrowed("grpc"));
+    /// The Model Context Protocol (set on an MCP endpoint, see `keyward::mcp`).
+    pub const MCP: Self = Self(Cow::Borrowed("mcp"));
+    /// The longest name.
+    pub const MAX_LEN: usize = 32;
+
+    /// A channel named `name`.
+    ///
+    /// # Errors
+    /// [`ChannelError`] when the name is empty, too long, or has a character outside
+    /// `a-z`, `0-9`, `-`, `_` (or does not start with a letter).
+    pub fn new(name: &str) -> Result<Self, ChannelError> {
+        for known in [Self::HTTP, Self::GRPC, Self::MCP] {
+            if known.as_str() == name {
+                return Ok(known);
+            }
+        }
+        if name.is_empty() {
+            return Err(ChannelError::Empty);
+        }
+        if name.len() > Self::MAX_LEN {
+            return Err(ChannelError::TooLong { max: Self::MAX_LEN });
+        }
+        let valid = name.bytes().enumerate().all(|(i, b)| {
+            b.is_ascii_lowercase() || (i > 0 && (b.is_ascii_digit() || b == b'-' || b == b'_'))
+        });
+        if !valid {
+            return Err(ChannelError::InvalidCharacter);
+        }
+        Ok(Self(Cow::Owned(name.to_owned())))
+    }
+
+    /// The channel's name.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Channel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Channel {
+    type Err = ChannelError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::new(s)
+    }
+}
+
+impl Serialize for Channel {
+    fn serialize<Ser: Serializer>(&self, serializer: Ser) -> Result<Ser::Ok, Ser::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Channel {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = Cow::<'de, str>::deserialize(deserializer)?;
+        Self::new(&name).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Why a channel name was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ChannelError {
+    /// The name is empty.
+    #[error("channel name is empty")]
+    Empty,
+    /// The name is longer than [`Channel::MAX_LEN`].
+    #[error("channel name too long (maximum {max} characters)")]
+    TooLong {
+        /// The longest name.
+        max: usize,
+    },
+    /// A character outside `a-z`, `0-9`, `-`, `_`, or a first character that is not a letter.
+    #[error("channel name must start with a-z and contain only a-z, 0-9, '-' and '_'")]
+    InvalidCharacter,
 }
 
 impl RequestContext {
@@ -86,6 +253,13 @@ impl RequestContext {
     #[must_use]
     pub fn request_id(mut self, id: impl Into<String>) -> Self {
         self.request_id = Some(id.into());
+        self
+    }
+
+    /// Sets the channel the request came through.
+    #[must_use]
+    pub fn channel(mut self, channel: Channel) -> Self {
+        self.channel = Some(channel);
         self
     }
 }
@@ -148,6 +322,8 @@ pub enum AuditKind {
         /// The key it was delegated from, if any.
         delegated_from: Option<KeyId>,
     },
+    /// A key issued by another system was imported by its digest.
+    Imported,
     /// Issuance was refused by policy, the cap or the application's hook.
     RefusedByPolicy {
         /// Why.
@@ -181,6 +357,21 @@ pub enum AuditKind {
     },
     /// A key was deleted.
     Deleted,
+    /// A key is about to expire and its notice was claimed
+    /// ([`KeyManager::expiry_notices`](crate::KeyManager::expiry_notices)).
+    ExpiryNotice {
+        /// The threshold crossed, in seconds before expiry.
+        threshold_seconds: i64,
+        /// When the key expires.
+        #[serde(with = "time::serde::rfc3339")]
+        expires_at: OffsetDateTime,
+    },
+    /// A live key was edited ([`KeyManager::edit`](crate::KeyManager::edit)).
+    Edited {
+        /// The fields whose value changed (`name`, `scopes`, `roles`, `restrictions`,
+        /// `metadata`, `allowed_networks`); never a secret.
+        changed: Vec<String>,
+    },
     /// A key's usage quota was replaced
     /// ([`KeyManager::set_quota`](crate::KeyManager::set_quota): a plan change).
     QuotaSet {
@@ -197,6 +388,15 @@ pub enum AuditKind {
         /// period, with no acting principal), `false` for
         /// [`KeyManager::refill_quotas`](crate::KeyManager::refill_quotas).
         scheduled: bool,
+    },
+    /// The application recorded something a verified key did, such as creating a ticket
+    /// ([`KeyManager::record_action`]): the event names the key, its owner and, in its
+    /// context, the channel it came through.
+    Action {
+        /// What the key did, in the application's words (such as `ticket.create`).
+        action: String,
+        /// What it touched, when the application says (such as `ticket:4`).
+        resource: Option<String>,
     },
     /// A secret scanner reported the key's token in a public place and the token verified
     /// (see [`KeyManager::revoke_leaked`](crate::KeyManager::revoke_leaked)).
@@ -220,6 +420,7 @@ impl AuditKind {
     pub fn name(&self) -> &'static str {
         match self {
             Self::Issued { .. } => "issued",
+            Self::Imported => "imported",
             Self::RefusedByPolicy { .. } => "refused_by_policy",
             Self::Verified => "verified",
             Self::VerifyFailed { .. } => "verify_failed",
@@ -229,10 +430,53 @@ impl AuditKind {
             Self::Revoked { .. } => "revoked",
             Self::Rotated { .. } => "rotated",
             Self::Deleted => "deleted",
+            Self::Edited { .. } => "edited",
+            Self::ExpiryNotice { .. } => "expiry_notice",
             Self::QuotaSet { .. } => "quota_set",
             Self::QuotaRefilled { .. } => "quota_refilled",
             Self::LeakReported { .. } => "leak_reported",
+            Self::Action { .. } => "action",
         }
+    }
+}
+
+impl<S: KeyStore> KeyManager<S> {
+    /// Records, through the manager's audit sink, that the key of `proof` did `action` (on
+    /// `resource`, if given): an [`AuditKind::Action`] event naming the key, its name, tenant
+    /// and owner, with `ctx` (set its [`Channel`] to say how the request came in).
+    ///
+    /// ```
+    /// use keyward::audit::{AuditKind, AuditLog, Channel};
+    /// use keyward::{Hasher, IssueRequest, KeyFormat, KeyManager, MemoryStore, Pepper, RequestContext};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), keyward::Error> {
+    /// let log = AuditLog::new();
+    /// let manager = KeyManager::new(MemoryStore::new(), KeyFormat::new(["tak"])?, Hasher::fast(Pepper::random("k1")?))
+    ///     .with_audit(log.clone());
+    /// let issued = manager.issue(IssueRequest::new("claude-code on macbook", "jason"), &RequestContext::new()).await?;
+    /// let ctx = RequestContext::new().channel(Channel::MCP);
+    /// let proof = manager.verify(issued.key.expose_secret(), &ctx).await?;
+    /// manager.record_action(&proof, "ticket.create", Some("ticket:4"), &ctx);
+    /// let event = log.events().pop().expect("an event");
+    /// assert!(matches!(event.kind, AuditKind::Action { .. }));
+    /// assert_eq!((event.owner.as_deref(), event.context.channel), (Some("jason"), Some(Channel::MCP)));
+    /// # Ok(()) }
+    /// ```
+    pub fn record_action(
+        &self,
+        proof: &Verified,
+        action: impl Into<String>,
+        resource: Option<&str>,
+        ctx: &RequestContext,
+    ) {
+        if !self.audit.enabled() {
+            return;
+        }
+        let kind = AuditKind::Action {
+            action: action.into(),
+            resource: resource.map(str::to_owned),
+        };
+        self.emit(AuditEvent::new(self.now(), kind, ctx).about(proof.record()));
     }
 }
 
@@ -251,6 +495,8 @@ pub enum FailureReason {
     Revoked,
     /// The key has expired.
     Expired,
+    /// The key is not allowed from the client's network.
+    NetworkNotAllowed,
     /// The store or the owner-permission source could not answer.
     Unavailable,
 }
@@ -265,6 +511,7 @@ impl FailureReason {
             Self::Disabled => "disabled",
             Self::Revoked => "revoked",
             Self::Expired => "expired",
+            Self::NetworkNotAllowed => "network_not_allowed",
             Self::Unavailable => "unavailable",
         }
     }
@@ -290,7 +537,7 @@ impl AuditSink for NoAudit {
 
 /// Emits each event as a `tracing` event with target `keyward::audit` (INFO; WARN for
 /// failures and revocations), fields `event`, `key_id`, `name`, `tenant`, `owner`, `actor`,
-/// `client_addr`, `request_id`.
+/// `client_addr`, `request_id`, `channel`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TracingAudit;
 
@@ -317,6 +564,7 @@ impl AuditSink for TracingAudit {
                     actor = e.context.actor.as_deref().unwrap_or(""),
                     client_addr = %client,
                     request_id = e.context.request_id.as_deref().unwrap_or(""),
+                    channel = e.context.channel.as_ref().map_or("", Channel::as_str),
                     "keyward audit event"
                 )
             };
@@ -372,6 +620,23 @@ impl AuditSink for AuditLog {
     }
 }
 
+/// Both sinks get every event (such as [`TracingAudit`] for logs and an
+/// [`AuditJournal`] for the persisted log); events are built when either wants them.
+impl<A: AuditSink, B: AuditSink> AuditSink for (A, B) {
+    fn record(&self, event: &AuditEvent) {
+        if self.0.enabled() {
+            self.0.record(event);
+        }
+        if self.1.enabled() {
+            self.1.record(event);
+        }
+    }
+
+    fn enabled(&self) -> bool {
+        self.0.enabled() || self.1.enabled()
+    }
+}
+
 impl<T: AuditSink> AuditSink for Arc<T> {
     fn record(&self, event: &AuditEvent) {
         (**self).record(event);
@@ -379,5 +644,58 @@ impl<T: AuditSink> AuditSink for Arc<T> {
 
     fn enabled(&self) -> bool {
         (**self).enabled()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channel_names_are_checked_and_round_trip() {
+        for name in [
+            "http",
+            "grpc",
+            "mcp",
+            "webhook",
+            "cli-v2",
+            "a",
+            &"x".repeat(32),
+        ] {
+            let channel = Channel::new(name).expect(name);
+            assert_eq!(channel.as_str(), name);
+            assert_eq!(channel.to_string(), name);
+            let json = serde_json::to_string(&channel).expect("serializes");
+            assert_eq!(json, format!("\"{name}\""));
+            assert_eq!(
+                serde_json::from_str::<Channel>(&json).expect("parses"),
+                channel
+            );
+        }
+        assert_eq!(Channel::new("mcp"), Ok(Channel::MCP));
+        let refused = [
+            ("", ChannelError::Empty),
+            (&"x".repeat(33), ChannelError::TooLong { max: 32 }),
+            ("MCP", ChannelError::InvalidCharacter),
+            ("via mcp", ChannelError::InvalidCharacter),
+            ("1http", ChannelError::InvalidCharacter),
+            ("-http", ChannelError::InvalidCharacter),
+            ("mcp\n", ChannelError::InvalidCharacter),
+            ("é", ChannelError::InvalidCharacter),
+        ];
+        for (name, error) in refused {
+            assert_eq!(name.parse::<Channel>(), Err(error), "{name:?}");
+        }
+        assert!(serde_json::from_str::<Channel>("\"Not A Channel\"").is_err());
+    }
+
+    #[test]
+    fn the_context_serializes_its_channel_as_a_string() {
+        let ctx = RequestContext::new().channel(Channel::MCP);
+        let json = serde_json::to_value(&ctx).expect("serializes");
+        assert_eq!(json["channel"], "mcp");
+        assert!(
+            serde_json::to_value(RequestContext::new()).expect("serializes")["channel"].is_null()
+        );
     }
 }

@@ -33,7 +33,7 @@ use http::request::Parts;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::audit::RequestContext;
+use crate::audit::{Channel, RequestContext};
 use crate::http::BearerError;
 use crate::http::{AuthError, ErrorResponse};
 use crate::scope::Scope;
@@ -43,7 +43,9 @@ use crate::verified::Verified;
 pub use crate::tower::{AuthLayer, AuthService, Refusal, ResponseFuture};
 #[cfg(feature = "rate-limit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
-pub use crate::tower::{ChargedFuture, RateLimit, RateLimitService, classify_by_method};
+pub use crate::tower::{
+    ChargedFuture, LimitClass, RateLimit, RateLimitService, classify_by_method,
+};
 
 /// A tower layer that verifies the key of every request and answers failures with RFC 6750
 /// HTTP responses.
@@ -53,7 +55,8 @@ pub use crate::tower::{ChargedFuture, RateLimit, RateLimitService, classify_by_m
 /// the client gets the RFC 6750 response. The `Authorization` header is marked sensitive so
 /// that tower-http's and hyper's logging leave it out. The [`RequestContext`] of audit events
 /// carries the client address (from axum's `ConnectInfo<SocketAddr>`, when the server
-/// provides it) and the `x-request-id` header.
+/// provides it), the `x-request-id` header and the channel `http` (another with
+/// [`AuthLayer::channel`]).
 pub type KeywardLayer<S> = AuthLayer<S, HttpRefusal>;
 
 /// The service made by [`KeywardLayer`].
@@ -102,10 +105,10 @@ pub fn error_response(error: &AuthError, realm: &str) -> Response {
     ErrorResponse::new(error, realm).to_http()
 }
 
-/// The audit context of a request: client address and request id.
+/// The audit context of a request: client address, request id, and channel `http`.
 #[must_use]
 pub fn request_context<B>(req: &Request<B>) -> RequestContext {
-    let ctx = request_id_context(req);
+    let ctx = request_id_context(req).channel(Channel::HTTP);
     match req.extensions().get::<ConnectInfo<SocketAddr>>() {
         Some(ConnectInfo(addr)) => ctx.client_addr(addr.ip()),
         None => ctx,

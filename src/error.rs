@@ -1,17 +1,23 @@
 //! [`Error`]: every error of the crate in one type, for applications that want one `?`
 //! (the errors of the `axum` and `grpc` layers are HTTP and gRPC answers, not errors).
 
+use crate::audit::ChannelError;
 use crate::hash::{
     Argon2ParamsError, HashConfigError, HashError, HashParseError, Mismatch, PepperError,
     PepperIdError,
 };
 use crate::http::{AuthError, BearerError};
-use crate::key::{FormatError, GenerateError, KeyIdError, ParseError, PrefixError};
+use crate::key::{
+    FormatError, GenerateError, KeyIdError, LegacyError, LegacyParseError, ParseError, PrefixError,
+};
 use crate::leak::LeakError;
 #[cfg(feature = "secret-scanning")]
 use crate::leak::scanning::{KeyListError, KeySourceError, ScanningError, SignatureError};
 use crate::limit::{LimitError, RateError};
-use crate::manager::{IssueError, LifecycleError, QuotaError, VerifyError};
+use crate::manager::{
+    EditError, ImportError, ImportLineError, IssueError, LifecycleError, QuotaError, VerifyError,
+};
+use crate::network::NetworkError;
 use crate::policy::PolicyError;
 use crate::record::{KeyStatusError, MetadataError, RefillError};
 use crate::scope::{CatalogError, Denied, ResourceError, ScopeError};
@@ -51,6 +57,18 @@ pub enum Error {
     /// A key id is invalid.
     #[error(transparent)]
     KeyId(#[from] KeyIdError),
+    /// A legacy format could not be configured.
+    #[error(transparent)]
+    Legacy(#[from] LegacyError),
+    /// A presented string is not a legacy token of the configured formats.
+    #[error(transparent)]
+    LegacyParse(#[from] LegacyParseError),
+    /// An import line is invalid.
+    #[error(transparent)]
+    ImportLine(#[from] ImportLineError),
+    /// An import wrote nothing.
+    #[error(transparent)]
+    Import(#[from] ImportError),
     /// A key could not be generated.
     #[error(transparent)]
     Generate(#[from] GenerateError),
@@ -78,12 +96,18 @@ pub enum Error {
     /// A pepper id is invalid.
     #[error(transparent)]
     PepperId(#[from] PepperIdError),
+    /// A channel name is invalid.
+    #[error(transparent)]
+    Channel(#[from] ChannelError),
     /// A scope is invalid.
     #[error(transparent)]
     Scope(#[from] ScopeError),
     /// A resource pattern is invalid.
     #[error(transparent)]
     Resource(#[from] ResourceError),
+    /// An IP allowlist is invalid.
+    #[error(transparent)]
+    Network(#[from] NetworkError),
     /// A scope catalog is invalid, or a scope is not in it.
     #[error(transparent)]
     Catalog(#[from] CatalogError),
@@ -117,6 +141,9 @@ pub enum Error {
     /// A lifecycle operation (revoke, rotate, …) failed.
     #[error(transparent)]
     Lifecycle(#[from] LifecycleError),
+    /// A key could not be edited.
+    #[error(transparent)]
+    Edit(#[from] EditError),
     /// A usage quota could not be changed or consumed.
     #[error(transparent)]
     Quota(#[from] QuotaError),

@@ -20,6 +20,7 @@
 
 use tonic::Status;
 
+use crate::audit::{Channel, RequestContext};
 use crate::http::BearerError;
 use crate::http::{AuthError, ErrorKind};
 use crate::scope::{Resource, Scope};
@@ -43,6 +44,10 @@ impl<B: Default> Refusal<http::Response<B>> for StatusRefusal {
     fn refuse(error: &AuthError, _realm: &str) -> http::Response<B> {
         status(error).into_http()
     }
+
+    fn context<R>(request: &http::Request<R>) -> RequestContext {
+        crate::tower::request_id_context(request).channel(Channel::GRPC)
+    }
 }
 
 /// The gRPC status for an authentication or authorization failure, from the class the
@@ -55,7 +60,9 @@ pub fn status(error: &AuthError) -> Status {
         ErrorKind::Unauthorized | ErrorKind::InvalidRequest | ErrorKind::InvalidToken => {
             Status::unauthenticated(message)
         }
-        ErrorKind::InsufficientScope => Status::permission_denied(message),
+        ErrorKind::InsufficientScope | ErrorKind::NetworkNotAllowed => {
+            Status::permission_denied(message)
+        }
         ErrorKind::Unavailable => Status::unavailable(message),
         ErrorKind::RateLimited => {
             let mut status = Status::resource_exhausted(message);

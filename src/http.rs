@@ -24,10 +24,13 @@ use core::time::Duration;
 use serde::Serialize;
 
 mod bearer;
+mod workspace;
 
 pub use bearer::{
     BearerError, CredentialSource, MAX_HEADER_LEN, bearer_token, header_token, single_value,
 };
+
+pub use workspace::{RequestParts, WorkspaceRule, WorkspaceSource, admits_workspace};
 
 use crate::limit::LimitError;
 use crate::manager::VerifyError;
@@ -86,6 +89,9 @@ pub(crate) enum ErrorKind {
     InvalidToken,
     /// The key may not do this: 403 `insufficient_scope`.
     InsufficientScope,
+    /// The key verified but may not be used from the client's network: 403
+    /// `ip_not_allowed` (no challenge: another key would not help).
+    NetworkNotAllowed,
     /// Too many requests: 429.
     RateLimited,
     /// A dependency of authentication is down: 503.
@@ -98,7 +104,7 @@ impl ErrorKind {
         match self {
             Self::Unauthorized | Self::InvalidToken => 401,
             Self::InvalidRequest => 400,
-            Self::InsufficientScope => 403,
+            Self::InsufficientScope | Self::NetworkNotAllowed => 403,
             Self::RateLimited => 429,
             Self::Unavailable => 503,
         }
@@ -112,6 +118,7 @@ impl ErrorKind {
             Self::InvalidRequest => "invalid_request",
             Self::InvalidToken => "invalid_token",
             Self::InsufficientScope => "insufficient_scope",
+            Self::NetworkNotAllowed => "ip_not_allowed",
             Self::RateLimited => "rate_limited",
             Self::Unavailable => "unavailable",
         }
@@ -129,6 +136,7 @@ impl AuthError {
             Self::Verify(VerifyError::Unavailable(_)) | Self::Unavailable | Self::Limit(_) => {
                 ErrorKind::Unavailable
             }
+            Self::Verify(VerifyError::NetworkNotAllowed) => ErrorKind::NetworkNotAllowed,
             Self::Verify(_) => ErrorKind::InvalidToken,
             Self::Denied(_) => ErrorKind::InsufficientScope,
             Self::RateLimited { .. } => ErrorKind::RateLimited,
@@ -171,7 +179,7 @@ pub struct ErrorResponse {
     /// The `Retry-After` header value in seconds, for 429.
     pub retry_after: Option<u64>,
     /// The machine-readable code: the RFC 6750 code where one applies, else `unauthorized`,
-    /// `rate_limited` or `unavailable` (and, for the secret-scanning receiver,
+    /// `ip_not_allowed`, `rate_limited` or `unavailable` (and, for the secret-scanning receiver,
     /// `payload_too_large` or `bad_request`).
     pub code: &'static str,
     /// Human-readable text. Never contains the key.
@@ -200,7 +208,7 @@ impl ErrorResponse {
                     description = quoted(&message),
                 ))
             }
-            ErrorKind::RateLimited | ErrorKind::Unavailable => None,
+            ErrorKind::RateLimited | ErrorKind::Unavailable | ErrorKind::NetworkNotAllowed => None,
         };
         Self {
             status: kind.status(),
@@ -305,6 +313,11 @@ mod tests {
                 )))],
             ),
             (429, "rate_limited", vec![rate_limited]),
+            (
+                403,
+                "ip_not_allowed",
+                vec![Verify(VerifyError::NetworkNotAllowed)],
+            ),
         ];
         let cases = classes
             .into_iter()

@@ -1,4 +1,5 @@
-//! Keys themselves: their format, generation, parsing, checksum, public id and prefix.
+//! Keys themselves: their format, generation, parsing, checksum, public id and prefix, and
+//! the legacy tokens of other systems ([`LegacyFormats`]).
 //!
 //! A key reads `{prefix}_{id}{secret}{checksum}`, GitHub's shape: a prefix that says what the
 //! key is for (and lets secret scanners find it), a base62 body whose first characters are the
@@ -26,6 +27,7 @@ pub(crate) mod api_key;
 pub(crate) mod checksum;
 pub(crate) mod format;
 pub(crate) mod id;
+pub(crate) mod legacy;
 pub(crate) mod parse;
 pub(crate) mod prefix;
 
@@ -33,5 +35,6 @@ pub use api_key::{ApiKey, GenerateError};
 pub use checksum::{CHECKSUM_LEN, checksum};
 pub use format::{FormatError, KeyFormat};
 pub use id::{KeyId, KeyIdError, MAX_KEY_ID_LEN, MIN_KEY_ID_LEN};
+pub use legacy::{LegacyError, LegacyFormats, LegacyParseError, LegacyToken, MAX_LEGACY_TOKEN_LEN};
 pub use parse::{ParseError, ParsedKey, parse_any};
 pub use prefix::{MAX_PREFIX_LEN, Prefix, PrefixError};

@@ -223,7 +223,9 @@ pub enum LeakError {
 impl<S: KeyStore> KeyManager<S> {
     /// Handles tokens reported by a secret scanner: each token that verifies as a key of
     /// this manager (format, checksum, id and secret against the stored hash, compared in
-    /// constant time) is revoked with the reason [`LEAKED_REASON`], whatever its state:
+    /// constant time), or as the legacy token of an imported key whose prefix is configured
+    /// ([`KeyManager::with_legacy`]), is revoked with the reason [`LEAKED_REASON`], whatever
+    /// its state:
     /// active, disabled, expired, or the old half of a rotation still in its grace period.
     /// Everything else is a false positive and changes nothing; a report never revokes a
     /// key by its id alone.
@@ -255,21 +257,33 @@ impl<S: KeyStore> KeyManager<S> {
         report: &LeakReport,
         ctx: &RequestContext,
     ) -> Result<LeakVerdict, LeakError> {
-        let Ok(parsed) = self.format.parse(report.expose_secret()) else {
-            return Ok(LeakVerdict::false_positive(report));
-        };
-        let id = parsed.key_id();
-        let record = match self.store.get(&id).await {
-            Ok(Some(record)) => record,
-            Ok(None) => {
-                self.hasher.verify_absent(&parsed);
-                return Ok(LeakVerdict::false_positive(report));
+        let secret = report.expose_secret();
+        let matched = match self.format.parse(secret) {
+            Ok(parsed) => {
+                let id = parsed.key_id();
+                match self.store.get(&id).await {
+                    Ok(Some(record)) => (record.id == id
+                        && self.hasher.verify(&parsed, &record.hash).is_ok())
+                    .then_some(record),
+                    Ok(None) => {
+                        self.hasher.verify_absent(&parsed);
+                        None
+                    }
+                    Err(e) => return Err(LeakError::Store(e)),
+                }
             }
-            Err(e) => return Err(LeakError::Store(e)),
+            // An imported key's legacy token, when its prefix is configured.
+            Err(_) => match self.legacy.parse(secret) {
+                Ok(token) => Box::pin(self.match_legacy(&token))
+                    .await
+                    .map_err(LeakError::Store)?,
+                Err(_) => None,
+            },
         };
-        if record.id != id || self.hasher.verify(&parsed, &record.hash).is_err() {
+        let Some(record) = matched else {
             return Ok(LeakVerdict::false_positive(report));
-        }
+        };
+        let id = record.id;
         let (record, revoked_now) = if record.status == KeyStatus::Revoked {
             (KeyRecord::clone(&record), false)
         } else {

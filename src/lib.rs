@@ -16,6 +16,10 @@ pub mod key;
 pub mod leak;
 pub mod limit;
 pub mod manager;
+#[cfg(feature = "mcp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mcp")))]
+pub mod mcp;
+pub mod network;
 pub mod policy;
 pub mod record;
 pub mod scope;

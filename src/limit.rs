@@ -94,25 +94,34 @@ pub struct Subject(pub(crate) SubjectKind);
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum SubjectKind {
-    Key { id: KeyId, owner: Option<Arc<str>> },
+    Key {
+        id: KeyId,
+        owner: Option<Arc<str>>,
+        tenant: Option<Arc<str>>,
+    },
     Owner(Arc<str>),
     Client(IpAddr),
 }
 
 impl Subject {
-    /// A verified key's own budget; the owner's overrides apply to it.
+    /// A verified key's own budget; its owner's and its tenant's overrides apply to it.
     #[must_use]
     pub fn key(verified: &Verified) -> Self {
         Self(SubjectKind::Key {
             id: verified.key_id(),
             owner: Some(Arc::from(verified.owner())),
+            tenant: verified.tenant().map(Arc::from),
         })
     }
 
     /// A key's own budget by id alone (only key overrides and defaults apply).
     #[must_use]
     pub fn key_id(id: KeyId) -> Self {
-        Self(SubjectKind::Key { id, owner: None })
+        Self(SubjectKind::Key {
+            id,
+            owner: None,
+            tenant: None,
+        })
     }
 
     /// A budget shared by all keys of one owner.
@@ -131,6 +140,15 @@ impl Subject {
     #[must_use]
     pub fn client(addr: IpAddr) -> Self {
         Self(SubjectKind::Client(addr))
+    }
+
+    /// The tenant whose overrides apply, if known.
+    #[must_use]
+    pub fn tenant_name(&self) -> Option<&str> {
+        match &self.0 {
+            SubjectKind::Key { tenant, .. } => tenant.as_deref(),
+            SubjectKind::Owner(_) | SubjectKind::Client(_) => None,
+        }
     }
 
     /// The owner whose overrides apply, if known.

@@ -21,6 +21,7 @@
 use core::fmt;
 use core::future::Future;
 use core::pin::Pin;
+use std::collections::HashMap;
 use std::error::Error as StdError;
 use std::sync::Arc;
 
@@ -30,24 +31,36 @@ use crate::audit::{AuditEvent, AuditSink, NoAudit};
 use crate::clock::{Clock, SystemClock};
 use crate::hash::Hasher;
 use crate::key::format::KeyFormat;
+use crate::key::legacy::{LegacyError, LegacyFormats};
+use crate::network::Networks;
 use crate::policy::IssuancePolicy;
 use crate::scope::{ScopeCatalog, ScopeSet};
 use crate::store::KeyStore;
 
 mod authority;
 mod cas;
+mod edit;
+mod import;
 mod issue;
+mod legacy;
 pub(crate) mod lifecycle;
 mod lineage;
+mod notices;
 mod permissions;
 mod quota;
 mod reasons;
 mod verify;
 
 pub use authority::Acting;
+pub use edit::{EditError, KeyEdit};
+pub use import::{
+    DEFAULT_IMPORT_PREFIX, ImportError, ImportLine, ImportLineError, ImportSummary,
+    MAX_IMPORT_LINE_LEN,
+};
 pub use issue::{IssueError, IssueRequest, Issued};
 pub use lifecycle::LifecycleError;
 pub use lineage::DEFAULT_MAX_DELEGATION_DEPTH;
+pub use notices::{ExpiryNotice, NoticeStore};
 pub use permissions::PermissionTable;
 pub use quota::{QuotaError, Remaining};
 pub use reasons::{HookRefusal, InvalidRequest, Widening};
@@ -100,6 +113,9 @@ pub struct KeyManager<S> {
     pub(crate) issue_hook: Option<Arc<dyn IssueHook>>,
     pub(crate) last_used_interval: Duration,
     pub(crate) max_delegation_depth: usize,
+    /// Default IP allowlists by tenant, for keys without one of their own.
+    pub(crate) tenant_networks: HashMap<String, Networks>,
+    pub(crate) legacy: LegacyFormats,
 }
 
 impl<S: KeyStore> KeyManager<S> {
@@ -118,7 +134,24 @@ impl<S: KeyStore> KeyManager<S> {
             issue_hook: None,
             last_used_interval: Duration::minutes(1),
             max_delegation_depth: DEFAULT_MAX_DELEGATION_DEPTH,
+            tenant_networks: HashMap::new(),
+            legacy: LegacyFormats::new(),
         }
+    }
+
+    /// Also verifies the legacy tokens of these formats: keys issued by another system and
+    /// [imported](KeyManager::import) by their digest. A presented string that is not a
+    /// well-formed key of the format is tried as a legacy token, recognised by its
+    /// configured prefix; keyward's own keys are parsed and checked as before.
+    ///
+    /// # Errors
+    /// [`LegacyError::Overlaps`] if a legacy prefix overlaps a prefix of the key format
+    /// (equal, or one of them followed by `_` starting the other), so that no string is
+    /// both a legacy token and a key.
+    pub fn with_legacy(mut self, formats: LegacyFormats) -> Result<Self, LegacyError> {
+        formats.check_disjoint(&self.format)?;
+        self.legacy = formats;
+        Ok(self)
     }
 
     /// Sets the issuance policy.
@@ -182,6 +215,38 @@ impl<S: KeyStore> KeyManager<S> {
         self
     }
 
+    /// Sets the default IP allowlist of `tenant`'s keys: a key of that tenant whose own
+    /// [`allowed_networks`](crate::KeyRecord::allowed_networks) (with its ancestors') is
+    /// [`Networks::any`] is used only from these networks. A key with a list of its own is
+    /// checked against its own list instead. [`Networks::any`] removes the default.
+    ///
+    /// ```
+    /// use keyward::{Hasher, IssueRequest, KeyFormat, KeyManager, MemoryStore, Pepper, RequestContext};
+    /// use keyward::{manager::VerifyError, network::Networks};
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let manager = KeyManager::new(MemoryStore::new(), KeyFormat::new(["tak"])?, Hasher::fast(Pepper::random("k1")?))
+    ///     .with_tenant_networks("acme", Networks::only(["10.0.0.0/8"])?);
+    /// let issued = manager.issue(IssueRequest::new("ci", "user_1").tenant("acme"), &RequestContext::new()).await?;
+    /// let inside = RequestContext::new().client_addr("10.1.2.3".parse()?);
+    /// let outside = RequestContext::new().client_addr("198.51.100.1".parse()?);
+    /// assert!(manager.verify(issued.key.expose_secret(), &inside).await.is_ok());
+    /// assert!(matches!(
+    ///     manager.verify(issued.key.expose_secret(), &outside).await,
+    ///     Err(VerifyError::NetworkNotAllowed)
+    /// ));
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn with_tenant_networks(mut self, tenant: impl Into<String>, networks: Networks) -> Self {
+        let tenant = tenant.into();
+        if networks.is_any() {
+            self.tenant_networks.remove(&tenant);
+        } else {
+            self.tenant_networks.insert(tenant, networks);
+        }
+        self
+    }
+
     /// The store.
     pub fn store(&self) -> &S {
         &self.store
@@ -195,6 +260,11 @@ impl<S: KeyStore> KeyManager<S> {
     /// The hasher.
     pub fn hasher(&self) -> &Hasher {
         &self.hasher
+    }
+
+    /// The legacy formats verified beside the key format.
+    pub fn legacy(&self) -> &LegacyFormats {
+        &self.legacy
     }
 
     /// The issuance policy.
@@ -223,6 +293,7 @@ impl<S> fmt::Debug for KeyManager<S> {
             .field("issue_hook", &self.issue_hook.is_some())
             .field("last_used_interval", &self.last_used_interval)
             .field("max_delegation_depth", &self.max_delegation_depth)
+            .field("legacy", &self.legacy)
             .finish_non_exhaustive()
     }
 }

@@ -36,6 +36,8 @@ use time::{Duration, Month, OffsetDateTime};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IssuancePolicy {
     default_ttl: Duration,
+    /// When set, the default lifetime is this preset (calendar months) instead.
+    default_preset: Option<ExpiryPreset>,
     max_ttl: Option<Duration>,
     allow_never_expiring: bool,
     max_live_keys_per_owner: Option<usize>,
@@ -45,6 +47,7 @@ impl Default for IssuancePolicy {
     fn default() -> Self {
         Self {
             default_ttl: Duration::days(90),
+            default_preset: None,
             max_ttl: Some(Duration::days(365)),
             allow_never_expiring: false,
             max_live_keys_per_owner: None,
@@ -153,7 +156,33 @@ impl IssuancePolicy {
     #[must_use]
     pub fn default_ttl(mut self, ttl: Duration) -> Self {
         self.default_ttl = ttl;
+        self.default_preset = None;
         self
+    }
+
+    /// Makes a preset the lifetime used when a request does not choose one, such as
+    /// three calendar months ("The default is 3 months"). Replaces
+    /// [`default_ttl`](IssuancePolicy::default_ttl) until that is set again.
+    ///
+    /// ```
+    /// use keyward::policy::{Expiry, ExpiryPreset, IssuancePolicy};
+    /// use time::macros::datetime;
+    /// let policy = IssuancePolicy::default().default_preset(ExpiryPreset::Months3);
+    /// let now = datetime!(2026-11-30 12:00 UTC);
+    /// assert_eq!(policy.resolve(Expiry::Default, now), Ok(Some(datetime!(2027-02-28 12:00 UTC))));
+    /// ```
+    #[must_use]
+    pub fn default_preset(mut self, preset: ExpiryPreset) -> Self {
+        self.default_preset = Some(preset);
+        self
+    }
+
+    /// The end of the default lifetime for a key issued at `now`.
+    fn default_end(&self, now: OffsetDateTime) -> Result<OffsetDateTime, PolicyError> {
+        match self.default_preset {
+            Some(preset) => preset.end(now).ok_or(PolicyError::NotRepresentable),
+            None => Ok(now.saturating_add(self.default_ttl)),
+        }
     }
 
     /// Sets the longest lifetime a key may have (`None`: no maximum).
@@ -177,7 +206,8 @@ impl IssuancePolicy {
         self
     }
 
-    /// The default lifetime.
+    /// The default lifetime, as a duration (see also
+    /// [`default_preset`](IssuancePolicy::default_preset), which takes precedence).
     #[must_use]
     pub fn default_ttl_value(&self) -> Duration {
         self.default_ttl
@@ -201,7 +231,7 @@ impl IssuancePolicy {
         let at = match expiry {
             Expiry::Never if self.allow_never_expiring => return Ok(None),
             Expiry::Never => return Err(PolicyError::NeverExpiringNotAllowed),
-            Expiry::Default => now.saturating_add(self.default_ttl),
+            Expiry::Default => self.default_end(now)?,
             Expiry::Preset(p) => p.end(now).ok_or(PolicyError::NotRepresentable)?,
             Expiry::After(d) => now.saturating_add(d),
             Expiry::At(at) => at,
@@ -226,7 +256,10 @@ impl IssuancePolicy {
         match self.max_ttl {
             Some(max) => Some(now.saturating_add(max)),
             None if self.allow_never_expiring => None,
-            None => Some(now.saturating_add(self.default_ttl)),
+            None => Some(
+                self.default_end(now)
+                    .unwrap_or_else(|_| now.saturating_add(self.default_ttl)),
+            ),
         }
     }
 }

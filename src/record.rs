@@ -24,6 +24,7 @@ use time::{Date, Month, OffsetDateTime, UtcOffset};
 use crate::hash::StoredHash;
 use crate::key::id::KeyId;
 use crate::key::prefix::Prefix;
+use crate::network::Networks;
 use crate::scope::{Restrictions, ScopeSet};
 
 /// Everything known about one key except its secret, which is kept only as [`StoredHash`].
@@ -49,6 +50,10 @@ pub struct KeyRecord {
     pub roles: Vec<String>,
     /// The resources the key is limited to.
     pub restrictions: Restrictions,
+    /// The networks the key may be used from ([`Networks::any`] by default); checked at
+    /// verification against the request's client address.
+    #[serde(default)]
+    pub allowed_networks: Networks,
     /// Small application data.
     pub metadata: Metadata,
     /// When the key was issued.

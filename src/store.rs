@@ -24,6 +24,10 @@
 //!   the time of the last refill, null for existing keys (no schedule).
 //! - 3: the delegation parent ([`KeyRecord::parent`](crate::record::KeyRecord::parent)), null
 //!   for existing keys (root keys: old `issued_by` values stay history and are not enforced).
+//! - 4: IP allowlists ([`KeyRecord::allowed_networks`](crate::record::KeyRecord::allowed_networks),
+//!   any network for existing keys), the audit log table `keyward_audit`
+//!   ([`AuditStore`](crate::audit::AuditStore)) and the expiry-notice markers
+//!   `keyward_expiry_notices` ([`NoticeStore`](crate::manager::NoticeStore)).
 
 use core::future::Future;
 use std::error::Error as StdError;
@@ -96,6 +100,33 @@ pub trait KeyStore: Send + Sync {
     /// Fails with [`StoreError::Duplicate`] when the id exists (the stored record is left
     /// as it was).
     fn insert(&self, record: KeyRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Inserts new records, all or none (an import of keys from another system).
+    ///
+    /// Fails with [`StoreError::Duplicate`] naming an id that exists; nothing is inserted
+    /// on any error. The SQL stores and the memory store do this in one atomic step. The
+    /// default implementation inserts one record at a time and, on an error, deletes the
+    /// records it inserted: a reader may see some of them meanwhile, and a failing
+    /// deletion leaves them (running the same import again then skips them).
+    fn insert_all(
+        &self,
+        records: Vec<KeyRecord>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async move {
+            let mut inserted = Vec::with_capacity(records.len());
+            for record in records {
+                let id = record.id;
+                if let Err(e) = self.insert(record).await {
+                    for id in inserted {
+                        let _ = self.delete(&id).await;
+                    }
+                    return Err(e);
+                }
+                inserted.push(id);
+            }
+            Ok(())
+        }
+    }
 
     /// Inserts a new record only if its owner has fewer than `max_live` records that
     /// [count against the cap](KeyRecord::counts_against_cap) at `now`, as one atomic step.

@@ -104,6 +104,9 @@ pub fn record(owner: &str) -> KeyRecord {
             .expect("fixture scopes"),
         roles: vec!["support".to_owned()],
         restrictions: Restrictions::default(),
+        // Not the default, so a store that drops the column fails the round trip.
+        allowed_networks: crate::network::Networks::only(["203.0.113.0/24", "2001:db8::/32"])
+            .expect("fixture networks"),
         metadata,
         created_at: epoch(),
         expires_at: Some(epoch() + Duration::days(90)),
@@ -209,7 +212,7 @@ impl Default for Fixture {
 #[cfg(test)]
 pub(crate) fn verified(record: KeyRecord, scopes: ScopeSet, at: OffsetDateTime) -> Verified {
     let ends_at = record.expires_at;
-    Verified::new(Arc::new(record), Some(scopes), None, ends_at, at)
+    Verified::new(Arc::new(record), Some(scopes), None, None, ends_at, at)
 }
 
 /// A well-formed key with the same id and prefix as `key` and a different secret, with a

@@ -23,7 +23,7 @@ pub use layer::AuthLayer;
 #[cfg(feature = "axum")]
 pub(crate) use layer::DEFAULT_REALM;
 #[cfg(all(feature = "axum", feature = "rate-limit"))]
-pub use rate_limit::{ChargedFuture, RateLimit, RateLimitService, classify_by_method};
+pub use rate_limit::{ChargedFuture, LimitClass, RateLimit, RateLimitService, classify_by_method};
 pub use service::AuthService;
 
 /// How a protocol answers a request that the authentication core refused, and what it
@@ -36,7 +36,8 @@ pub trait Refusal<Res> {
     /// The response for `error`; `realm` names the protected service in HTTP challenges.
     fn refuse(error: &AuthError, realm: &str) -> Res;
 
-    /// The audit context of a request: by default its `x-request-id` header alone.
+    /// The audit context of a request: by default its `x-request-id` header alone (the axum
+    /// and gRPC refusals add their channel).
     fn context<B>(request: &Request<B>) -> RequestContext {
         request_id_context(request)
     }

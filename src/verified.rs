@@ -5,6 +5,7 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 
 use crate::key::id::KeyId;
+use crate::network::Networks;
 use crate::record::KeyRecord;
 use crate::scope::{Denied, Resource, Restrictions, Scope, ScopeSet};
 
@@ -30,6 +31,8 @@ pub struct Verified {
     effective: Option<ScopeSet>,
     /// `None`: the record's own restrictions are the effective ones.
     restrictions: Option<Restrictions>,
+    /// `None`: the record's own networks are the effective ones.
+    networks: Option<Networks>,
     /// The earliest end of the key and its ancestors.
     ends_at: Option<OffsetDateTime>,
     at: OffsetDateTime,
@@ -40,6 +43,7 @@ impl Verified {
         record: Arc<KeyRecord>,
         effective: Option<ScopeSet>,
         restrictions: Option<Restrictions>,
+        networks: Option<Networks>,
         ends_at: Option<OffsetDateTime>,
         at: OffsetDateTime,
     ) -> Self {
@@ -47,6 +51,7 @@ impl Verified {
             record,
             effective,
             restrictions,
+            networks,
             ends_at,
             at,
         }
@@ -96,6 +101,17 @@ impl Verified {
         self.restrictions
             .as_ref()
             .unwrap_or(&self.record.restrictions)
+    }
+
+    /// The networks the key may be used from: its own allowlist, and for a delegated key
+    /// within every ancestor's. (A tenant default set with
+    /// [`KeyManager::with_tenant_networks`](crate::KeyManager::with_tenant_networks)
+    /// applies at verification when this is [`Networks::any`].)
+    #[must_use]
+    pub fn allowed_networks(&self) -> &Networks {
+        self.networks
+            .as_ref()
+            .unwrap_or(&self.record.allowed_networks)
     }
 
     /// When the key stops working at the latest: the earliest expiry of the key and its

@@ -379,7 +379,10 @@ mod postgres {
         .fetch_one(&admin)
         .await
         .expect("count tables");
-        assert_eq!(tables, 2, "keyward_keys and keyward_schema_version");
+        assert_eq!(
+            tables, 4,
+            "keyward_keys, keyward_audit, keyward_expiry_notices and keyward_schema_version"
+        );
 
         // The postgresql:// spelling opens the same database.
         let other = in_schema.replacen("postgres://", "postgresql://", 1);

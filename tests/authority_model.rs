@@ -1374,6 +1374,7 @@ impl World {
             scopes: scope_set(SCOPE_MENU[usize::from(scopes) % SCOPE_MENU.len()]),
             roles: Vec::new(),
             restrictions: resources.pick(),
+            allowed_networks: keyward::network::Networks::any(),
             metadata: Metadata::default(),
             created_at: now,
             expires_at: Some(now + Duration::days(days.into())),

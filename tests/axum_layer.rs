@@ -282,3 +282,48 @@ async fn rate_limited_and_unavailable_responses() {
     let r = AuthError::Unavailable.into_response();
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
 }
+
+#[tokio::test]
+async fn audit_events_name_the_channel_the_layer_serves() {
+    use keyward::audit::{AuditKind, AuditLog, Channel};
+    let log = AuditLog::new();
+    let manager = Arc::new(
+        KeyManager::new(
+            MemoryStore::new(),
+            KeyFormat::new(["tak"]).expect("format"),
+            Hasher::fast(Pepper::new("k1", [5u8; 32]).expect("pepper")),
+        )
+        .with_audit(log.clone()),
+    );
+    let http = Router::new()
+        .route("/whoami", get(whoami))
+        .layer(KeywardLayer::new(Arc::clone(&manager)));
+    let mcp = Router::new()
+        .route("/whoami", get(whoami))
+        .layer(KeywardLayer::new(Arc::clone(&manager)).channel(Channel::MCP));
+    let key = manager
+        .issue(IssueRequest::new("k", "owner_1"), &RequestContext::new())
+        .await
+        .expect("issue");
+    let auth = format!("Bearer {}", key.key.expose_secret());
+    for (router, channel) in [(http, Channel::HTTP), (mcp, Channel::MCP)] {
+        let _ = log.take();
+        let (status, _, _, _) = call(&router, &[&auth]).await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, _, _, _) = call(&router, &["Bearer tak_nope"]).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let events = log.take();
+        assert!(events.iter().any(|e| matches!(e.kind, AuditKind::Verified)));
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e.kind, AuditKind::VerifyFailed { .. }))
+        );
+        assert!(
+            events
+                .iter()
+                .all(|e| e.context.channel.as_ref() == Some(&channel)),
+            "{events:?}"
+        );
+    }
+}

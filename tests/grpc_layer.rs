@@ -112,3 +112,34 @@ async fn handlers_authorize_from_the_proof() {
         tonic::Code::Unauthenticated
     );
 }
+
+#[tokio::test]
+async fn audit_events_say_grpc() {
+    use keyward::audit::{AuditKind, AuditLog, Channel};
+    let log = AuditLog::new();
+    let manager = Arc::new(
+        KeyManager::new(
+            MemoryStore::new(),
+            KeyFormat::new(["tak"]).expect("format"),
+            Hasher::fast(Pepper::new("k1", [4u8; 32]).expect("pepper")),
+        )
+        .with_audit(log.clone()),
+    );
+    let issued = manager
+        .issue(IssueRequest::new("k", "grpc-owner"), &RequestContext::new())
+        .await
+        .expect("issue");
+    let _ = log.take();
+    let ok = call(
+        &manager,
+        Some(&format!("Bearer {}", issued.key.expose_secret())),
+    )
+    .await;
+    assert_eq!(grpc_status(&ok), None);
+    let events = log.take();
+    let verified = events
+        .iter()
+        .find(|e| matches!(e.kind, AuditKind::Verified))
+        .expect("a verified event");
+    assert_eq!(verified.context.channel, Some(Channel::GRPC));
+}

@@ -185,7 +185,15 @@ async fn schema_has_keyward_tables_and_indexes_only() {
     .fetch_all(store.pool())
     .await
     .expect("tables");
-    assert_eq!(tables, ["keyward_keys", "keyward_schema_version"]);
+    assert_eq!(
+        tables,
+        [
+            "keyward_audit",
+            "keyward_expiry_notices",
+            "keyward_keys",
+            "keyward_schema_version"
+        ]
+    );
     let indexes: Vec<String> = sqlx::query_scalar(
         "SELECT indexname::text FROM pg_indexes WHERE schemaname = $1 \
          AND tablename = 'keyward_keys' ORDER BY indexname",
@@ -296,6 +304,14 @@ async fn update_capped_races_enable_one_key_each_round() {
 async fn consume_moves_the_version() {
     let schema = Schema::new().await;
     scenarios::consume_moves_the_version(schema.migrated(2).await).await;
+    schema.drop().await;
+}
+
+#[tokio::test]
+async fn the_audit_log_and_expiry_notices_survive_a_restart() {
+    let schema = Schema::new().await;
+    let store = schema.migrated(2).await;
+    scenarios::audit_log_survives_a_restart(store, || schema.store(2)).await;
     schema.drop().await;
 }
 
@@ -716,7 +732,7 @@ async fn upgrades_in_place(from: i64) {
     assert_eq!(parent_column, 0, "no parent column before version 3");
 
     store.migrate().await.expect("upgrade");
-    assert_eq!(store.schema_version().await.expect("version"), 3);
+    assert_eq!(store.schema_version().await.expect("version"), 4);
     let versions: Vec<i64> =
         sqlx::query_scalar("SELECT version FROM keyward_schema_version ORDER BY version")
             .fetch_all(pool)
@@ -724,7 +740,7 @@ async fn upgrades_in_place(from: i64) {
             .expect("keyward versions");
     assert_eq!(
         versions,
-        [1, 2, 3],
+        [1, 2, 3, 4],
         "old versions kept, new ones recorded once"
     );
     let parents: Vec<Option<String>> = sqlx::query_scalar("SELECT parent FROM keyward_keys")
@@ -738,7 +754,7 @@ async fn upgrades_in_place(from: i64) {
         .expect("to_regclass");
     assert!(sqlx_table, "sqlx's migrations table is never created");
     store.migrate().await.expect("migrate again");
-    assert_eq!(store.schema_version().await.expect("version"), 3);
+    assert_eq!(store.schema_version().await.expect("version"), 4);
 
     scenarios::check_upgraded_keys(schema.store(2).await, &key, &old).await;
     store.pool().close().await;

@@ -227,15 +227,24 @@ fn http(
     headers: &[String],
     body: Option<&Value>,
 ) -> Reply {
+    http_at(server, &server.addr, method, path, headers, body)
+}
+
+/// As [`http`], with `host` as the `Host` header.
+fn http_at(
+    server: &Server,
+    host: &str,
+    method: &str,
+    path: &str,
+    headers: &[String],
+    body: Option<&Value>,
+) -> Reply {
     let mut stream = TcpStream::connect(&server.addr).expect("connect");
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
     let payload = body.map(Value::to_string).unwrap_or_default();
-    let mut request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
-        server.addr
-    );
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
     for h in headers {
         request.push_str(h);
         request.push_str("\r\n");
@@ -765,11 +774,20 @@ fn the_example_service_end_to_end() {
         401
     );
 
-    // MCP over the Bearer key.
-    let call = json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/list" });
-    let r = http(&s, "POST", "/mcp", &bearer(&w), Some(&call));
-    assert_eq!(r.status, 200);
-    assert_eq!(r.body["result"]["tools"][0]["name"], "list_tickets");
+    // MCP over the Bearer key (tests/mcp.rs drives it with real MCP clients).
+    let call = json!({ "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": { "name": "e2e", "version": "1" } } });
+    let mut headers = bearer(&w);
+    headers.push("Accept: application/json, text/event-stream".into());
+    let r = http(&s, "POST", "/mcp", &headers, Some(&call));
+    assert_eq!(r.status, 200, "{}", r.raw);
+    assert!(r.header("mcp-session-id").is_some());
+    assert!(
+        r.raw.contains(r#""serverInfo":{"name":"toado""#),
+        "{}",
+        r.raw
+    );
     assert_eq!(http(&s, "POST", "/mcp", &[], Some(&call)).status, 401);
 }
 
@@ -1370,4 +1388,489 @@ fn a_dead_keys_session_is_purged_on_its_next_use() {
         "purged: {}",
         r.raw
     );
+}
+
+#[test]
+fn the_scope_catalog_describes_every_scope_with_what_it_includes() {
+    let s = start();
+    let r = http(&s, "GET", "/admin/scopes", &bearer(&s.admin), None);
+    assert_eq!(r.status, 200, "{}", r.raw);
+    let scopes = r.body["scopes"].as_array().expect("scopes");
+    assert!(scopes.len() >= 6, "{}", r.raw);
+    for scope in scopes {
+        let description = scope["description"].as_str().unwrap_or_default();
+        assert!(!description.is_empty(), "undescribed scope: {scope}");
+        assert!(scope["includes"].is_array(), "{scope}");
+    }
+    let write = scopes
+        .iter()
+        .find(|s| s["name"] == "tickets:write")
+        .expect("tickets:write");
+    let includes: Vec<&str> = write["includes"]
+        .as_array()
+        .expect("includes")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        includes.contains(&"comments") && includes.contains(&"read"),
+        "{write}"
+    );
+    assert!(r.body["roles"].is_array(), "{}", r.raw);
+    // Managing keys is needed to read it.
+    let (_, reader) = issue(&s, json!({ "name": "r", "owner": "u", "scopes": ["read"] }));
+    let r = http(&s, "GET", "/admin/scopes", &bearer(&reader), None);
+    assert_eq!(r.status, 403, "{}", r.raw);
+}
+
+#[test]
+fn calendar_month_expiry_and_its_default() {
+    let s = start();
+    let now = unix_now();
+    let issue_with = |extra: Value| {
+        let mut body = json!({ "name": "m", "owner": "u", "scopes": ["read"] });
+        for (k, v) in extra.as_object().expect("object") {
+            body[k] = v.clone();
+        }
+        http(&s, "POST", "/admin/keys", &bearer(&s.admin), Some(&body))
+    };
+    for (months, min_days, max_days) in [(1, 28, 31), (3, 89, 92), (6, 181, 184)] {
+        let r = issue_with(json!({ "expires_in_months": months }));
+        assert_eq!(r.status, 201, "{}", r.raw);
+        let days = (r.body["expires_at"].as_i64().expect("expiry") - now) / 86_400;
+        assert!(
+            (min_days..=max_days).contains(&days),
+            "{months} months: {days} days"
+        );
+    }
+    // The default is three calendar months.
+    let r = issue_with(json!({}));
+    assert_eq!(r.status, 201, "{}", r.raw);
+    let days = (r.body["expires_at"].as_i64().expect("expiry") - now) / 86_400;
+    assert!((89..=92).contains(&days), "default: {days} days");
+    for bad in [
+        json!({ "expires_in_months": 2 }),
+        json!({ "expires_in_months": 0 }),
+        json!({ "expires_in_months": 12 }),
+        json!({ "expires_in_months": "3" }),
+        json!({ "expires_in_months": 3, "expires_in_days": 30 }),
+    ] {
+        let r = issue_with(bad.clone());
+        assert_eq!(r.status, 400, "{bad}: {}", r.raw);
+    }
+}
+
+/// Seconds since the epoch, for comparing with `expires_at`.
+fn unix_now() -> i64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after the epoch");
+    i64::try_from(since.as_secs()).expect("fits")
+}
+
+#[test]
+fn ip_allowlists_refuse_other_networks_with_403() {
+    let s = start();
+    let r = http(
+        &s,
+        "POST",
+        "/admin/keys",
+        &bearer(&s.admin),
+        Some(
+            &json!({ "name": "office", "owner": "u", "scopes": ["read"], "allowed_ips": ["10.0.0.0/8", "2001:db8::/32"] }),
+        ),
+    );
+    assert_eq!(r.status, 201, "{}", r.raw);
+    let (office_id, office) = (
+        r.body["id"].as_str().expect("id").to_owned(),
+        r.body["key"].as_str().expect("key").to_owned(),
+    );
+    let r = http(&s, "GET", "/tickets", &bearer(&office), None);
+    assert_eq!(r.status, 403, "{}", r.raw);
+    assert_eq!(r.body["error"], "ip_not_allowed", "{}", r.raw);
+    let message = r.body["message"].as_str().unwrap_or_default();
+    assert!(
+        !message.contains("10.0.0.0") && !message.contains("2001:db8"),
+        "the list leaks: {message}"
+    );
+    assert_eq!(
+        record(&s, &office_id)["allowed_ips"],
+        json!(["10.0.0.0/8", "2001:db8::/32"])
+    );
+    // Loopback allowed: the key works.
+    let (_, local) = issue(
+        &s,
+        json!({ "name": "local", "owner": "u", "scopes": ["read"], "allowed_ips": ["127.0.0.1"] }),
+    );
+    assert_eq!(
+        http(&s, "GET", "/tickets", &bearer(&local), None).status,
+        200
+    );
+    // A malformed CIDR is a 400.
+    for bad in [json!(["10.0.0.0/33"]), json!(["nonsense"]), json!([])] {
+        let r = http(
+            &s,
+            "POST",
+            "/admin/keys",
+            &bearer(&s.admin),
+            Some(&json!({ "name": "x", "owner": "u", "scopes": ["read"], "allowed_ips": bad })),
+        );
+        assert_eq!(r.status, 400, "{bad}: {}", r.raw);
+    }
+    // Editing the list in place lets the key in, on its next request.
+    let r = http(
+        &s,
+        "PATCH",
+        &format!("/admin/keys/{office_id}"),
+        &bearer(&s.admin),
+        Some(&json!({ "allowed_ips": ["127.0.0.0/8"] })),
+    );
+    assert_eq!(r.status, 200, "{}", r.raw);
+    assert_eq!(
+        http(&s, "GET", "/tickets", &bearer(&office), None).status,
+        200
+    );
+}
+
+#[test]
+fn editing_a_live_key_is_bounded_by_the_caller_and_effective_at_once() {
+    let s = start();
+    let (id, key) = issue(
+        &s,
+        json!({ "name": "bot", "owner": "u", "scopes": ["tickets:write"] }),
+    );
+    let create = json!({ "title": "t", "company": "42", "project": "7" });
+    assert_eq!(
+        http(&s, "POST", "/tickets", &bearer(&key), Some(&create)).status,
+        201
+    );
+    let r = http(
+        &s,
+        "PATCH",
+        &format!("/admin/keys/{id}"),
+        &bearer(&s.admin),
+        Some(
+            &json!({ "name": "bot (read only)", "scopes": ["read"], "restrictions": ["company:42"] }),
+        ),
+    );
+    assert_eq!(r.status, 200, "{}", r.raw);
+    assert_eq!(r.body["name"], "bot (read only)");
+    assert_eq!(r.body["scopes"], json!(["read"]));
+    assert_eq!(r.body["restrictions"], json!(["company:42"]));
+    // The next request already has the new scopes.
+    let r = http(&s, "POST", "/tickets", &bearer(&key), Some(&create));
+    assert_eq!(r.status, 403, "{}", r.raw);
+    // A narrow manager: editing outside its reach is 404, widening past it 403.
+    let (_, manager) = issue(
+        &s,
+        json!({ "name": "mgr", "owner": "m", "tenant": "acme", "scopes": ["keys:manage", "read"] }),
+    );
+    let r = http(
+        &s,
+        "PATCH",
+        &format!("/admin/keys/{id}"),
+        &bearer(&manager),
+        Some(&json!({ "name": "x" })),
+    );
+    assert_eq!(r.status, 404, "{}", r.raw);
+    let unknown = "0000000000000000000000";
+    let r2 = http(
+        &s,
+        "PATCH",
+        &format!("/admin/keys/{unknown}"),
+        &bearer(&manager),
+        Some(&json!({ "name": "x" })),
+    );
+    assert_eq!(
+        (r2.status, &r2.body["error"]),
+        (404, &r.body["error"]),
+        "{}",
+        r2.raw
+    );
+    // Issued by the narrow manager itself, so within its reach (lifetime included).
+    let r = http(
+        &s,
+        "POST",
+        "/admin/keys",
+        &bearer(&manager),
+        Some(&json!({ "name": "a", "owner": "m", "scopes": ["read"] })),
+    );
+    assert_eq!(r.status, 201, "{}", r.raw);
+    let acme_id = r.body["id"].as_str().expect("id").to_owned();
+    let r = http(
+        &s,
+        "PATCH",
+        &format!("/admin/keys/{acme_id}"),
+        &bearer(&manager),
+        Some(&json!({ "scopes": ["read", "tickets:write"] })),
+    );
+    assert_eq!(r.status, 403, "{}", r.raw);
+    let r = http(
+        &s,
+        "PATCH",
+        &format!("/admin/keys/{acme_id}"),
+        &bearer(&manager),
+        Some(&json!({ "name": "renamed" })),
+    );
+    assert_eq!(r.status, 200, "{}", r.raw);
+    for bad in [
+        json!({ "name": "" }),
+        json!({ "owner": "x" }),
+        json!({ "allowed_ips": ["x"] }),
+    ] {
+        let r = http(
+            &s,
+            "PATCH",
+            &format!("/admin/keys/{acme_id}"),
+            &bearer(&manager),
+            Some(&bad),
+        );
+        assert_eq!(r.status, 400, "{bad}: {}", r.raw);
+    }
+}
+
+#[test]
+fn keys_are_bound_to_the_workspace_of_the_host() {
+    let s = start();
+    let port = s.addr.rsplit(':').next().expect("port").to_owned();
+    let (_, acme) = issue(
+        &s,
+        json!({ "name": "a", "owner": "u", "tenant": "acme", "scopes": ["read"] }),
+    );
+    let (_, global) = issue(&s, json!({ "name": "g", "owner": "u", "scopes": ["read"] }));
+    let at = |host: &str, key: &str, path: &str| http_at(&s, host, "GET", path, &bearer(key), None);
+    assert_eq!(
+        at(&format!("acme.localhost:{port}"), &acme, "/tickets").status,
+        200
+    );
+    assert_eq!(at("acme.localhost", &acme, "/tickets").status, 200);
+    let other = at(&format!("globex.localhost:{port}"), &acme, "/tickets");
+    let (gone_id, gone) = issue(
+        &s,
+        json!({ "name": "gone", "owner": "u", "tenant": "acme", "scopes": ["read"] }),
+    );
+    let r = http(
+        &s,
+        "DELETE",
+        &format!("/admin/keys/{gone_id}"),
+        &bearer(&s.admin),
+        None,
+    );
+    assert_eq!(r.status, 204, "{}", r.raw);
+    let unknown = at(&format!("globex.localhost:{port}"), &gone, "/tickets");
+    assert_eq!(other.status, 401, "{}", other.raw);
+    assert_eq!(other.body["error"], "invalid_token");
+    assert_eq!(
+        other.body, unknown.body,
+        "another workspace's key must look unknown"
+    );
+    assert_eq!(
+        other.header("www-authenticate"),
+        unknown.header("www-authenticate")
+    );
+    // The same on routes behind the Bearer layer (POST /mcp needs read).
+    let r = http_at(
+        &s,
+        &format!("globex.localhost:{port}"),
+        "POST",
+        "/api/auth/automated-login",
+        &bearer(&acme),
+        None,
+    );
+    assert_eq!(r.status, 401, "{}", r.raw);
+    // No workspace named: bare localhost, an IP address.
+    assert_eq!(
+        at(&format!("localhost:{port}"), &acme, "/tickets").status,
+        200
+    );
+    assert_eq!(at(&s.addr, &acme, "/tickets").status, 200);
+    // A key without a tenant is not bound.
+    assert_eq!(
+        at(&format!("globex.localhost:{port}"), &global, "/tickets").status,
+        200
+    );
+}
+
+/// Sends SIGTERM and waits (bounded) for the server to exit; returns whether it exited 0.
+#[cfg(unix)]
+fn terminate(s: &mut Server) -> bool {
+    let pid = s.child.id().to_string();
+    let sent = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(sent.success(), "kill -TERM {pid}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = s.child.try_wait().expect("status") {
+            return status.success();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "server did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn the_audit_log_is_read_from_the_database_and_survives_a_restart() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("audit.db").display()
+    );
+    let pepper = format!("k1:{}", Base64::encode_string(&[9u8; 32]));
+    let env = [
+        ("KEYWARD_DATABASE_URL", url.as_str()),
+        ("KEYWARD_PEPPER", pepper.as_str()),
+    ];
+    let mut first = start_with(&env);
+    let first_admin = admin_id(&first);
+    let (id, key) = issue(
+        &first,
+        json!({ "name": "bot", "owner": "u", "tenant": "acme", "scopes": ["read"] }),
+    );
+    for _ in 0..3 {
+        assert_eq!(
+            http(&first, "GET", "/tickets", &bearer(&key), None).status,
+            200
+        );
+    }
+    let r = http(
+        &first,
+        "PATCH",
+        &format!("/admin/keys/{id}"),
+        &bearer(&first.admin),
+        Some(&json!({ "name": "bot-2" })),
+    );
+    assert_eq!(r.status, 200, "{}", r.raw);
+    let r = http(
+        &first,
+        "POST",
+        &format!("/admin/keys/{id}/disable"),
+        &bearer(&first.admin),
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.raw);
+    // SIGTERM at once: the queue is written out before the process exits.
+    assert!(terminate(&mut first), "clean exit on SIGTERM");
+
+    let second = start_with(&env);
+    let r = http(
+        &second,
+        "GET",
+        &format!("/admin/audit?key={id}"),
+        &bearer(&second.admin),
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.raw);
+    let events = r.body.as_array().expect("events");
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["kind"].as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["issued", "verified", "edited", "disabled"],
+        "{}",
+        r.raw
+    );
+    assert_eq!(events[0]["actor"], first_admin.as_str());
+    assert_eq!(events[1]["count"], 3);
+    assert_eq!(events[2]["detail"]["changed"], json!(["name"]));
+    for e in events {
+        assert!(e["at"].is_i64() && e["time"].is_string(), "{e}");
+    }
+    // Outside the caller's reach: exactly the answer for an unknown id.
+    let (_, other) = issue(
+        &second,
+        json!({ "name": "m", "owner": "m", "tenant": "globex", "scopes": ["keys:manage", "read"] }),
+    );
+    let hidden = http(
+        &second,
+        "GET",
+        &format!("/admin/audit?key={id}"),
+        &bearer(&other),
+        None,
+    );
+    let unknown = http(
+        &second,
+        "GET",
+        "/admin/audit?key=0000000000000000000000",
+        &bearer(&other),
+        None,
+    );
+    assert_eq!(hidden.status, 404, "{}", hidden.raw);
+    assert_eq!(
+        (hidden.status, &hidden.body["error"]),
+        (unknown.status, &unknown.body["error"])
+    );
+    assert!(!hidden.raw.contains("bot"), "{}", hidden.raw);
+}
+
+#[test]
+fn imported_legacy_tokens_verify_and_listings_say_which_are_legacy() {
+    use keyward::manager::ImportLine;
+    use keyward::store::AnyStore;
+    use keyward::{Hasher, KeyFormat, KeyManager, Pepper, RequestContext};
+
+    const PEPPER: &str = "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    let vectors: Value =
+        serde_json::from_str(include_str!("interop/legacy_sha256_vectors.json")).expect("JSON");
+    let entries = vectors["sha256"].as_array().expect("list").clone();
+    let dir = std::env::temp_dir().join(format!("keyward-e2e-legacy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let _cleanup = TempDir(dir.clone());
+    let url = format!("sqlite://{}?mode=rwc", dir.join("keys.db").display());
+    // What `keytool import` does, into the database the service will open.
+    let lines: Vec<ImportLine> = entries
+        .iter()
+        .map(|e| ImportLine::parse(e["line"].as_str().expect("line")).expect("valid"))
+        .collect();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(async {
+            let manager = KeyManager::new(
+                AnyStore::open(&url).await.expect("open"),
+                KeyFormat::new(["tak"]).expect("format"),
+                Hasher::fast(Pepper::from_text(PEPPER).expect("pepper")),
+            );
+            manager
+                .import(&lines, &RequestContext::new())
+                .await
+                .expect("import");
+        });
+    let s = start_with(&[
+        ("KEYWARD_DATABASE_URL", &url),
+        ("KEYWARD_PEPPER", PEPPER),
+        ("KEYWARD_LEGACY_PREFIXES", "old_sk, other_legacy"),
+    ]);
+    let listed = |s: &Server| -> Vec<Value> {
+        listing(s, &s.admin)
+            .into_iter()
+            .filter(|r| r["owner"].as_str().is_some_and(|o| o.starts_with("user_")))
+            .collect()
+    };
+    let before = listed(&s);
+    assert_eq!(before.len(), entries.len());
+    assert!(before.iter().all(|r| r["legacy"] == true), "{before:?}");
+    assert_eq!(record(&s, &admin_id(&s))["legacy"], false);
+
+    let token = entries[0]["token"].as_str().expect("token");
+    let r = http(&s, "GET", "/tickets", &bearer(token), None);
+    assert_eq!(r.status, 200, "{}", r.raw);
+    // Upgraded on first use: the same token keeps working, and the listing says so.
+    let r = http(&s, "GET", "/tickets", &bearer(token), None);
+    assert_eq!(r.status, 200, "{}", r.raw);
+    let after = listed(&s);
+    let legacy: Vec<bool> = after
+        .iter()
+        .map(|r| r["legacy"].as_bool().expect("legacy flag"))
+        .collect();
+    assert_eq!(legacy.iter().filter(|l| !**l).count(), 1, "{after:?}");
+
+    let tampered = format!("{token}x");
+    let r = http(&s, "GET", "/tickets", &bearer(&tampered), None);
+    assert_eq!(r.status, 401, "{}", r.raw);
 }

@@ -189,6 +189,17 @@ async fn update_capped_races_enable_one_key_each_round() {
 }
 
 #[tokio::test]
+async fn the_audit_log_and_expiry_notices_survive_a_restart() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("audit.db");
+    let store = migrated(&path).await;
+    scenarios::audit_log_survives_a_restart(store, || async {
+        SqliteStore::open(&path).await.expect("reopen")
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn consume_moves_the_version() {
     let dir = tempfile::tempdir().expect("temporary directory");
     scenarios::consume_moves_the_version(migrated(&dir.path().join("consume.db")).await).await;
@@ -445,7 +456,7 @@ async fn upgrades_in_place(from: i64) {
     assert_eq!(parent_column, 0, "no parent column before version 3");
 
     store.migrate().await.expect("upgrade");
-    assert_eq!(store.schema_version().await.expect("version"), 3);
+    assert_eq!(store.schema_version().await.expect("version"), 4);
     let versions: Vec<(i64, String)> =
         sqlx::query_as("SELECT version, description FROM keyward_schema_version ORDER BY version")
             .fetch_all(pool)
@@ -453,7 +464,7 @@ async fn upgrades_in_place(from: i64) {
             .expect("keyward versions");
     assert_eq!(
         versions.iter().map(|v| v.0).collect::<Vec<_>>(),
-        [1, 2, 3],
+        [1, 2, 3, 4],
         "old versions kept, new ones recorded once: {versions:?}"
     );
     let parents: Vec<Option<String>> = sqlx::query_scalar("SELECT parent FROM keyward_keys")
@@ -468,7 +479,7 @@ async fn upgrades_in_place(from: i64) {
             .expect("sqlite_master");
     assert_eq!(sqlx_table, 0, "sqlx's migrations table is never created");
     store.migrate().await.expect("migrate again");
-    assert_eq!(store.schema_version().await.expect("version"), 3);
+    assert_eq!(store.schema_version().await.expect("version"), 4);
 
     // Read back through a store opened afresh on the file.
     store.pool().close().await;

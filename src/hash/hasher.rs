@@ -167,12 +167,18 @@ impl Hasher {
     /// # Errors
     /// [`HashError`] if no salt could be drawn or Argon2 failed.
     pub fn hash(&self, key: &ParsedKey<'_>) -> Result<StoredHash, HashError> {
+        self.hash_secret(key.expose_secret())
+    }
+
+    /// Hashes a whole token string with the current settings: a keyward key, or a legacy
+    /// token when an imported key is upgraded.
+    pub(crate) fn hash_secret(&self, secret: &str) -> Result<StoredHash, HashError> {
         match self.current {
             Current::Fast => {
                 let pepper = self.peppers.first().ok_or(HashError::Rng)?;
                 Ok(StoredHash::hmac(
                     pepper.id().clone(),
-                    hmac_digest(pepper, key.expose_secret()),
+                    hmac_digest(pepper, secret),
                 ))
             }
             Current::Argon2(params) => {
@@ -180,7 +186,7 @@ impl Hasher {
                 getrandom::fill(&mut salt).map_err(|_| HashError::Rng)?;
                 let mut out = vec![0u8; ARGON2_OUT];
                 params
-                    .compute(key.expose_secret().as_bytes(), &salt, &mut out)
+                    .compute(secret.as_bytes(), &salt, &mut out)
                     .map_err(|()| HashError::Argon2)?;
                 Ok(StoredHash::argon2(params, salt.to_vec(), out))
             }
@@ -192,8 +198,27 @@ impl Hasher {
     /// # Errors
     /// [`Mismatch`], the same for every kind of failure.
     pub fn verify(&self, key: &ParsedKey<'_>, stored: &StoredHash) -> Result<(), Mismatch> {
-        let presented = key.expose_secret();
+        self.verify_secret(key.expose_secret(), key.key_id(), stored)
+    }
+
+    /// [`Hasher::verify`] for a whole token string whose record has id `id` (the Argon2
+    /// cache's key): a keyward key, or an upgraded legacy token.
+    pub(crate) fn verify_secret(
+        &self,
+        presented: &str,
+        id: crate::KeyId,
+        stored: &StoredHash,
+    ) -> Result<(), Mismatch> {
         match stored.kind() {
+            Kind::Foreign { .. } => {
+                // A foreign digest is checked only on the legacy path, never against a
+                // whole keyward key: the same work as a mismatching HMAC, then a refusal.
+                if let Some(p) = self.peppers.first() {
+                    let digest = hmac_digest(p, presented);
+                    core::hint::black_box(ct_eq(&digest, stored.digest()));
+                }
+                Err(Mismatch)
+            }
             Kind::Hmac { pepper } => {
                 let found = self.peppers.iter().find(|p| p.id() == pepper);
                 // An unknown pepper still costs one HMAC, with the current pepper or none.
@@ -209,7 +234,6 @@ impl Hasher {
                 }
             }
             Kind::Argon2 { params, salt } => {
-                let id = key.key_id();
                 if let Some(cache) = &self.cache {
                     if cache.hit(id, presented, stored) {
                         return Ok(());
@@ -251,6 +275,11 @@ impl Hasher {
                 core::hint::black_box(&out);
             }
         }
+    }
+
+    /// Every accepted pepper, the current one first for the fast hasher.
+    pub(super) fn peppers(&self) -> &[Pepper] {
+        &self.peppers
     }
 
     /// Forgets a key in the Argon2 verification cache (the manager calls this when a key
@@ -296,7 +325,7 @@ impl Hasher {
 /// key schedule instead of keying a new one, which saves two SHA-256 compressions per hash:
 /// that is why BENCHMARKS.md, Hot path: "fast hash (HMAC-SHA256, peppered)" and "fast
 /// verify" come in below their primitive, raw HMAC-SHA256 including key setup.
-fn hmac_digest(pepper: &Pepper, key: &str) -> [u8; HMAC_LEN] {
+pub(super) fn hmac_digest(pepper: &Pepper, key: &str) -> [u8; HMAC_LEN] {
     let mut mac = pepper.mac();
     mac.update(key.as_bytes());
     mac.finalize().into_bytes().into()

@@ -22,12 +22,20 @@ pub const ARGON2_OUTPUT_LEN: core::ops::RangeInclusive<usize> = 16..=64;
 
 /// A key's hash as kept at rest, in the PHC string format.
 ///
-/// Two algorithms are understood:
+/// These algorithms are understood:
 ///
 /// | algorithm | string |
 /// |---|---|
 /// | fast keyed hash | `$hmac-sha256$pid=<pepper id>$<digest>` |
 /// | Argon2id | `$argon2id$v=19$m=<KiB>,t=<passes>,p=<lanes>$<salt>$<digest>` |
+/// | imported: SHA-256 of the whole token | `$foreign-sha256$pid=<pepper id>$<digest>` |
+/// | imported: prefixed-api-key (`prefix_short_long`) | `$foreign-pak-sha256$pid=<pepper id>$<digest>` |
+///
+/// The two `foreign-` forms are keys imported from another system, known only by the
+/// SHA-256 digest that system kept ([`StoredHash::is_foreign`]). Their digest is not that
+/// SHA-256 but an HMAC of it under the named pepper, so the database holds no public
+/// digest of a legacy token; the first successful verification replaces them with a hash
+/// of the current settings (see the README, "Migrating from another system").
 ///
 /// Binary fields are base64 without padding (the PHC "B64" encoding). The HMAC form has no
 /// salt: its secret key is the server-side pepper, named by id, and the last field is the
@@ -79,8 +87,53 @@ impl Digest {
 
 #[derive(Clone, PartialEq, Eq)]
 pub(crate) enum Kind {
-    Hmac { pepper: PepperId },
-    Argon2 { params: Argon2Params, salt: Vec<u8> },
+    Hmac {
+        pepper: PepperId,
+    },
+    Argon2 {
+        params: Argon2Params,
+        salt: Vec<u8>,
+    },
+    Foreign {
+        scheme: ForeignScheme,
+        pepper: PepperId,
+    },
+}
+
+/// How another system digested the keys imported from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ForeignScheme {
+    /// SHA-256 of the whole token (Unkey and most home-grown systems).
+    Sha256,
+    /// The seamapi / prefixed-api-key scheme: tokens read `prefix_short_long`, and the
+    /// system kept the SHA-256 of the long token.
+    PrefixedApiKey,
+}
+
+impl ForeignScheme {
+    /// The stored-hash identifier, such as `foreign-sha256`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sha256 => "foreign-sha256",
+            Self::PrefixedApiKey => "foreign-pak-sha256",
+        }
+    }
+
+    /// A one-byte tag that separates the schemes' derivations (ids and stored digests).
+    pub(crate) fn tag(self) -> u8 {
+        match self {
+            Self::Sha256 => 1,
+            Self::PrefixedApiKey => 2,
+        }
+    }
+}
+
+impl fmt::Display for ForeignScheme {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// The algorithm of a [`StoredHash`].
@@ -91,6 +144,8 @@ pub enum HashAlgorithm {
     HmacSha256,
     /// Argon2id.
     Argon2id,
+    /// A key imported from another system, still on its foreign digest.
+    Foreign(ForeignScheme),
 }
 
 impl HashAlgorithm {
@@ -100,6 +155,7 @@ impl HashAlgorithm {
         match self {
             Self::HmacSha256 => "hmac-sha256",
             Self::Argon2id => "argon2id",
+            Self::Foreign(scheme) => scheme.as_str(),
         }
     }
 }
@@ -124,7 +180,9 @@ pub enum HashParseError {
     #[error("stored hash must start with '$' (PHC string format)")]
     MissingDollar,
     /// The algorithm identifier is not one keyward understands.
-    #[error("unsupported hash algorithm (expected hmac-sha256 or argon2id)")]
+    #[error(
+        "unsupported hash algorithm (expected hmac-sha256, argon2id, foreign-sha256 or foreign-pak-sha256)"
+    )]
     UnsupportedAlgorithm,
     /// The Argon2 version is not 19 (0x13).
     #[error("unsupported argon2 version (expected v=19)")]
@@ -186,6 +244,13 @@ impl StoredHash {
         }
     }
 
+    pub(crate) fn foreign(scheme: ForeignScheme, pepper: PepperId, digest: [u8; HMAC_LEN]) -> Self {
+        Self {
+            kind: Kind::Foreign { scheme, pepper },
+            digest: Digest::Inline(digest),
+        }
+    }
+
     pub(crate) fn kind(&self) -> &Kind {
         &self.kind
     }
@@ -200,24 +265,50 @@ impl StoredHash {
         match self.kind {
             Kind::Hmac { .. } => HashAlgorithm::HmacSha256,
             Kind::Argon2 { .. } => HashAlgorithm::Argon2id,
+            Kind::Foreign { scheme, .. } => HashAlgorithm::Foreign(scheme),
         }
     }
 
-    /// The pepper id of an HMAC hash, `None` for Argon2id.
+    /// Whether this is the digest of a key imported from another system, not yet upgraded
+    /// by a successful verification (listings use it to show which keys to rotate).
+    ///
+    /// ```
+    /// use keyward::StoredHash;
+    /// let imported: StoredHash = "$foreign-sha256$pid=k1$GPO/wXplk6TnSaxjNykgAo38qe03cXfN8cMHeVm7p1k".parse()?;
+    /// assert!(imported.is_foreign());
+    /// let native: StoredHash = "$hmac-sha256$pid=k1$GPO/wXplk6TnSaxjNykgAo38qe03cXfN8cMHeVm7p1k".parse()?;
+    /// assert!(!native.is_foreign());
+    /// # Ok::<(), keyward::hash::HashParseError>(())
+    /// ```
+    #[must_use]
+    pub fn is_foreign(&self) -> bool {
+        matches!(self.kind, Kind::Foreign { .. })
+    }
+
+    /// The scheme of an imported key's foreign digest, `None` for keyward's own hashes.
+    #[must_use]
+    pub fn foreign_scheme(&self) -> Option<ForeignScheme> {
+        match self.kind {
+            Kind::Foreign { scheme, .. } => Some(scheme),
+            _ => None,
+        }
+    }
+
+    /// The pepper id of an HMAC hash or of an imported key's digest, `None` for Argon2id.
     #[must_use]
     pub fn pepper_id(&self) -> Option<&PepperId> {
         match &self.kind {
-            Kind::Hmac { pepper } => Some(pepper),
+            Kind::Hmac { pepper } | Kind::Foreign { pepper, .. } => Some(pepper),
             Kind::Argon2 { .. } => None,
         }
     }
 
-    /// The parameters of an Argon2id hash, `None` for HMAC.
+    /// The parameters of an Argon2id hash, `None` for the others.
     #[must_use]
     pub fn argon2_params(&self) -> Option<Argon2Params> {
         match &self.kind {
             Kind::Argon2 { params, .. } => Some(*params),
-            Kind::Hmac { .. } => None,
+            Kind::Hmac { .. } | Kind::Foreign { .. } => None,
         }
     }
 
@@ -232,7 +323,7 @@ impl StoredHash {
     pub fn salt_len(&self) -> usize {
         match &self.kind {
             Kind::Argon2 { salt, .. } => salt.len(),
-            Kind::Hmac { .. } => 0,
+            Kind::Hmac { .. } | Kind::Foreign { .. } => 0,
         }
     }
 }
@@ -251,8 +342,13 @@ impl FromStr for StoredHash {
         let mut fields = rest.split('$');
         let id = fields.next().unwrap_or_default();
         let fields: Vec<&str> = fields.collect();
+        let foreign = match id {
+            "foreign-sha256" => Some(ForeignScheme::Sha256),
+            "foreign-pak-sha256" => Some(ForeignScheme::PrefixedApiKey),
+            _ => None,
+        };
         match id {
-            "hmac-sha256" => {
+            "hmac-sha256" | "foreign-sha256" | "foreign-pak-sha256" => {
                 let [pid, digest] = fields[..] else {
                     return Err(HashParseError::FieldCount {
                         expected: 2,
@@ -267,8 +363,12 @@ impl FromStr for StoredHash {
                     })?;
                 let pepper = PepperId::new(pid)?;
                 let digest = decode("digest", digest, HMAC_LEN..=HMAC_LEN)?;
+                let kind = match foreign {
+                    Some(scheme) => Kind::Foreign { scheme, pepper },
+                    None => Kind::Hmac { pepper },
+                };
                 Ok(Self {
-                    kind: Kind::Hmac { pepper },
+                    kind,
                     digest: Digest::new(digest),
                 })
             }
@@ -342,6 +442,7 @@ impl fmt::Display for StoredHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
             Kind::Hmac { pepper } => write!(f, "$hmac-sha256$pid={pepper}$")?,
+            Kind::Foreign { scheme, pepper } => write!(f, "${scheme}$pid={pepper}$")?,
             Kind::Argon2 { params, salt } => write!(
                 f,
                 "$argon2id$v=19$m={},t={},p={}${}$",
@@ -361,7 +462,7 @@ impl fmt::Debug for StoredHash {
         let mut d = f.debug_struct("StoredHash");
         d.field("algorithm", &self.algorithm());
         match &self.kind {
-            Kind::Hmac { pepper } => d.field("pepper_id", pepper),
+            Kind::Hmac { pepper } | Kind::Foreign { pepper, .. } => d.field("pepper_id", pepper),
             Kind::Argon2 { params, .. } => d.field("params", params),
         };
         d.finish_non_exhaustive()

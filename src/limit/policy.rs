@@ -102,8 +102,8 @@ impl Rate {
     }
 }
 
-/// Which budget a subject gets for a named limit: a default per name, overridden per owner,
-/// overridden per key (the most specific wins).
+/// Which budget a subject gets for a named limit: a default per name, overridden per tenant
+/// ("configurable per company"), per owner, per key (the most specific wins).
 ///
 /// The default policy is Toado's: `reads` 600 a minute, `writes` 60 a minute, and
 /// [`LimitPolicy::FAILED_VERIFICATIONS`] 10 a minute per client.
@@ -127,6 +127,7 @@ pub struct LimitPolicy {
     /// Indexed by limit: (name, default rate).
     defaults: Vec<(Box<str>, Rate)>,
     owners: HashMap<Box<str>, Overrides, DefaultHashBuilder>,
+    tenants: HashMap<Box<str>, Overrides, DefaultHashBuilder>,
     keys: HashMap<KeyId, Overrides, DefaultHashBuilder>,
 }
 
@@ -166,6 +167,7 @@ impl LimitPolicy {
             names: HashMap::default(),
             defaults: Vec::new(),
             owners: HashMap::default(),
+            tenants: HashMap::default(),
             keys: HashMap::default(),
         }
     }
@@ -189,6 +191,24 @@ impl LimitPolicy {
         self
     }
 
+    /// Overrides the limit `name` for every key of `tenant` (a company's plan); an owner's
+    /// or a key's own override wins over it. A name without a default is added, with
+    /// `rate` as its default too.
+    ///
+    /// ```
+    /// use keyward::limit::{LimitPolicy, Rate};
+    /// # fn demo() -> Result<(), keyward::limit::RateError> {
+    /// let policy = LimitPolicy::default().tenant("acme", "writes", Rate::per_minute(600)?);
+    /// # Ok(()) }
+    /// # demo().expect("test setup");
+    /// ```
+    #[must_use]
+    pub fn tenant(mut self, tenant: &str, name: &str, rate: Rate) -> Self {
+        let index = self.index_or_insert(name, rate);
+        set_override(self.tenants.entry(tenant.into()).or_default(), index, rate);
+        self
+    }
+
     /// Overrides the limit `name` for one key (wins over its owner's override). A name
     /// without a default is added, with `rate` as its default too.
     #[must_use]
@@ -209,7 +229,8 @@ impl LimitPolicy {
     #[cfg_attr(not(feature = "rate-limit"), allow(dead_code))]
     pub(crate) fn rates_by_limit(&self) -> Vec<Vec<Rate>> {
         let mut rates: Vec<Vec<Rate>> = self.defaults.iter().map(|(_, r)| vec![*r]).collect();
-        for overrides in self.owners.values().chain(self.keys.values()) {
+        let all = self.owners.values().chain(self.tenants.values());
+        for overrides in all.chain(self.keys.values()) {
             for (index, rate) in overrides.iter().enumerate() {
                 if let (Some(rate), Some(known)) = (rate, rates.get_mut(index)) {
                     if !known.contains(rate) {
@@ -238,7 +259,16 @@ impl LimitPolicy {
             }
             get_override(self.owners.get(subject.owner_name()?), index)
         };
-        let rate = match key_override.or_else(owner_override) {
+        let tenant_override = || {
+            if self.tenants.is_empty() {
+                return None;
+            }
+            get_override(self.tenants.get(subject.tenant_name()?), index)
+        };
+        let rate = match key_override
+            .or_else(owner_override)
+            .or_else(tenant_override)
+        {
             Some(rate) => rate,
             None => self.defaults.get(index)?.1,
         };
@@ -316,6 +346,47 @@ mod tests {
     }
 
     #[test]
+    fn tenant_overrides_sit_below_owner_and_key() {
+        let id = KeyId::new("aaaaaaaaaaaa").expect("test setup");
+        let rate = |n| Rate::per_minute(n).expect("test setup");
+        let p = LimitPolicy::default()
+            .tenant("acme", "writes", rate(600))
+            .owner("bob", "writes", rate(7));
+        let subject = |owner: &str, tenant: Option<&str>| {
+            Subject(SubjectKind::Key {
+                id,
+                owner: Some(owner.into()),
+                tenant: tenant.map(Into::into),
+            })
+        };
+        assert_eq!(
+            p.rate_for(&subject("alice", Some("acme")), "writes"),
+            Some(rate(600))
+        );
+        assert_eq!(
+            p.rate_for(&subject("alice", Some("globex")), "writes"),
+            Some(rate(60))
+        );
+        assert_eq!(
+            p.rate_for(&subject("alice", None), "writes"),
+            Some(rate(60))
+        );
+        assert_eq!(
+            p.rate_for(&subject("bob", Some("acme")), "writes"),
+            Some(rate(7))
+        );
+        assert_eq!(
+            p.rate_for(&subject("alice", Some("acme")), "reads"),
+            Some(rate(600))
+        );
+        let with_key = p.key(id, "writes", rate(3));
+        assert_eq!(
+            with_key.rate_for(&subject("bob", Some("acme")), "writes"),
+            Some(rate(3))
+        );
+    }
+
+    #[test]
     fn most_specific_wins() {
         let id = KeyId::new("aaaaaaaaaaaa").expect("test setup");
         let other = KeyId::new("bbbbbbbbbbbb").expect("test setup");
@@ -323,10 +394,12 @@ mod tests {
             .owner("acme", "writes", Rate::per_minute(600).expect("test setup"))
             .key(id, "writes", Rate::per_minute(5).expect("test setup"));
         let key = Subject(SubjectKind::Key {
+            tenant: None,
             id,
             owner: Some("acme".into()),
         });
         let sibling = Subject(SubjectKind::Key {
+            tenant: None,
             id: other,
             owner: Some("acme".into()),
         });

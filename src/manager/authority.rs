@@ -10,6 +10,7 @@ use std::sync::Arc;
 use time::{Duration, OffsetDateTime};
 
 use super::KeyManager;
+use super::edit::{EditError, KeyEdit};
 use super::issue::{IssueError, IssueRequest, Issued, Through};
 use super::lifecycle::LifecycleError;
 use super::lineage::Bounds;
@@ -30,6 +31,7 @@ use crate::verified::Verified;
 ///   every ancestor's) are all granted by the actor's effective scopes, wildcards and
 ///   implications respected;
 /// - **resources**: the target's effective restrictions lie within the actor's;
+/// - **networks**: the target's effective IP allowlist lies within the actor's;
 /// - **lifetime**: the target (and its ancestors) end no later than the actor does;
 /// - **lineage**: the target is not one of the actor's own ancestors (a child never manages
 ///   the keys its authority comes from), and a delegated actor reaches only keys delegated
@@ -139,9 +141,11 @@ impl<S: KeyStore> KeyManager<S> {
             None => true,
             Some(end) => bounds.ends_at.is_some_and(|at| at <= end),
         };
+        let networks = bounds.networks.as_ref().unwrap_or(&record.allowed_networks);
         Ok(lifetime_ok
             && scopes.is_subset(actor.scopes())
-            && restrictions.is_within(actor.restrictions()))
+            && restrictions.is_within(actor.restrictions())
+            && networks.is_within(actor.allowed_networks()))
     }
 }
 
@@ -221,7 +225,8 @@ impl<S: KeyStore> Acting<'_, S> {
     /// Issues a key administratively (for an owner within the actor's tenant): the new key
     /// gets the actor's tenant when the request names none (naming another is refused
     /// unless the actor has no tenant and holds `*`), at most the actor's scopes, resources
-    /// within the actor's (an unrestricted request inherits them), and ends no later than
+    /// within the actor's (an unrestricted request inherits them), networks likewise
+    /// within its IP allowlist, and ends no later than
     /// the actor (with [`Expiry::Default`](crate::policy::Expiry::Default), at the earlier of the
     /// policy's default and the actor's end). The new key records the actor in
     /// [`issued_by`](KeyRecord::issued_by) as provenance only: it is not the actor's child,
@@ -262,7 +267,8 @@ impl<S: KeyStore> Acting<'_, S> {
 
     /// Mints a child of the actor (delegation: a narrower key for an agent or a CI job).
     /// The child has the actor's owner and tenant (a request naming others is refused), at
-    /// most its scopes, resources within its restrictions (an unrestricted request inherits
+    /// most its scopes, resources within its restrictions and networks within its IP
+    /// allowlist (an unrestricted request inherits
     /// them), and ends no later than it. It stays the actor's child for life: at every
     /// verification it is refused when any ancestor is revoked, disabled, expired or deleted,
     /// and what it may do is bounded by each ancestor's *current* effective scopes and
@@ -333,6 +339,14 @@ impl<S: KeyStore> Acting<'_, S> {
             return self
                 .manager
                 .refuse(request, ctx, IssueError::Widening(Widening::Resources))
+                .map(|_| ());
+        }
+        if request.allowed_networks.is_any() {
+            request.allowed_networks = actor.allowed_networks().clone();
+        } else if !request.allowed_networks.is_within(actor.allowed_networks()) {
+            return self
+                .manager
+                .refuse(request, ctx, IssueError::Widening(Widening::Networks))
                 .map(|_| ());
         }
         // An actor with a usage quota gives at most what it has left, and no refills.
@@ -442,6 +456,24 @@ impl<S: KeyStore> Acting<'_, S> {
         ctx: &RequestContext,
     ) -> Result<Issued, LifecycleError> {
         self.rotate(id, Duration::ZERO, ctx).await
+    }
+
+    /// Edits a key within reach, as [`KeyManager::edit`]: the edited key must still lie
+    /// within the actor (its resolved scopes within the actor's, its restrictions and IP
+    /// allowlist within the actor's), so an edit never widens a key past the key making it.
+    ///
+    /// # Errors
+    /// [`EditError::NotFound`] for an unknown id or a key outside reach,
+    /// [`EditError::Widening`] for an edit beyond the actor, [`EditError::Actor`] when the
+    /// acting key no longer verifies, or as [`KeyManager::edit`].
+    pub async fn edit(
+        &self,
+        id: &KeyId,
+        edit: KeyEdit,
+        ctx: &RequestContext,
+    ) -> Result<KeyRecord, EditError> {
+        let reach = self.reach().await.map_err(EditError::Actor)?;
+        self.manager.edit_within(id, &edit, Some(&reach), ctx).await
     }
 
     /// Replaces the quota of a key within reach, as [`KeyManager::set_quota`].

@@ -11,6 +11,7 @@ use super::verify::VerifyError;
 use crate::audit::{AuditEvent, AuditKind, RequestContext};
 use crate::hash::{HashError, StoredHash};
 use crate::key::api_key::{ApiKey, GenerateError};
+use crate::network::Networks;
 use crate::policy::{Expiry, PolicyError};
 use crate::record::{KeyRecord, KeyStatus, Metadata, QuotaRefill};
 use crate::scope::{Restrictions, ScopeSet, UnknownScopes};
@@ -42,6 +43,8 @@ pub struct IssueRequest {
     pub roles: Vec<String>,
     /// Resources the key is limited to.
     pub restrictions: Restrictions,
+    /// Networks the key may be used from.
+    pub allowed_networks: Networks,
     /// How long the key lives.
     pub expiry: Expiry,
     /// Application data.
@@ -65,6 +68,7 @@ impl IssueRequest {
             scopes: ScopeSet::default(),
             roles: Vec::new(),
             restrictions: Restrictions::default(),
+            allowed_networks: Networks::any(),
             expiry: Expiry::Default,
             metadata: Metadata::default(),
             prefix: None,
@@ -98,6 +102,13 @@ impl IssueRequest {
     #[must_use]
     pub fn restrictions(mut self, restrictions: Restrictions) -> Self {
         self.restrictions = restrictions;
+        self
+    }
+
+    /// Sets the networks the key may be used from (see [`crate::network`]).
+    #[must_use]
+    pub fn allowed_networks(mut self, networks: Networks) -> Self {
+        self.allowed_networks = networks;
         self
     }
 
@@ -340,6 +351,7 @@ impl<S: KeyStore> KeyManager<S> {
                 scopes: request.scopes.clone(),
                 roles: request.roles.clone(),
                 restrictions: request.restrictions.clone(),
+                allowed_networks: request.allowed_networks.clone(),
                 metadata: request.metadata.clone(),
                 created_at: now,
                 expires_at,

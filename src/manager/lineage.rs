@@ -15,6 +15,7 @@ use time::OffsetDateTime;
 use super::KeyManager;
 use super::verify::VerifyError;
 use crate::key::id::KeyId;
+use crate::network::Networks;
 use crate::record::{KeyRecord, KeyStatus};
 use crate::scope::{Restrictions, ScopeSet};
 use crate::store::{KeyStore, StoreError};
@@ -40,6 +41,8 @@ pub(crate) struct Bounds {
     pub(crate) scopes: Option<ScopeSet>,
     /// Effective restrictions (`None`: the record's own, unchanged).
     pub(crate) restrictions: Option<Restrictions>,
+    /// Effective networks (`None`: the record's own, unchanged).
+    pub(crate) networks: Option<Networks>,
     /// The earliest end of the key and its ancestors.
     pub(crate) ends_at: Option<OffsetDateTime>,
 }
@@ -114,6 +117,7 @@ impl<S: KeyStore> KeyManager<S> {
         Bounds {
             scopes: self.resolved(record),
             restrictions: None,
+            networks: None,
             ends_at: record.expires_at,
         }
     }
@@ -130,6 +134,10 @@ impl<S: KeyStore> KeyManager<S> {
         let ours = bounds.restrictions.as_ref().unwrap_or(&record.restrictions);
         if !ours.is_within(&ancestor.restrictions) {
             bounds.restrictions = Some(ours.intersection(&ancestor.restrictions));
+        }
+        let ours = bounds.networks.as_ref().unwrap_or(&record.allowed_networks);
+        if !ours.is_within(&ancestor.allowed_networks) {
+            bounds.networks = Some(ours.intersection(&ancestor.allowed_networks));
         }
         bounds.ends_at = earlier(bounds.ends_at, ancestor.expires_at);
     }

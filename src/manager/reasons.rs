@@ -144,6 +144,8 @@ pub enum Widening {
     Scopes(Vec<Scope>),
     /// Resources outside the issuing key's restrictions.
     Resources,
+    /// Networks outside the issuing key's IP allowlist.
+    Networks,
     /// A usage quota beyond the issuing key's own.
     Quota,
 }
@@ -158,6 +160,7 @@ impl fmt::Display for Widening {
                 scopes.iter().try_for_each(|s| write!(f, " {s}"))
             }
             Self::Resources => f.write_str("resources"),
+            Self::Networks => f.write_str("networks"),
             Self::Quota => f.write_str("quota"),
         }
     }

@@ -1,6 +1,7 @@
 //! Verification: parse, look up, check the hash, status and expiry, bound by the owner.
 
 use std::error::Error as StdError;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::KeyManager;
@@ -38,6 +39,11 @@ pub enum VerifyError {
     /// The key has expired.
     #[error("key has expired")]
     Expired,
+    /// The key is not allowed from the request's network (its IP allowlist, an ancestor's
+    /// or its tenant's default excludes the client address, or the address is unknown).
+    /// Returned only after the secret matched; the list itself is never revealed.
+    #[error("key is not allowed from this network")]
+    NetworkNotAllowed,
     /// The store (or the owner-permission source) could not answer: fail closed.
     #[error("key store unavailable")]
     Unavailable(#[source] Box<dyn StdError + Send + Sync>),
@@ -53,6 +59,7 @@ impl VerifyError {
             Self::Disabled => FailureReason::Disabled,
             Self::Revoked => FailureReason::Revoked,
             Self::Expired => FailureReason::Expired,
+            Self::NetworkNotAllowed => FailureReason::NetworkNotAllowed,
             Self::Unavailable(_) => FailureReason::Unavailable,
         }
     }
@@ -76,7 +83,7 @@ impl<S: KeyStore> KeyManager<S> {
         ctx: &RequestContext,
     ) -> Result<Verified, VerifyError> {
         let now = self.clock.now();
-        let result = self.verify_inner(presented, now).await;
+        let result = self.verify_inner(presented, ctx.client_addr, now).await;
         if !self.audit.enabled() {
             return result.map_err(|(e, _)| e);
         }
@@ -103,12 +110,19 @@ impl<S: KeyStore> KeyManager<S> {
     async fn verify_inner(
         &self,
         presented: &str,
+        client: Option<IpAddr>,
         now: time::OffsetDateTime,
     ) -> Result<Verified, (VerifyError, Option<Arc<KeyRecord>>)> {
-        let parsed = self
-            .format
-            .parse(presented)
-            .map_err(|e| (VerifyError::Malformed(e), None))?;
+        let parsed = match self.format.parse(presented) {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                // Not a key of the format: a legacy token, if its prefix is configured.
+                if let Ok(token) = self.legacy.parse(presented) {
+                    return Box::pin(self.verify_legacy(token, client, now)).await;
+                }
+                return Err((VerifyError::Malformed(e), None));
+            }
+        };
         let id = parsed.key_id();
         let record = match self.store.get(&id).await {
             Ok(Some(record)) => record,
@@ -121,6 +135,21 @@ impl<S: KeyStore> KeyManager<S> {
         if record.id != id || self.hasher.verify(&parsed, &record.hash).is_err() {
             return Err((VerifyError::Invalid, None));
         }
+        self.accept(record, parsed.expose_secret(), client, now)
+            .await
+    }
+
+    /// What follows a matching secret (a key's, or an imported key's legacy token): status,
+    /// expiry and bounds, the client's network, then the hash upgrade and the last-use
+    /// write.
+    pub(super) async fn accept(
+        &self,
+        record: Arc<KeyRecord>,
+        secret: &str,
+        client: Option<IpAddr>,
+        now: time::OffsetDateTime,
+    ) -> Result<Verified, (VerifyError, Option<Arc<KeyRecord>>)> {
+        let id = record.id;
         let verified = match self.admit(Arc::clone(&record), now).await {
             Ok(verified) => verified,
             Err(e) => {
@@ -130,10 +159,13 @@ impl<S: KeyStore> KeyManager<S> {
                 return Err((e, Some(record)));
             }
         };
+        if !self.admits_network(&verified, client) {
+            return Err((VerifyError::NetworkNotAllowed, Some(record)));
+        }
         if self.hasher.needs_rehash(&record.hash) {
             // Rare (once per key after a settings change), and its future holds whole
             // records: boxed, so it does not grow every verification's future.
-            Box::pin(self.rehash(&record, &parsed, now)).await;
+            Box::pin(self.rehash(&record, secret, now)).await;
         }
         if record
             .last_used_at
@@ -145,6 +177,24 @@ impl<S: KeyStore> KeyManager<S> {
             }
         }
         Ok(verified)
+    }
+
+    /// Whether a verified key may be used from `client` (`None`: unknown address): its
+    /// effective IP allowlist, or its tenant's default when it has none. [`verify`]
+    /// checks this itself; an application that keeps proofs (sessions made from a key,
+    /// checked again with [`refresh`](KeyManager::refresh)) checks each request with it.
+    ///
+    /// [`verify`]: KeyManager::verify
+    #[must_use]
+    pub fn admits_network(&self, verified: &Verified, client: Option<IpAddr>) -> bool {
+        let own = verified.allowed_networks();
+        if !own.is_any() {
+            return own.admits(client);
+        }
+        match verified.tenant().and_then(|t| self.tenant_networks.get(t)) {
+            Some(default) => default.admits(client),
+            None => true,
+        }
     }
 
     /// Checks again a key that verified earlier (for example when a session made from it is
@@ -197,6 +247,7 @@ impl<S: KeyStore> KeyManager<S> {
             record,
             scopes,
             bounds.restrictions,
+            bounds.networks,
             bounds.ends_at,
             now,
         ))
@@ -282,13 +333,10 @@ impl<S: KeyStore> KeyManager<S> {
         }))
     }
 
-    async fn rehash(
-        &self,
-        record: &KeyRecord,
-        parsed: &crate::key::ParsedKey<'_>,
-        now: time::OffsetDateTime,
-    ) {
-        let Ok(hash) = self.hasher.hash(parsed) else {
+    /// Replaces a record's hash by one of the current settings (compare-and-set over the
+    /// version read): after a settings change, or the first use of an imported key.
+    async fn rehash(&self, record: &KeyRecord, secret: &str, now: time::OffsetDateTime) {
+        let Ok(hash) = self.hasher.hash_secret(secret) else {
             return;
         };
         let mut updated = record.clone();

@@ -327,6 +327,10 @@ impl KeyStore for AnyStore {
         forward!(self, s => s.insert(record))
     }
 
+    async fn insert_all(&self, records: Vec<KeyRecord>) -> Result<(), StoreError> {
+        forward!(self, s => s.insert_all(records))
+    }
+
     async fn insert_capped(
         &self,
         record: KeyRecord,
@@ -381,6 +385,35 @@ impl KeyStore for AnyStore {
 
     async fn delete(&self, id: &KeyId) -> Result<bool, StoreError> {
         forward!(self, s => s.delete(id))
+    }
+}
+
+impl crate::audit::AuditStore for AnyStore {
+    async fn append(&self, records: Vec<crate::audit::AuditRecord>) -> Result<(), StoreError> {
+        forward!(self, s => s.append(records))
+    }
+
+    async fn query(
+        &self,
+        query: &crate::audit::AuditQuery,
+    ) -> Result<Vec<crate::audit::AuditRecord>, StoreError> {
+        forward!(self, s => s.query(query))
+    }
+
+    async fn purge_before(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
+        forward!(self, s => s.purge_before(before))
+    }
+}
+
+impl crate::manager::NoticeStore for AnyStore {
+    async fn claim_notice(
+        &self,
+        key: &KeyId,
+        threshold: time::Duration,
+        expires_at: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        forward!(self, s => s.claim_notice(key, threshold, expires_at, now))
     }
 }
 

@@ -14,6 +14,7 @@ use crate::record::{KeyRecord, KeyStatus};
 use crate::scope::ScopeSet;
 
 mod compact;
+mod journal;
 
 use compact::{Compact, Contexts};
 
@@ -48,6 +49,8 @@ struct Shared {
     hasher: DefaultHashBuilder,
     hot: Arc<HotRecords>,
     records: RwLock<Records>,
+    /// The audit log and expiry-notice markers.
+    journal: Mutex<journal::Journal>,
 }
 
 impl Default for Shared {
@@ -63,6 +66,7 @@ impl Default for Shared {
             hasher,
             hot,
             records: RwLock::new(records),
+            journal: Mutex::default(),
         }
     }
 }
@@ -393,6 +397,24 @@ impl KeyStore for MemoryStore {
                 return Err(StoreError::Duplicate(record.id));
             }
             map.insert(record);
+            Ok(())
+        }))
+    }
+
+    fn insert_all(
+        &self,
+        records: Vec<KeyRecord>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        ready(self.write(|map| {
+            let mut ids = std::collections::HashSet::with_capacity(records.len());
+            for record in &records {
+                if map.contains_key(&record.id) || !ids.insert(record.id) {
+                    return Err(StoreError::Duplicate(record.id));
+                }
+            }
+            for record in records {
+                map.insert(record);
+            }
             Ok(())
         }))
     }

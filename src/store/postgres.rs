@@ -63,6 +63,41 @@ const MIGRATIONS: &[Migration] = &[
             "ALTER TABLE keyward_keys ADD COLUMN parent text",
         ],
     },
+    Migration {
+        version: 4,
+        description: "IP allowlists, audit log, expiry notices",
+        statements: &[
+            // JSON text: null for any network (every older key), else a list of CIDR blocks.
+            // A constant default is added without rewriting the table.
+            "ALTER TABLE keyward_keys ADD COLUMN allowed_networks text NOT NULL DEFAULT 'null'",
+            // The audit log: times in UTC unix microseconds (as on SQLite), detail as JSON
+            // text.
+            "CREATE TABLE IF NOT EXISTS keyward_audit (
+            seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            at bigint NOT NULL,
+            kind text NOT NULL,
+            key_id text,
+            name text,
+            tenant text,
+            owner text,
+            actor text,
+            client_addr text,
+            request_id text,
+            detail text NOT NULL,
+            count bigint NOT NULL
+        )",
+            "CREATE INDEX IF NOT EXISTS keyward_audit_key ON keyward_audit (key_id, seq)",
+            "CREATE INDEX IF NOT EXISTS keyward_audit_at ON keyward_audit (at)",
+            // Expiry notices sent: one row per key, threshold and expiry.
+            "CREATE TABLE IF NOT EXISTS keyward_expiry_notices (
+            key_id text NOT NULL,
+            threshold_secs bigint NOT NULL,
+            expires_at bigint NOT NULL,
+            sent_at bigint NOT NULL,
+            PRIMARY KEY (key_id, threshold_secs, expires_at)
+        )",
+        ],
+    },
 ];
 
 const VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS keyward_schema_version (
@@ -128,7 +163,7 @@ impl SqlStore for PostgresStore {
 
 impl PostgresStore {
     /// keyward's schema version that [`PostgresStore::migrate`] brings a database to.
-    pub const SCHEMA_VERSION: i64 = 3;
+    pub const SCHEMA_VERSION: i64 = 4;
 
     /// Connects a pool of up to 10 connections to a URL such as
     /// `postgres://user:password@host/database`; an operation waits at most 5 seconds for a

@@ -4,6 +4,7 @@
 //! implementation both stores use.
 
 mod backend;
+mod journal;
 
 pub(super) use backend::{Conn, Dialect, SqlStore};
 
@@ -17,19 +18,22 @@ use super::{ListFilter, Page, StoreError};
 use crate::hash::StoredHash;
 use crate::key::id::KeyId;
 use crate::key::prefix::Prefix;
+use crate::network::Networks;
 use crate::record::{KeyRecord, KeyStatus, Metadata, QuotaRefill, RefillError};
 use crate::scope::{Restrictions, ScopeSet};
 
-/// The record columns, in the order both stores bind and select them (`$1` to `$24`).
+/// The record columns, in the order both stores bind and select them (`$1` to `$25`).
 /// `refill_uses` to `refilled_at` came with schema version 2: the quota's refill schedule
 /// (`refill_uses`, `refill_interval` `daily` or `monthly`, `refill_day` for `monthly`; all
 /// null without a schedule) and the time of the last refill. `parent` (the delegation
-/// parent's id, null for a root key) came with version 3.
+/// parent's id, null for a root key) came with version 3, `allowed_networks` (the IP
+/// allowlist as JSON text, `null` for any network) with version 4.
 macro_rules! columns {
     () => {
         "id, prefix, tenant, name, owner, scopes, roles, restrictions, metadata, created_at, \
          expires_at, last_used_at, status, hash, version, rotated_from, rotated_to, issued_by, \
-         remaining_uses, refill_uses, refill_interval, refill_day, refilled_at, parent"
+         remaining_uses, refill_uses, refill_interval, refill_day, refilled_at, parent, \
+         allowed_networks"
     };
 }
 
@@ -47,22 +51,22 @@ macro_rules! next_version {
 /// Reads one record: `$1` id.
 pub(super) const SELECT: &str = concat!("SELECT ", columns!(), " FROM keyward_keys WHERE id = $1");
 
-/// Inserts a record: `$1` to `$24` in column order.
+/// Inserts a record: `$1` to `$25` in column order.
 pub(super) const INSERT: &str = concat!(
     "INSERT INTO keyward_keys (",
     columns!(),
     ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-     $18, $19, $20, $21, $22, $23, $24)"
+     $18, $19, $20, $21, $22, $23, $24, $25)"
 );
 
-/// Compare-and-set: `$1` to `$24` as for [`INSERT`] (with `$15` the new version), `$25` the
+/// Compare-and-set: `$1` to `$25` as for [`INSERT`] (with `$15` the new version), `$26` the
 /// expected version; returns a row when it replaced the record.
 pub(super) const UPDATE: &str = "UPDATE keyward_keys SET prefix = $2, tenant = $3, name = $4, \
      owner = $5, scopes = $6, roles = $7, restrictions = $8, metadata = $9, created_at = $10, \
      expires_at = $11, last_used_at = $12, status = $13, hash = $14, version = $15, \
      rotated_from = $16, rotated_to = $17, issued_by = $18, remaining_uses = $19, \
      refill_uses = $20, refill_interval = $21, refill_day = $22, refilled_at = $23, \
-     parent = $24 WHERE id = $1 AND version = $25 RETURNING version";
+     parent = $24, allowed_networks = $25 WHERE id = $1 AND version = $26 RETURNING version";
 
 /// The version of one record (after a compare-and-set that changed nothing): `$1` id.
 pub(super) const VERSION: &str = "SELECT version FROM keyward_keys WHERE id = $1";
@@ -241,6 +245,7 @@ pub(super) struct Encoded<'a> {
     pub(super) roles: String,
     pub(super) restrictions: String,
     pub(super) metadata: String,
+    pub(super) allowed_networks: String,
     pub(super) version: i64,
     pub(super) remaining_uses: Option<i64>,
     pub(super) refill_uses: Option<i64>,
@@ -261,6 +266,10 @@ impl<'a> Encoded<'a> {
             roles: json("roles", serde_json::to_string(&record.roles))?,
             restrictions: json("restrictions", serde_json::to_string(&record.restrictions))?,
             metadata: json("metadata", serde_json::to_string(&record.metadata))?,
+            allowed_networks: json(
+                "allowed_networks",
+                serde_json::to_string(&record.allowed_networks),
+            )?,
             version: saturating_i64(record.version),
             remaining_uses: record.remaining_uses.map(saturating_i64),
             refill_uses: record.refill.map(|r| saturating_i64(r.uses())),
@@ -433,6 +442,7 @@ where
     let roles: Vec<String> = json(&text("roles")?, "roles")?;
     let restrictions: Restrictions = json(&text("restrictions")?, "restrictions")?;
     let metadata: Metadata = json(&text("metadata")?, "metadata")?;
+    let allowed_networks: Networks = json(&text("allowed_networks")?, "allowed_networks")?;
     let status = text("status")?
         .parse::<KeyStatus>()
         .map_err(|e| ColumnError::new("status", e))?;
@@ -457,6 +467,7 @@ where
         scopes,
         roles,
         restrictions,
+        allowed_networks,
         metadata,
         created_at: time(row, "created_at")?.ok_or(ColumnError::new("created_at", Null))?,
         expires_at: time(row, "expires_at")?,
@@ -516,4 +527,17 @@ pub(super) fn is_unique_violation(e: &sqlx::Error) -> bool {
 /// refused. The manager fails closed on it.
 pub(super) fn unavailable(e: sqlx::Error) -> StoreError {
     StoreError::unavailable(e)
+}
+
+/// UTC unix microseconds, saturating: how SQLite keeps timestamps, and how both databases
+/// keep the audit log's and the expiry notices' times.
+pub(super) fn micros(t: OffsetDateTime) -> i64 {
+    let us = t.unix_timestamp_nanos() / 1000;
+    i64::try_from(us).unwrap_or(if us < 0 { i64::MIN } else { i64::MAX })
+}
+
+/// The instant of UTC unix microseconds `us` read from column `column`.
+pub(super) fn from_micros(us: i64, column: &'static str) -> Result<OffsetDateTime, ColumnError> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000)
+        .map_err(|e| ColumnError::new(column, e))
 }

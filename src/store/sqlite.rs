@@ -66,6 +66,39 @@ const MIGRATIONS: &[Migration] = &[
             "ALTER TABLE keyward_keys ADD COLUMN parent TEXT",
         ],
     },
+    Migration {
+        version: 4,
+        description: "IP allowlists, audit log, expiry notices",
+        statements: &[
+            // JSON text: null for any network (every older key), else a list of CIDR blocks.
+            "ALTER TABLE keyward_keys ADD COLUMN allowed_networks TEXT NOT NULL DEFAULT 'null'",
+            // The audit log: times in UTC unix microseconds, detail as JSON text.
+            "CREATE TABLE IF NOT EXISTS keyward_audit (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            at INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            key_id TEXT,
+            name TEXT,
+            tenant TEXT,
+            owner TEXT,
+            actor TEXT,
+            client_addr TEXT,
+            request_id TEXT,
+            detail TEXT NOT NULL,
+            count INTEGER NOT NULL
+        ) STRICT",
+            "CREATE INDEX IF NOT EXISTS keyward_audit_key ON keyward_audit (key_id, seq)",
+            "CREATE INDEX IF NOT EXISTS keyward_audit_at ON keyward_audit (at)",
+            // Expiry notices sent: one row per key, threshold and expiry.
+            "CREATE TABLE IF NOT EXISTS keyward_expiry_notices (
+            key_id TEXT NOT NULL,
+            threshold_secs INTEGER NOT NULL,
+            expires_at INTEGER NOT NULL,
+            sent_at INTEGER NOT NULL,
+            PRIMARY KEY (key_id, threshold_secs, expires_at)
+        ) STRICT",
+        ],
+    },
 ];
 
 const VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS keyward_schema_version (
@@ -119,7 +152,7 @@ impl SqlStore for SqliteStore {
 
 impl SqliteStore {
     /// keyward's schema version that [`SqliteStore::migrate`] brings a database to.
-    pub const SCHEMA_VERSION: i64 = 3;
+    pub const SCHEMA_VERSION: i64 = 4;
 
     /// Opens (creating it if missing) the database file at `path`, in WAL mode.
     ///
@@ -198,7 +231,7 @@ impl Dialect for Sqlite {
     const VERSION_TABLE: &'static str = VERSION_TABLE;
 
     fn time(t: OffsetDateTime) -> i64 {
-        micros(t)
+        sql::micros(t)
     }
 
     fn read_time(
@@ -206,10 +239,7 @@ impl Dialect for Sqlite {
         name: &'static str,
     ) -> Result<Option<OffsetDateTime>, ColumnError> {
         sql::column::<SqliteRow, Option<i64>>(row, name)?
-            .map(|us| {
-                OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000)
-                    .map_err(|e| ColumnError::new(name, e))
-            })
+            .map(|us| sql::from_micros(us, name))
             .transpose()
     }
 
@@ -238,11 +268,4 @@ impl Dialect for Sqlite {
         .await?;
         Ok(tables != 0)
     }
-}
-
-/// UTC unix microseconds, truncated like PostgreSQL's `timestamptz` (saturating outside
-/// ±292,000 years, which `time` does not reach by default).
-fn micros(t: OffsetDateTime) -> i64 {
-    let us = t.unix_timestamp_nanos() / 1000;
-    i64::try_from(us).unwrap_or(if us < 0 { i64::MIN } else { i64::MAX })
 }

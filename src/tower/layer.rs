@@ -7,9 +7,9 @@ use std::sync::Arc;
 use tower_layer::Layer;
 
 use super::service::AuthService;
-use crate::audit::RequestContext;
+use crate::audit::{Channel, RequestContext};
 use crate::http::AuthError;
-use crate::http::CredentialSource;
+use crate::http::{CredentialSource, WorkspaceSource};
 use crate::manager::KeyManager;
 use crate::store::KeyStore;
 
@@ -35,6 +35,9 @@ pub(crate) struct Config<S> {
     pub(crate) manager: Arc<KeyManager<S>>,
     pub(crate) realm: String,
     pub(crate) source: CredentialSource,
+    pub(crate) workspace: Option<WorkspaceSource>,
+    /// Overrides the channel of the protocol's request context.
+    pub(crate) channel: Option<Channel>,
     #[cfg(feature = "rate-limit")]
     failures: Option<Arc<dyn FailureGate>>,
 }
@@ -45,6 +48,8 @@ impl<S> Clone for Config<S> {
             manager: Arc::clone(&self.manager),
             realm: self.realm.clone(),
             source: self.source.clone(),
+            workspace: self.workspace.clone(),
+            channel: self.channel.clone(),
             #[cfg(feature = "rate-limit")]
             failures: self.failures.clone(),
         }
@@ -77,6 +82,8 @@ impl<S: KeyStore + 'static, P> AuthLayer<S, P> {
                 manager: manager.into(),
                 realm: DEFAULT_REALM.to_owned(),
                 source: CredentialSource::Bearer,
+                workspace: None,
+                channel: None,
                 #[cfg(feature = "rate-limit")]
                 failures: None,
             }),
@@ -105,6 +112,25 @@ impl<S: KeyStore + 'static, P> AuthLayer<S, P> {
     #[must_use]
     pub fn credentials(self, source: CredentialSource) -> Self {
         self.with(|c| c.source = source)
+    }
+
+    /// Binds keys to the workspace the request names (see [`WorkspaceSource`]): a key whose
+    /// tenant is another workspace is refused exactly as an unknown key (401
+    /// `invalid_token`, gRPC `UNAUTHENTICATED`). A request naming no workspace, and a key
+    /// without a tenant, are not bound.
+    ///
+    /// The host is the `Host` header, or the URI's authority (HTTP/2 and gRPC).
+    #[must_use]
+    pub fn workspace(self, source: WorkspaceSource) -> Self {
+        self.with(|c| c.workspace = Some(source))
+    }
+
+    /// Sets the channel that the audit events of these requests name, instead of the
+    /// protocol's own (`http` for `keyward::axum`, `grpc` for `keyward::grpc`): an MCP
+    /// endpoint served over axum says [`Channel::MCP`].
+    #[must_use]
+    pub fn channel(self, channel: Channel) -> Self {
+        self.with(|c| c.channel = Some(channel))
     }
 
     /// Throttles clients whose keys fail to verify, by the client address the protocol

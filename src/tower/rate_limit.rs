@@ -29,6 +29,12 @@ pub fn classify_by_method(method: &Method) -> Option<&'static str> {
     }
 }
 
+/// The limit a request spends, put into its extensions by a layer that knows more than the
+/// method (such as an MCP endpoint, where only a `tools/call` of a writing tool is a
+/// write): [`RateLimit`] charges this limit instead of asking its classifier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LimitClass(pub &'static str);
+
 /// A layer (inside `keyward::axum::KeywardLayer`) that charges each request to its
 /// verified key's budget — only after the key verified, so forged keys cannot drain
 /// anyone's budget — and answers 429 with `Retry-After` when it is spent. Every answer
@@ -63,7 +69,8 @@ impl<L: Limiter + 'static> RateLimit<L> {
         }
     }
 
-    /// Chooses the limit per request method (`None`: not limited).
+    /// Chooses the limit per request method (`None`: not limited), unless the request
+    /// carries a [`LimitClass`].
     #[must_use]
     pub fn classify(mut self, classify: fn(&Method) -> Option<&'static str>) -> Self {
         self.classify = classify;
@@ -157,7 +164,10 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let name = (self.layer.classify)(req.method());
+        let name = match req.extensions().get::<LimitClass>() {
+            Some(LimitClass(name)) => Some(*name),
+            None => (self.layer.classify)(req.method()),
+        };
         let subject = req.extensions().get::<Verified>().map(Subject::key);
         let (Some(name), Some(subject)) = (name, subject) else {
             return ResponseFuture::calling(ChargedFuture {

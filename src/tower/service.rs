@@ -5,7 +5,7 @@ use core::marker::PhantomData;
 use core::task::{Context, Poll};
 use std::sync::Arc;
 
-use http::header::{AUTHORIZATION, Entry};
+use http::header::{AUTHORIZATION, Entry, HOST};
 use http::{HeaderMap, HeaderValue, Request};
 use tower_service::Service;
 
@@ -13,7 +13,8 @@ use super::future::ResponseFuture;
 use super::layer::Config;
 use super::{Refusal, take_ready};
 use crate::http::AuthError;
-use crate::http::{BearerError, CredentialSource};
+use crate::http::{BearerError, CredentialSource, RequestParts, WorkspaceSource, admits_workspace};
+use crate::manager::VerifyError;
 use crate::store::KeyStore;
 
 /// The service made by [`AuthLayer`](super::AuthLayer).
@@ -55,6 +56,17 @@ fn credential<'h>(
     source.extract(|name| headers.get_all(name).iter().map(HeaderValue::as_bytes))
 }
 
+/// The workspace `req` names, as `source` reads it.
+fn workspace_of<B>(source: &WorkspaceSource, req: &Request<B>) -> Option<String> {
+    let headers = req.headers();
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let host = headers
+        .get(HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| req.uri().authority().map(http::uri::Authority::as_str));
+    source.resolve(&RequestParts::new(host, req.uri().path(), &header))
+}
+
 impl<S, Svc, P, B> Service<Request<B>> for AuthService<S, Svc, P>
 where
     S: KeyStore + 'static,
@@ -78,7 +90,10 @@ where
                 value.set_sensitive(true);
             }
         }
-        let ctx = P::context(&req);
+        let mut ctx = P::context(&req);
+        if let Some(channel) = &self.config.channel {
+            ctx.channel = Some(channel.clone());
+        }
         // A blocked client is refused before any key is looked up, so that a correct guess
         // does not get through a block.
         if let Some(retry_after) = self.config.blocked(&ctx) {
@@ -88,6 +103,11 @@ where
         if let Err(e) = credential(&self.config.source, req.headers()) {
             return ResponseFuture::refused(P::refuse(&e.into(), &self.config.realm));
         }
+        let workspace = self
+            .config
+            .workspace
+            .as_ref()
+            .and_then(|source| workspace_of(source, &req));
         let config = Arc::clone(&self.config);
         let mut inner = take_ready(&mut self.inner);
         ResponseFuture::checking(async move {
@@ -96,7 +116,15 @@ where
                     .manager
                     .verify(token, &ctx)
                     .await
-                    .map_err(AuthError::from),
+                    .map_err(AuthError::from)
+                    .and_then(|proof| {
+                        // Another workspace's key is answered as an unknown key.
+                        if admits_workspace(&proof, workspace.as_deref()) {
+                            Ok(proof)
+                        } else {
+                            Err(AuthError::Verify(VerifyError::Invalid))
+                        }
+                    }),
                 Err(e) => Err(e.into()),
             };
             match verified {

@@ -40,8 +40,8 @@ pub(crate) fn chain(e: &dyn std::error::Error) -> String {
     out
 }
 
-/// Keys as a version-1 database held them (schema version 1 had no refill columns, and
-/// neither version 1 nor 2 had the delegation parent's): the
+/// Keys as a version-1 database held them (schema version 1 had no refill columns, neither
+/// version 1 nor 2 had the delegation parent's, and none before 4 had IP allowlists): the
 /// first is the record of a real key of [`manager`]'s format and pepper, returned too, so it
 /// must still verify after an upgrade; the others vary every column version 1 had.
 pub(crate) fn version_1_keys() -> (ApiKey, Vec<KeyRecord>) {
@@ -69,7 +69,12 @@ pub(crate) fn version_1_keys() -> (ApiKey, Vec<KeyRecord>) {
     revoked.rotated_to = Some(testing::random_id());
     revoked.issued_by = Some(real.id);
     revoked.version = 12;
-    (key, vec![real, disabled, revoked])
+    let mut old = vec![real, disabled, revoked];
+    // Before version 4 no key had an IP allowlist: the upgrade gives them any network.
+    for record in &mut old {
+        record.allowed_networks = keyward::network::Networks::any();
+    }
+    (key, old)
 }
 
 /// After an upgrade from version 1 or 2: every old key reads back unchanged, without a
@@ -669,4 +674,166 @@ pub(crate) async fn consume_moves_the_version<S: KeyStore>(store: S) {
     );
     let got = expect_ok("get", store.get(&unlimited.id).await).expect("stored");
     assert_eq!(got.version, 0);
+}
+
+/// The audit log through a journal: events of issuance, verification (counted), edits and
+/// revocation land in the store's table; queries by key, owner, tenant, kind and time, in
+/// pages; and (`reopen`) a fresh store over the same database still has every event, as
+/// after a restart. Expiry-notice markers survive the restart too.
+pub(crate) async fn audit_log_survives_a_restart<S, F, Fut>(store: S, reopen: F)
+where
+    S: KeyStore + keyward::audit::AuditStore + keyward::manager::NoticeStore + Clone,
+    F: Fn() -> Fut,
+    Fut: Future<Output = S>,
+{
+    use keyward::audit::{AuditJournal, AuditQuery};
+    use keyward::manager::KeyEdit;
+    let journal = AuditJournal::new(1_000);
+    let m = manager(store.clone()).with_audit(journal.clone());
+    let ctx = RequestContext::new()
+        .actor("admin@example.com")
+        .client_addr("203.0.113.9".parse().expect("ip"))
+        .request_id("req-1");
+    let request = IssueRequest::new("ci", "alice")
+        .tenant("acme")
+        .scopes("read".parse().expect("scopes"))
+        .expiry(keyward::policy::Expiry::After(Duration::days(2)));
+    let issued = m.issue(request, &ctx).await.expect("issue");
+    let other = m
+        .issue(IssueRequest::new("other", "bob"), &ctx)
+        .await
+        .expect("issue");
+    for _ in 0..5 {
+        m.verify(issued.key.expose_secret(), &RequestContext::new())
+            .await
+            .expect("verify");
+    }
+    m.edit(&issued.record.id, KeyEdit::new().name("ci-2"), &ctx)
+        .await
+        .expect("edit");
+    m.revoke(&issued.record.id, Some("test"), &ctx)
+        .await
+        .expect("revoke");
+    let thresholds = [Duration::days(3)];
+    let noticed = m
+        .expiry_notices(&ListFilter::All, &thresholds, &ctx)
+        .await
+        .expect("notices");
+    assert!(
+        noticed.is_empty(),
+        "a revoked key gets no notice: {noticed:?}"
+    );
+    let id = issued.record.id;
+    let events = journal
+        .query(&store, &AuditQuery::new().key(id))
+        .await
+        .expect("query");
+    let kinds: Vec<(&str, u64)> = events.iter().map(|e| (e.kind.as_str(), e.count)).collect();
+    assert_eq!(
+        kinds,
+        [
+            ("issued", 1),
+            ("verified", 5),
+            ("edited", 1),
+            ("revoked", 1)
+        ]
+    );
+    assert_eq!(events[0].actor.as_deref(), Some("admin@example.com"));
+    assert_eq!(
+        events[0].client_addr,
+        Some("203.0.113.9".parse().expect("ip"))
+    );
+    assert_eq!(events[0].request_id.as_deref(), Some("req-1"));
+    assert_eq!(events[0].tenant.as_deref(), Some("acme"));
+    assert_eq!(events[2].detail["changed"], serde_json::json!(["name"]));
+    assert!(events.windows(2).all(|w| w[0].seq < w[1].seq));
+
+    // Reopened: the same events, and the filters and paging agree.
+    let again = reopen().await;
+    let all = again.query(&AuditQuery::new()).await.expect("query");
+    assert_eq!(all.iter().filter(|e| e.key_id == Some(id)).count(), 4);
+    assert_eq!(
+        again
+            .query(&AuditQuery::new().owner("bob"))
+            .await
+            .expect("by owner")
+            .iter()
+            .map(|e| e.key_id)
+            .collect::<Vec<_>>(),
+        [Some(other.record.id)]
+    );
+    assert_eq!(
+        again
+            .query(&AuditQuery::new().tenant("acme"))
+            .await
+            .expect("by tenant")
+            .len(),
+        4
+    );
+    let revoked = again
+        .query(&AuditQuery::new().kind("revoked"))
+        .await
+        .expect("by kind");
+    assert_eq!(revoked.len(), 1);
+    assert_eq!(revoked[0].detail["reason"], "test");
+    let first = &all[0];
+    let window = AuditQuery::new().between(first.at, first.at + Duration::microseconds(1));
+    assert!(
+        again
+            .query(&window)
+            .await
+            .expect("by time")
+            .iter()
+            .all(|e| e.at == first.at)
+    );
+    let future =
+        AuditQuery::new().between(first.at + Duration::days(1), first.at + Duration::days(2));
+    assert!(again.query(&future).await.expect("by time").is_empty());
+    let mut paged = Vec::new();
+    let mut page = Some(AuditQuery::new().limit(2));
+    while let Some(q) = page {
+        let records = again.query(&q).await.expect("page");
+        page = q.next(&records);
+        paged.extend(records);
+    }
+    assert_eq!(paged, all);
+
+    // Notices: claimed once, across instances and restarts.
+    let live = m
+        .issue(
+            IssueRequest::new("soon", "alice")
+                .expiry(keyward::policy::Expiry::After(Duration::days(1))),
+            &ctx,
+        )
+        .await
+        .expect("issue");
+    let noticed = m
+        .expiry_notices(&ListFilter::All, &thresholds, &ctx)
+        .await
+        .expect("notices");
+    assert_eq!(
+        noticed.iter().map(|n| n.record.id).collect::<Vec<_>>(),
+        [live.record.id]
+    );
+    let elsewhere = manager(reopen().await);
+    assert!(
+        elsewhere
+            .expiry_notices(&ListFilter::All, &thresholds, &ctx)
+            .await
+            .expect("notices")
+            .is_empty()
+    );
+    // Retention deletes what is older.
+    let purged = again
+        .purge_before(OffsetDateTime::now_utc() + Duration::days(1))
+        .await
+        .expect("purge");
+    assert!(purged >= 4, "{purged}");
+    assert!(
+        again
+            .query(&AuditQuery::new().key(id))
+            .await
+            .expect("query")
+            .is_empty()
+    );
 }

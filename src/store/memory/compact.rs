@@ -22,6 +22,7 @@ use time::OffsetDateTime;
 use crate::hash::{HashAlgorithm, PepperId, StoredHash};
 use crate::key::id::KeyId;
 use crate::key::prefix::Prefix;
+use crate::network::Networks;
 use crate::record::{KeyRecord, KeyStatus, Metadata, QuotaRefill};
 use crate::scope::{Restrictions, ScopeSet};
 
@@ -60,6 +61,7 @@ pub(super) struct Context {
 struct Rest {
     roles: Vec<String>,
     restrictions: Restrictions,
+    allowed_networks: Networks,
     metadata: Metadata,
     rotated_from: Option<KeyId>,
     rotated_to: Option<KeyId>,
@@ -84,6 +86,7 @@ impl Compact {
             scopes,
             roles,
             restrictions,
+            allowed_networks,
             metadata,
             created_at,
             expires_at,
@@ -114,6 +117,7 @@ impl Compact {
         let rest = Rest {
             roles,
             restrictions,
+            allowed_networks,
             metadata,
             rotated_from,
             rotated_to,
@@ -167,6 +171,7 @@ impl Compact {
             scopes: self.scopes.clone(),
             roles: rest.map(|r| r.roles.clone()).unwrap_or_default(),
             restrictions: rest.map(|r| r.restrictions.clone()).unwrap_or_default(),
+            allowed_networks: rest.map(|r| r.allowed_networks.clone()).unwrap_or_default(),
             metadata: rest.map(|r| r.metadata.clone()).unwrap_or_default(),
             created_at: self.created_at,
             expires_at: self.expires_at,

@@ -183,7 +183,7 @@ where
         Ok(())
     }
 
-    /// Binds `$1` to `$24` of [`sql::INSERT`] and [`sql::UPDATE`].
+    /// Binds `$1` to `$25` of [`sql::INSERT`] and [`sql::UPDATE`].
     fn bind_record<'q>(query: Query<'q, DB>, e: &Encoded<'q>) -> Query<'q, DB> {
         let r = e.record;
         let interval: Option<&'q str> = e.refill_interval;
@@ -212,6 +212,7 @@ where
             .bind(e.refill_day)
             .bind(r.refilled_at.map(DB::time))
             .bind(sql::optional_id(r.parent.as_ref()))
+            .bind(e.allowed_networks.clone())
     }
 
     /// Begins the transaction of a capped write for `owner`, holding
@@ -322,6 +323,16 @@ where
     async fn insert(&self, record: KeyRecord) -> Result<(), StoreError> {
         let mut conn = self.pool().acquire().await.map_err(unavailable)?;
         Conn::<DB>(&mut conn).insert(&record).await
+    }
+
+    async fn insert_all(&self, records: Vec<KeyRecord>) -> Result<(), StoreError> {
+        let mut tx = DB::begin(self.pool()).await.map_err(unavailable)?;
+        let mut on = Conn::<DB>(&mut tx);
+        for record in &records {
+            // An error returns early: dropping the transaction rolls every insert back.
+            on.insert(record).await?;
+        }
+        tx.commit().await.map_err(unavailable)
     }
 
     async fn insert_capped(
