@@ -403,6 +403,11 @@ fn legacy_verify(c: &mut Criterion) {
             criterion::BatchSize::SmallInput,
         )
     });
+    g.bench_function("legacy token (SHA-256), unknown", |b| {
+        b.iter(|| {
+            block_on(m.verify(black_box("old_sk_4eC39HqLyjWDarjtT1zdp7dcXq2Vb8Nl"), &ctx)).is_err()
+        })
+    });
     g.bench_function("legacy token, unknown", |b| {
         b.iter(|| {
             block_on(m.verify(black_box("acme_BRTRKFsM_51FwqftsmMDHHbJAMEXXHCgH"), &ctx)).is_err()

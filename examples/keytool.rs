@@ -26,7 +26,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use keyward::manager::{ImportError, ImportLine};
+use keyward::manager::{ImportError, ImportLine, ImportLineError};
 use keyward::store::AnyStore;
 use keyward::{
     Hasher, KeyFormat, KeyManager, Pepper, RequestContext, ScopeCatalog, StoredHash,
@@ -215,10 +215,12 @@ fn import(database: &str, catalog: Option<&std::path::Path>, file: &str) -> Resu
     let mut lines = Vec::new();
     let mut numbers = Vec::new();
     let mut refused = Vec::new();
+    let mut total = 0usize;
     for (index, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
+        total += 1;
         let checked = ImportLine::parse(line);
         match checked {
             Ok(parsed) => {
@@ -254,12 +256,22 @@ fn import(database: &str, catalog: Option<&std::path::Path>, file: &str) -> Resu
         match checked {
             Ok(summary) => Ok(Some(summary)),
             Err(ImportError::Refused(list)) => {
-                for (position, e) in list {
-                    let number = position
+                // Positions count the parsed lines; the file's line numbers skip blank
+                // lines and count the lines refused before this check.
+                let line_of = |position: usize| {
+                    position
                         .checked_sub(1)
                         .and_then(|i| numbers.get(i).copied())
-                        .unwrap_or(position);
-                    refused.push((number, chain(&e)));
+                        .unwrap_or(position)
+                };
+                for (position, e) in list {
+                    let reason = match e {
+                        ImportLineError::Repeated(first) => {
+                            chain(&ImportLineError::Repeated(line_of(first)))
+                        }
+                        other => chain(&other),
+                    };
+                    refused.push((line_of(position), reason));
                 }
                 Ok(None)
             }
@@ -282,9 +294,8 @@ fn import(database: &str, catalog: Option<&std::path::Path>, file: &str) -> Resu
                 eprintln!("line {number}: {reason}");
             }
             Err(Failure::one(format!(
-                "{} of {} lines refused, nothing written",
-                refused.len(),
-                lines.len() + refused.len()
+                "{} of {total} lines refused, nothing written",
+                refused.len()
             )))
         }
     }

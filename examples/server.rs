@@ -18,7 +18,10 @@
 //! `KEYWARD_LEGACY_PREFIXES` (comma-separated, such as `old_sk`): also verify tokens with
 //! these prefixes, imported as whole-token SHA-256 keys by `keytool import` into the same
 //! database with the same pepper; key listings say `"legacy": true` for a key still on its
-//! foreign digest.
+//! foreign digest. `KEYWARD_TRUSTED_PROXIES` (comma-separated networks, such as
+//! `10.0.0.0/8`): believe `X-Forwarded-For` from these peers only (by default the header
+//! is ignored and the connection's peer is the client). `KEYWARD_MAX_KEYS_PER_TENANT`: at
+//! most this many live keys per company (409 `limit_reached` past it).
 //!
 //! Every `/admin/keys` route acts as the calling key ([`KeyManager::acting_as`]): a key
 //! outside the caller's reach is answered exactly like an unknown id. `POST
@@ -40,6 +43,7 @@ use base64ct::{Base64UrlUnpadded, Encoding};
 use keyward::audit::{AuditEvent, AuditJournal, AuditQuery, AuditSink, Channel, TracingAudit};
 use keyward::axum::{
     KeywardLayer, LimitClass, RateLimit, RequireScope, error_response, request_context,
+    request_context_behind,
 };
 use keyward::leak::scanning::{PublicKeys, ScanningOrigin, ScanningReceiver};
 use keyward::limit::{FailureThrottle, LimitPolicy, MemoryLimiter, Rate};
@@ -51,7 +55,7 @@ use keyward::{
     http::{RequestParts, WorkspaceSource, admits_workspace},
     manager::{EditError, KeyEdit},
     manager::{IssueError, LifecycleError, VerifyError},
-    network::Networks,
+    network::{Networks, TrustedProxies},
     policy::{Expiry, ExpiryPreset, IssuancePolicy},
     record::KeyStatus,
     scope::{Resource, Restrictions},
@@ -97,6 +101,8 @@ struct App {
     scopes: Value,
     /// The audit log's queue, flushed to the database every second and at shutdown.
     journal: AuditJournal,
+    /// The proxies whose `X-Forwarded-For` is believed, from `KEYWARD_TRUSTED_PROXIES`.
+    proxies: Option<TrustedProxies>,
 }
 
 /// Sessions by the SHA-256 of their cookie value (the value itself is never kept).
@@ -227,6 +233,39 @@ fn legacy_formats() -> Result<keyward::key::LegacyFormats, keyward::key::LegacyE
         )
 }
 
+/// Calendar months by default (3), never-expiring keys allowed, and
+/// `KEYWARD_MAX_KEYS_PER_TENANT` (unset: no cap) live keys per company.
+fn issuance_policy() -> Result<IssuancePolicy, String> {
+    let policy = IssuancePolicy::default()
+        .allow_never_expiring(true)
+        .default_preset(ExpiryPreset::Months3);
+    match std::env::var("KEYWARD_MAX_KEYS_PER_TENANT") {
+        Ok(text) => text
+            .trim()
+            .parse::<usize>()
+            .map(|cap| policy.max_live_keys_per_tenant(cap))
+            .map_err(|e| format!("KEYWARD_MAX_KEYS_PER_TENANT must be a whole number: {e}")),
+        Err(_) => Ok(policy),
+    }
+}
+
+/// `KEYWARD_TRUSTED_PROXIES` (comma-separated networks): the peers whose `X-Forwarded-For`
+/// names the client; `None` when unset, so the header is ignored.
+fn trusted_proxies() -> Result<Option<TrustedProxies>, keyward::network::NetworkError> {
+    let Ok(list) = std::env::var("KEYWARD_TRUSTED_PROXIES") else {
+        return Ok(None);
+    };
+    let networks: Vec<&str> = list
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .collect();
+    if networks.is_empty() {
+        return Ok(None);
+    }
+    TrustedProxies::new(networks).map(Some)
+}
+
 /// Toado's limits, with the budget of failed verifications from the environment.
 fn limit_policy() -> Result<LimitPolicy, Box<dyn std::error::Error>> {
     let per_minute = match std::env::var("KEYWARD_FAILED_VERIFICATIONS_PER_MINUTE") {
@@ -254,11 +293,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let scopes = serde_json::to_value(catalog.listing())?;
     let manager = KeyManager::new(store, KeyFormat::new(["tak"])?, Hasher::fast(pepper))
         .with_catalog(catalog)
-        .with_policy(
-            IssuancePolicy::default()
-                .allow_never_expiring(true)
-                .default_preset(ExpiryPreset::Months3),
-        )
+        .with_policy(issuance_policy()?)
         .with_audit((Audit::from_env()?, journal.clone()))
         .with_legacy(legacy_formats()?)?;
     let manager = Arc::new(manager);
@@ -283,6 +318,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         scanning,
         scopes,
         journal,
+        proxies: trusted_proxies()?,
     });
 
     if let Ok(path) = std::env::var("KEYWARD_ADMIN_KEY_FILE") {
@@ -431,10 +467,13 @@ fn scope(s: &'static str) -> keyward::Scope {
 }
 
 fn router(app: Arc<App>) -> Router {
-    let bearer = KeywardLayer::new(Arc::clone(&app.manager))
+    let mut bearer = KeywardLayer::new(Arc::clone(&app.manager))
         .realm(REALM)
         .workspace(workspaces())
         .throttle_failures(Arc::clone(&app.failures));
+    if let Some(proxies) = &app.proxies {
+        bearer = bearer.trusted_proxies(proxies.clone());
+    }
     // Every GET is a read, every POST outside /admin a write (charged after verification).
     let limits = RateLimit::new(Arc::clone(&app.limiter));
     let admin = Router::new()
@@ -527,7 +566,10 @@ async fn secret_scanning(
 /// the other routes (the same throttle): a blocked client gets 429 before anything is looked
 /// up, so neither a key nor a session id can be guessed here faster than elsewhere.
 async fn bearer_or_session(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Response {
-    let ctx = request_context(&req);
+    let ctx = match &app.proxies {
+        Some(proxies) => request_context_behind(&req, proxies),
+        None => request_context(&req),
+    };
     if let Some(retry_after) = ctx.client_addr.and_then(|ip| app.failures.blocked(ip)) {
         return error_response(&AuthError::RateLimited { retry_after }, REALM);
     }
@@ -677,7 +719,9 @@ fn lifecycle_error(e: LifecycleError) -> Response {
     match e {
         LifecycleError::NotFound(_) => error(StatusCode::NOT_FOUND, "not_found", e),
         LifecycleError::Store(_) => unavailable(),
-        LifecycleError::LimitReached { .. } => error(StatusCode::CONFLICT, "limit_reached", e),
+        LifecycleError::LimitReached { .. } | LifecycleError::TenantLimitReached { .. } => {
+            error(StatusCode::CONFLICT, "limit_reached", e)
+        }
         // The calling key stopped verifying since this request began: as for a dead key.
         LifecycleError::Actor(why) => error_response(&AuthError::Verify(why), REALM),
         LifecycleError::NegativeGrace => invalid_request(e),
@@ -697,6 +741,11 @@ fn issue_error(e: IssueError) -> Response {
             StatusCode::CONFLICT,
             "limit_reached",
             format!("owner has {limit} live keys"),
+        ),
+        IssueError::TenantLimitReached { limit } => error(
+            StatusCode::CONFLICT,
+            "limit_reached",
+            format!("company has {limit} live keys"),
         ),
         IssueError::Actor(why) => error_response(&AuthError::Verify(why), REALM),
         e => invalid_request(e),

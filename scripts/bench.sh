@@ -226,8 +226,10 @@ for name, label, target in [
      ("≤ 2x", 2.0, "legacy")),
     ("legacy token, first use: verify + upgrade write",
      "legacy token, first use: verify + upgrade", None),
-    ("legacy token, unknown", "legacy token, unknown", None),
-    ("legacy token, known id, wrong token", "legacy token, known id, wrong short token", None),
+    ("legacy token (SHA-256), unknown", "legacy token (SHA-256), unknown", None),
+    ("legacy token (prefixed-api-key), unknown", "legacy token, unknown", None),
+    ("legacy token (prefixed-api-key), known id, wrong short token",
+     "legacy token, known id, wrong short token", None),
 ]:
     ns = t("legacy verify (memory store)", label)
     tcell = ""

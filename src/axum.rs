@@ -36,6 +36,7 @@ use tower_service::Service;
 use crate::audit::{Channel, RequestContext};
 use crate::http::BearerError;
 use crate::http::{AuthError, ErrorResponse};
+use crate::network::TrustedProxies;
 use crate::scope::Scope;
 use crate::tower::request_id_context;
 use crate::verified::Verified;
@@ -113,6 +114,18 @@ pub fn request_context<B>(req: &Request<B>) -> RequestContext {
         Some(ConnectInfo(addr)) => ctx.client_addr(addr.ip()),
         None => ctx,
     }
+}
+
+/// The audit context of a request that may come through `proxies`: as [`request_context`],
+/// but when the connection's peer is a trusted proxy the client address is read from
+/// `X-Forwarded-For` through them (see [`KeywardLayer::trusted_proxies`](AuthLayer::trusted_proxies)).
+#[must_use]
+pub fn request_context_behind<B>(req: &Request<B>, proxies: &TrustedProxies) -> RequestContext {
+    let mut ctx = request_context(req);
+    if let Some(peer) = ctx.client_addr {
+        ctx.client_addr = Some(crate::tower::client_behind(proxies, peer, req.headers()));
+    }
+    ctx
 }
 
 impl<St: Send + Sync> FromRequestParts<St> for Verified {

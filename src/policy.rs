@@ -41,6 +41,10 @@ pub struct IssuancePolicy {
     max_ttl: Option<Duration>,
     allow_never_expiring: bool,
     max_live_keys_per_owner: Option<usize>,
+    /// The cap of every tenant without an override.
+    max_live_keys_per_tenant: Option<usize>,
+    /// Caps of named tenants, over the one above.
+    tenant_caps: std::collections::BTreeMap<String, usize>,
 }
 
 impl Default for IssuancePolicy {
@@ -51,6 +55,8 @@ impl Default for IssuancePolicy {
             max_ttl: Some(Duration::days(365)),
             allow_never_expiring: false,
             max_live_keys_per_owner: None,
+            max_live_keys_per_tenant: None,
+            tenant_caps: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -204,6 +210,56 @@ impl IssuancePolicy {
     pub fn max_live_keys_per_owner(mut self, cap: usize) -> Self {
         self.max_live_keys_per_owner = Some(cap);
         self
+    }
+
+    /// Caps the number of live keys of every tenant, across all its owners (enforced
+    /// atomically by the store, [`KeyStore::insert_within`](crate::KeyStore::insert_within)):
+    /// issuing or enabling a key past it fails with `TenantLimitReached`. Keys without a
+    /// tenant are not held by it. [`tenant_max_live_keys`](Self::tenant_max_live_keys) sets
+    /// a tenant's own cap over this one.
+    ///
+    /// ```
+    /// use keyward::policy::IssuancePolicy;
+    /// let policy = IssuancePolicy::default()
+    ///     .max_live_keys_per_tenant(50)
+    ///     .tenant_max_live_keys("acme", 500);
+    /// assert_eq!(policy.tenant_cap("acme"), Some(500));
+    /// assert_eq!(policy.tenant_cap("globex"), Some(50));
+    /// ```
+    #[must_use]
+    pub fn max_live_keys_per_tenant(mut self, cap: usize) -> Self {
+        self.max_live_keys_per_tenant = Some(cap);
+        self
+    }
+
+    /// Sets the cap on live keys of one tenant (a plan's allowance), over
+    /// [`max_live_keys_per_tenant`](Self::max_live_keys_per_tenant).
+    #[must_use]
+    pub fn tenant_max_live_keys(mut self, tenant: impl Into<String>, cap: usize) -> Self {
+        self.tenant_caps.insert(tenant.into(), cap);
+        self
+    }
+
+    /// The cap on live keys of `tenant`, if any: its own, or the one of every tenant.
+    #[must_use]
+    pub fn tenant_cap(&self, tenant: &str) -> Option<usize> {
+        self.tenant_caps
+            .get(tenant)
+            .copied()
+            .or(self.max_live_keys_per_tenant)
+    }
+
+    /// The caps a write of `record` keeps: its owner's, and its tenant's when it has one.
+    #[must_use]
+    pub fn caps_for(&self, record: &crate::record::KeyRecord) -> crate::store::LiveCaps {
+        let mut caps = crate::store::LiveCaps::none();
+        if let Some(cap) = self.max_live_keys_per_owner {
+            caps = caps.owner(cap);
+        }
+        if let Some(cap) = record.tenant.as_deref().and_then(|t| self.tenant_cap(t)) {
+            caps = caps.tenant(cap);
+        }
+        caps
     }
 
     /// The default lifetime, as a duration (see also

@@ -39,6 +39,7 @@ use crate::key::id::KeyId;
 use crate::record::KeyRecord;
 
 mod any;
+mod caps;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
@@ -48,6 +49,7 @@ mod sql;
 mod sqlite;
 
 pub use any::{AnyStore, AnyStoreError};
+pub use caps::LiveCaps;
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
@@ -62,8 +64,8 @@ pub use sqlite::SqliteStore;
 /// # The contract
 /// Every rule below is checked by the conformance suite, one check per rule.
 ///
-/// - **Atomicity.** Every method is atomic on its own: `insert_capped`, `update`,
-///   `update_capped`, `rotate` and `consume` are never half applied and never interleave in
+/// - **Atomicity.** Every method is atomic on its own: `insert_capped`, `insert_within`,
+///   `update`, `update_capped`, `update_within`, `rotate` and `consume` are never half applied and never interleave in
 ///   a way that breaks their checks (two capped inserts racing under a cap never both
 ///   succeed, even when no `.await` separates a store's count from its write: the suite
 ///   races them on spawned tasks of a multi-thread runtime). A SQL store does each in one
@@ -76,7 +78,8 @@ pub use sqlite::SqliteStore;
 /// - **Errors on a conditional write** are checked in a fixed order and change nothing:
 ///   `update`: [`StoreError::NotFound`], then [`StoreError::Conflict`]; `update_capped`:
 ///   then [`StoreError::LimitReached`]; `insert_capped`: [`StoreError::Duplicate`] before
-///   [`StoreError::LimitReached`] (an existing id is never overwritten); `rotate`:
+///   [`StoreError::LimitReached`] (an existing id is never overwritten); `insert_within`
+///   and `update_within` as these, then [`StoreError::TenantLimitReached`]; `rotate`:
 ///   `NotFound` (old id), then `Conflict` (version), then `Duplicate` (new id).
 /// - **Listings** are ordered by the id's bytes (`KeyId`'s `Ord` agrees, and so do the
 ///   shipped stores), start strictly after `page.after` under every [`ListFilter`], and
@@ -140,6 +143,69 @@ pub trait KeyStore: Send + Sync {
         max_live: usize,
         now: OffsetDateTime,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Inserts a new record keeping every cap of `caps`: its owner's and, when the record
+    /// has a tenant, its tenant's records that [count against the
+    /// cap](KeyRecord::counts_against_cap) at `now` must be fewer than the cap, checked and
+    /// written as one atomic step (two inserts racing for a tenant's last place, by any
+    /// owners, never both succeed).
+    ///
+    /// Fails with [`StoreError::Duplicate`] when the id exists (checked first), then
+    /// [`StoreError::LimitReached`] (the owner's cap), then
+    /// [`StoreError::TenantLimitReached`]; nothing changes on an error.
+    ///
+    /// The default implementation keeps the owner's cap through
+    /// [`KeyStore::insert_capped`] and fails closed with [`StoreError::Unsupported`] when a
+    /// tenant cap applies: a store enforces tenant caps only by implementing this method
+    /// (the shipped stores do).
+    fn insert_within(
+        &self,
+        record: KeyRecord,
+        caps: LiveCaps,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async move {
+            if caps.tenant_cap().is_some() && record.tenant.is_some() {
+                return Err(StoreError::Unsupported {
+                    what: "caps on live keys per tenant",
+                });
+            }
+            match caps.owner_cap() {
+                Some(cap) => self.insert_capped(record, cap, now).await,
+                None => self.insert(record).await,
+            }
+        }
+    }
+
+    /// Compare-and-set like [`KeyStore::update`] that keeps every cap of `caps`, as
+    /// [`KeyStore::update_capped`] keeps the owner's: when `record` counts against the cap
+    /// at `now`, its owner's and (when it has one) its tenant's *other* records that count
+    /// must be fewer than the cap. Check, count and write are one atomic step.
+    ///
+    /// Errors, checked in this order, changing nothing on any of them:
+    /// [`StoreError::NotFound`], [`StoreError::Conflict`], [`StoreError::LimitReached`],
+    /// [`StoreError::TenantLimitReached`]. The default implementation is built on
+    /// [`KeyStore::update_capped`] and fails closed with [`StoreError::Unsupported`] when a
+    /// tenant cap applies, as [`KeyStore::insert_within`] does.
+    fn update_within(
+        &self,
+        record: KeyRecord,
+        expected_version: u64,
+        caps: LiveCaps,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async move {
+            if caps.tenant_cap().is_some() && record.tenant.is_some() {
+                return Err(StoreError::Unsupported {
+                    what: "caps on live keys per tenant",
+                });
+            }
+            match caps.owner_cap() {
+                Some(cap) => self.update_capped(record, expected_version, cap, now).await,
+                None => self.update(record, expected_version).await,
+            }
+        }
+    }
 
     /// The record with this id, if any, as last written (a later write is seen by the next
     /// call).
@@ -464,6 +530,19 @@ pub enum StoreError {
     LimitReached {
         /// The cap.
         limit: usize,
+    },
+    /// The record's tenant has as many live keys as allowed.
+    #[error("tenant has reached the limit of {limit} live keys")]
+    TenantLimitReached {
+        /// The cap.
+        limit: usize,
+    },
+    /// The store does not implement an operation the manager was configured to need (such
+    /// as caps per tenant through a default [`KeyStore::insert_within`]); nothing changed.
+    #[error("the key store does not support {what}")]
+    Unsupported {
+        /// What is missing.
+        what: &'static str,
     },
     /// A stored record does not decode (edited by hand, or written by a newer version).
     #[error("stored record for key {id} is corrupt")]

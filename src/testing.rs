@@ -59,7 +59,7 @@ use crate::key::id::KeyId;
 use crate::key::prefix::Prefix;
 use crate::record::{KeyRecord, KeyStatus, Metadata, QuotaRefill};
 use crate::scope::{Restrictions, ScopeSet};
-use crate::store::{BulkRevocation, Consumed, KeyStore, ListFilter, Page, StoreError};
+use crate::store::{BulkRevocation, Consumed, KeyStore, ListFilter, LiveCaps, Page, StoreError};
 use crate::verified::Verified;
 use crate::{Hasher, IssueRequest, KeyFormat, KeyManager, MemoryStore, Pepper, clock::FakeClock};
 
@@ -286,6 +286,10 @@ pub enum Rule {
     BulkRevocation,
     /// [`lineage_round_trip`].
     LineageRoundTrip,
+    /// [`tenant_caps`].
+    TenantCaps,
+    /// [`tenant_cap_race`] (a race).
+    TenantCapRace,
 }
 
 impl Rule {
@@ -312,6 +316,8 @@ impl Rule {
         Rule::CappedUpdate,
         Rule::BulkRevocation,
         Rule::LineageRoundTrip,
+        Rule::TenantCaps,
+        Rule::TenantCapRace,
     ];
 
     /// The name of the rule's check function (and of its test made by
@@ -340,6 +346,8 @@ impl Rule {
             Rule::CappedUpdate => "capped_update",
             Rule::BulkRevocation => "bulk_revocation",
             Rule::LineageRoundTrip => "lineage_round_trip",
+            Rule::TenantCaps => "tenant_caps",
+            Rule::TenantCapRace => "tenant_cap_race",
         }
     }
 
@@ -371,6 +379,8 @@ impl Rule {
             Rule::CappedUpdate => capped_update(store).await,
             Rule::BulkRevocation => bulk_revocation(store).await,
             Rule::LineageRoundTrip => lineage_round_trip(store).await,
+            Rule::TenantCaps => tenant_caps(store).await,
+            Rule::TenantCapRace => tenant_cap_race(store).await,
         }
     }
 }
@@ -511,6 +521,8 @@ macro_rules! conformance_tests {
             capped_update CappedUpdate,
             bulk_revocation BulkRevocation,
             lineage_round_trip LineageRoundTrip,
+            tenant_caps TenantCaps,
+            tenant_cap_race TenantCapRace,
         }
     };
 }
@@ -1259,6 +1271,194 @@ pub async fn cap_race<S: KeyStore + Clone + 'static>(store: &S) {
     }
 }
 
+/// A record of `owner` in `tenant`.
+fn in_tenant(owner: &str, tenant: Option<&str>) -> KeyRecord {
+    let mut r = record(owner);
+    r.tenant = tenant.map(str::to_owned);
+    r
+}
+
+/// Whether `store` keeps caps per tenant: `false` when it answers a tenant-capped insert
+/// with [`StoreError::Unsupported`] (the default [`KeyStore::insert_within`]), after
+/// checking that it wrote nothing then (it fails closed).
+async fn keeps_tenant_caps<S: KeyStore>(check: &str, store: &S) -> bool {
+    let probe = in_tenant("probe", Some("probe-tenant"));
+    let id = probe.id;
+    match store
+        .insert_within(probe, LiveCaps::none().tenant(1), epoch())
+        .await
+    {
+        Ok(()) => {
+            expect_ok(check, store.delete(&id).await);
+            true
+        }
+        Err(StoreError::Unsupported { .. }) => {
+            assert!(
+                expect_ok(check, store.get(&id).await).is_none(),
+                "{check}: an unsupported tenant-capped insert wrote its record"
+            );
+            eprintln!(
+                "{check}: SKIPPED: the store does not keep caps per tenant \
+                 (KeyStore::insert_within answers Unsupported, and writes nothing)"
+            );
+            false
+        }
+        Err(e) => panic!("{check}: unexpected store error: {e} ({e:?})"),
+    }
+}
+
+/// `insert_within` and `update_within` keep a tenant's cap over every owner of the tenant:
+/// a full tenant refuses with `TenantLimitReached` and writes nothing; other tenants and
+/// records without a tenant are not held by it; only keys that count against the cap are
+/// counted; the owner's cap is answered first, a duplicate id before either; an update of a
+/// live key in a full tenant passes (it does not count against itself), enabling a disabled
+/// one does not. A store that answers `Unsupported` (the trait's default) passes when it
+/// writes nothing.
+///
+/// # Panics
+/// When the check fails.
+pub async fn tenant_caps<S: KeyStore>(store: &S) {
+    let check = "tenant_caps";
+    if !keeps_tenant_caps(check, store).await {
+        return;
+    }
+    let now = epoch();
+    let caps = LiveCaps::none().tenant(2);
+    let first = in_tenant("tina", Some("t1"));
+    expect_ok(check, store.insert_within(first.clone(), caps, now).await);
+    expect_ok(
+        check,
+        store
+            .insert_within(in_tenant("tom", Some("t1")), caps, now)
+            .await,
+    );
+    let third = in_tenant("tess", Some("t1"));
+    assert!(
+        matches!(
+            store.insert_within(third.clone(), caps, now).await,
+            Err(StoreError::TenantLimitReached { limit: 2 })
+        ),
+        "{check}: a third key in a tenant capped at 2 must be TenantLimitReached"
+    );
+    assert!(
+        expect_ok(check, store.get(&third.id).await).is_none(),
+        "{check}: a refused insert wrote its record"
+    );
+    // The same id again: Duplicate before any cap.
+    assert!(
+        matches!(
+            store.insert_within(first.clone(), caps, now).await,
+            Err(StoreError::Duplicate(_))
+        ),
+        "{check}: an existing id must be Duplicate before TenantLimitReached"
+    );
+    // The owner's cap is answered first when both are reached.
+    assert!(
+        matches!(
+            store
+                .insert_within(in_tenant("tina", Some("t1")), caps.owner(1), now)
+                .await,
+            Err(StoreError::LimitReached { limit: 1 })
+        ),
+        "{check}: with both caps reached the owner's (LimitReached) comes first"
+    );
+    // Another tenant, and a record without one, are not held by t1's cap.
+    for other in [Some("t2"), None] {
+        expect_ok(
+            check,
+            store
+                .insert_within(in_tenant("tess", other), caps, now)
+                .await,
+        );
+    }
+    // A key that does not count (expired, disabled) frees its place.
+    let mut expired = in_tenant("eve", Some("t3"));
+    expired.expires_at = Some(now - Duration::seconds(1));
+    expect_ok(check, store.insert(expired).await);
+    let mut disabled = in_tenant("dan", Some("t3"));
+    disabled.status = KeyStatus::Disabled;
+    expect_ok(check, store.insert(disabled.clone()).await);
+    let t3 = LiveCaps::none().tenant(1);
+    let live = in_tenant("liv", Some("t3"));
+    expect_ok(check, store.insert_within(live.clone(), t3, now).await);
+    // Enabling the disabled key would make two: refused, nothing changed.
+    let mut enabled = disabled.clone();
+    enabled.status = KeyStatus::Active;
+    assert!(
+        matches!(
+            store.update_within(enabled.clone(), 0, t3, now).await,
+            Err(StoreError::TenantLimitReached { limit: 1 })
+        ),
+        "{check}: enabling a key in a full tenant must be TenantLimitReached"
+    );
+    let stored = expect_ok(check, store.get(&disabled.id).await).expect("inserted");
+    assert_eq!(
+        (stored.status, stored.version),
+        (KeyStatus::Disabled, 0),
+        "{check}: a refused update changed the record"
+    );
+    // Renaming the live key in its full tenant passes: it does not count against itself.
+    let mut renamed = live.clone();
+    renamed.name = "renamed".to_owned();
+    expect_ok(check, store.update_within(renamed, 0, t3, now).await);
+    // Errors of the compare-and-set come first.
+    assert!(
+        matches!(
+            store.update_within(enabled, 7, t3, now).await,
+            Err(StoreError::Conflict(_))
+        ),
+        "{check}: a wrong version must be Conflict before TenantLimitReached"
+    );
+}
+
+/// Tenant-capped inserts by 16 different owners of one tenant racing on spawned tasks (a
+/// cap of 3) store exactly 3, the others are refused with `TenantLimitReached`; repeated
+/// [`RACE_ROUNDS`] rounds. Skipped (passes) for a store that answers `Unsupported`.
+///
+/// # Panics
+/// When the check fails, or not on a multi-thread tokio runtime.
+pub async fn tenant_cap_race<S: KeyStore + Clone + 'static>(store: &S) {
+    let check = "tenant_cap_race";
+    if !keeps_tenant_caps(check, store).await {
+        return;
+    }
+    let now = epoch();
+    for round in 0..RACE_ROUNDS {
+        let tenant = format!("tenant-{round}");
+        let results = race(check, store, 16, |store, i| {
+            let r = in_tenant(&format!("owner-{i}"), Some(&tenant));
+            async move {
+                store
+                    .insert_within(r, LiveCaps::none().tenant(3), now)
+                    .await
+            }
+        })
+        .await;
+        let ok = results.iter().filter(|r| r.is_ok()).count();
+        let limited = results
+            .iter()
+            .filter(|r| matches!(r, Err(StoreError::TenantLimitReached { limit: 3 })))
+            .count();
+        assert_eq!(
+            (ok, limited),
+            (3, 13),
+            "{check}: round {round}: expected 3 inserted and 13 refused, got {results:?}"
+        );
+        let listed = expect_ok(
+            check,
+            store
+                .list(&ListFilter::Tenant(tenant.clone()), Page::first(100))
+                .await,
+        );
+        assert_eq!(
+            listed.len(),
+            3,
+            "{check}: round {round}: the store holds {} keys for the tenant under a cap of 3",
+            listed.len()
+        );
+    }
+}
+
 /// 25 uses of a quota of 10 racing on spawned tasks succeed exactly 10 times, each
 /// remaining count answered once; repeated [`RACE_ROUNDS`] rounds. Then: a key without a
 /// quota is unlimited, an unknown one not found, and a use costing more than is left takes
@@ -1856,6 +2056,15 @@ impl<S: KeyStore> KeyStore for FlakyStore<S> {
         self.check()?;
         self.inner.insert_capped(record, max_live, now).await
     }
+    async fn insert_within(
+        &self,
+        record: KeyRecord,
+        caps: crate::store::LiveCaps,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.insert_within(record, caps, now).await
+    }
     async fn get(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
         self.check()?;
         self.inner.get(id).await
@@ -1874,6 +2083,18 @@ impl<S: KeyStore> KeyStore for FlakyStore<S> {
         self.check()?;
         self.inner
             .update_capped(record, expected_version, max_live, now)
+            .await
+    }
+    async fn update_within(
+        &self,
+        record: KeyRecord,
+        expected_version: u64,
+        caps: crate::store::LiveCaps,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner
+            .update_within(record, expected_version, caps, now)
             .await
     }
     async fn revoke_matching(&self, filter: &ListFilter) -> Result<BulkRevocation, StoreError> {

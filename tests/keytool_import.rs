@@ -173,7 +173,7 @@ async fn malformed_file_writes_nothing(url: &str) {
         r#"{"sha256": "4eca4620f636b52e351ebafd892b93e11add9d62bd0a5ed53c6140af7c40b42c", "name": "a", "owner": "u", "scopes": [], "expires_at": "tomorrow"}"#,
         "not json",
         "",
-        lines[0].as_str(),
+        lines[1].as_str(),
     ]
     .join("\n");
     let file = write_file(&dir, "bad.jsonl", &file_text);
@@ -186,8 +186,16 @@ async fn malformed_file_writes_nothing(url: &str) {
     assert!(reported[1].starts_with("line 4: scopes: "));
     assert!(reported[2].starts_with("line 5: expires_at is not an RFC 3339"));
     assert!(reported[3].starts_with("line 6: not a JSON object of import fields"));
-    assert!(reported[4].starts_with("line 8: the same digest as line 1"));
-    assert!(stderr.contains("nothing written"), "{stderr}");
+    // File line numbers, not positions among the lines that parsed (3 is the second).
+    assert_eq!(
+        reported[4], "line 8: the same digest as line 3 of this import",
+        "{stderr}"
+    );
+    // Seven lines that are not blank, five refused, each counted once.
+    assert!(
+        stderr.contains("5 of 7 lines refused, nothing written"),
+        "{stderr}"
+    );
     assert!(
         !stderr.contains("4eca4620"),
         "no digest in messages: {stderr}"
@@ -226,6 +234,12 @@ async fn standard_input_catalog_and_pepper() {
     assert_eq!(out.status.code(), Some(1));
     assert!(
         text(&out.stderr).starts_with("line 1: unknown scopes or roles: read\n"),
+        "{}",
+        text(&out.stderr)
+    );
+    // A line the catalog refuses is counted once.
+    assert!(
+        text(&out.stderr).contains("1 of 1 lines refused"),
         "{}",
         text(&out.stderr)
     );

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use keyward::testing::{self, Rule};
 use keyward::{
     KeyId, KeyRecord, KeyStore, MemoryStore,
-    store::{BulkRevocation, Consumed, ListFilter, Page, StoreError},
+    store::{BulkRevocation, Consumed, ListFilter, LiveCaps, Page, StoreError},
 };
 use time::OffsetDateTime;
 
@@ -58,6 +58,11 @@ enum Bug {
     UpdateKeepsLaterLastUsed,
     /// `update_capped` checks and counts, awaits, then writes.
     CappedUpdateAwaitsBetweenCountAndWrite,
+    /// `insert_within` counts the tenant's live keys among the owner's only (an index on
+    /// owner reused for the tenant).
+    TenantCapCountsOnlyTheOwner,
+    /// `insert_within` counts the tenant's live keys, awaits, then writes.
+    TenantCapAwaitsBetweenCountAndWrite,
 }
 
 /// `MemoryStore`, with at most one bug.
@@ -97,6 +102,28 @@ impl Mutant {
             live += records
                 .iter()
                 .filter(|r| Some(r.id) != except && r.counts_against_cap(now))
+                .count();
+            page = p.next(&records);
+        }
+        Ok(live)
+    }
+
+    /// The tenant's records that count against the cap at `now` (of `only_owner`, when
+    /// given).
+    async fn tenant_live(
+        &self,
+        tenant: &str,
+        only_owner: Option<&str>,
+        now: OffsetDateTime,
+    ) -> Result<usize, StoreError> {
+        let filter = ListFilter::Tenant(tenant.to_owned());
+        let mut live = 0;
+        let mut page = Some(Page::first(Page::MAX_LIMIT));
+        while let Some(p) = page {
+            let records = self.inner.list(&filter, p).await?;
+            live += records
+                .iter()
+                .filter(|r| only_owner.is_none_or(|o| r.owner == o) && r.counts_against_cap(now))
                 .count();
             page = p.next(&records);
         }
@@ -166,6 +193,50 @@ impl KeyStore for Mutant {
             }
             _ => self.inner.insert_capped(record, max_live, now).await,
         }
+    }
+
+    async fn insert_within(
+        &self,
+        record: KeyRecord,
+        caps: LiveCaps,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let bug = match self.bug {
+            Some(
+                bug @ (Bug::TenantCapCountsOnlyTheOwner | Bug::TenantCapAwaitsBetweenCountAndWrite),
+            ) => bug,
+            _ => return self.inner.insert_within(record, caps, now).await,
+        };
+        if self.exists(&record.id).await? {
+            return Err(StoreError::Duplicate(record.id));
+        }
+        if let Some(cap) = caps.owner_cap() {
+            if self.live(&record.owner, now, None).await? >= cap {
+                return Err(StoreError::LimitReached { limit: cap });
+            }
+        }
+        if let (Some(cap), Some(tenant)) = (caps.tenant_cap(), &record.tenant) {
+            let only = (bug == Bug::TenantCapCountsOnlyTheOwner).then_some(record.owner.as_str());
+            if self.tenant_live(tenant, only, now).await? >= cap {
+                return Err(StoreError::TenantLimitReached { limit: cap });
+            }
+        }
+        if bug == Bug::TenantCapAwaitsBetweenCountAndWrite {
+            tokio::task::yield_now().await;
+        }
+        self.inner.insert(record).await
+    }
+
+    async fn update_within(
+        &self,
+        record: KeyRecord,
+        expected_version: u64,
+        caps: LiveCaps,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        self.inner
+            .update_within(record, expected_version, caps, now)
+            .await
     }
 
     async fn get(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
@@ -515,5 +586,21 @@ fn catches_a_capped_update_that_is_not_atomic() {
     suite_catches(
         Bug::CappedUpdateAwaitsBetweenCountAndWrite,
         &[Rule::CappedUpdate],
+    );
+}
+
+#[test]
+fn catches_a_tenant_cap_that_counts_only_the_owner() {
+    suite_catches(
+        Bug::TenantCapCountsOnlyTheOwner,
+        &[Rule::TenantCaps, Rule::TenantCapRace],
+    );
+}
+
+#[test]
+fn catches_a_tenant_cap_that_awaits_between_count_and_write() {
+    suite_catches(
+        Bug::TenantCapAwaitsBetweenCountAndWrite,
+        &[Rule::TenantCapRace],
     );
 }

@@ -14,7 +14,7 @@ use super::compare::ct_eq;
 use super::hasher::{Hasher, Mismatch};
 use super::pepper::Pepper;
 use super::stored::{ForeignScheme, HMAC_LEN, Kind, StoredHash};
-use crate::key::alphabet::BASE62;
+use crate::key::alphabet::encode_padded;
 use crate::key::id::KeyId;
 
 /// Length of the SHA-256 digest another system kept.
@@ -75,13 +75,9 @@ impl<'a> ForeignKey<'a> {
         let tag: [u8; HMAC_LEN] = mac.finalize().into_bytes().into();
         let mut first = [0u8; 16];
         first.copy_from_slice(&tag[..16]);
-        let mut n = u128::from_le_bytes(first);
-        let mut chars = [b'0'; FOREIGN_ID_LEN];
-        for c in chars.iter_mut().rev() {
-            // `n % 62` is below 62, so the index is always in range.
-            *c = BASE62[(n % 62) as usize];
-            n /= 62;
-        }
+        // Any u128 fits in 22 base62 digits, so the fallback (all zeros) is never taken.
+        let chars: [u8; FOREIGN_ID_LEN] =
+            encode_padded(u128::from_le_bytes(first)).unwrap_or([b'0'; FOREIGN_ID_LEN]);
         KeyId::from_base62_unchecked_len(&chars)
     }
 

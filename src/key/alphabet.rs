@@ -4,6 +4,18 @@
 pub(crate) const BASE62: &[u8; 62] =
     b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
+/// `n` as exactly `N` base62 digits (the crate `base62`, alphabet `0-9A-Za-z`), most
+/// significant first, zero padded; `None` when `n` needs more than `N` digits.
+pub(crate) fn encode_padded<const N: usize>(n: u128) -> Option<[u8; N]> {
+    // base62 writes at most 22 digits (u128::MAX); a larger `N` only adds padding.
+    let mut digits = [b'0'; 22];
+    let written = base62::encode_bytes(n, &mut digits).ok()?;
+    let pad = N.checked_sub(written)?;
+    let mut out = [b'0'; N];
+    out[pad..].copy_from_slice(&digits[..written]);
+    Some(out)
+}
+
 /// Whether every byte is in `0-9A-Za-z`, checked without a branch per byte so the compiler
 /// can vectorize it.
 ///

@@ -125,17 +125,9 @@ fn decode(d: &[u8; CHECKSUM_LEN]) -> u64 {
 
 /// Writes `crc` as exactly six base62 digits, most significant first, zero padded.
 fn encode(crc: u32) -> [u8; CHECKSUM_LEN] {
-    let mut out = [b'0'; CHECKSUM_LEN];
-    // `u32::MAX` < 62^6, so six bytes always suffice and `encode_bytes` cannot fail; the
-    // fallback keeps this total without a panic path.
-    match base62::encode_bytes(crc, &mut out) {
-        Ok(written) if written <= CHECKSUM_LEN => {
-            out.copy_within(..written, CHECKSUM_LEN - written);
-            out[..CHECKSUM_LEN - written].fill(b'0');
-            out
-        }
-        _ => [0; CHECKSUM_LEN],
-    }
+    // `u32::MAX` < 62^6, so six digits always suffice; the fallback keeps this total
+    // without a panic path.
+    crate::key::alphabet::encode_padded(u128::from(crc)).unwrap_or([0; CHECKSUM_LEN])
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use super::KeyManager;
 use super::authority::Reach;
 use crate::key::id::KeyId;
 use crate::record::KeyRecord;
-use crate::store::{KeyStore, StoreError};
+use crate::store::{KeyStore, LiveCaps, StoreError};
 
 /// The errors of an operation made by compare-and-set: a store error converts into one,
 /// and it can say that the record is missing (or out of reach, which looks the same) and
@@ -28,9 +28,9 @@ pub(crate) trait CasError: From<StoreError> {
 pub(crate) enum Write {
     /// Replace the record ([`KeyStore::update`]).
     Update(KeyRecord),
-    /// Replace the record keeping the owner's cap of live keys
-    /// ([`KeyStore::update_capped`]).
-    Capped(KeyRecord, usize),
+    /// Replace the record keeping the caps of live keys of its owner and tenant
+    /// ([`KeyStore::update_within`]).
+    Capped(KeyRecord, LiveCaps),
     /// Retire the record and insert its successor in one step ([`KeyStore::rotate`]); a
     /// successor id that exists already is retried with the next attempt's.
     /// Boxed, so that the other writes (quota refills on the verification path among
@@ -123,10 +123,10 @@ impl<S: KeyStore> KeyManager<S> {
             let version = current.version;
             let written = match &write {
                 Write::Update(next) => self.store.update(next.clone(), version).await,
-                Write::Capped(next, cap) => {
+                Write::Capped(next, caps) => {
                     let now = self.clock.now();
                     self.store
-                        .update_capped(next.clone(), version, *cap, now)
+                        .update_within(next.clone(), version, *caps, now)
                         .await
                 }
                 Write::Rotate { retired, new } => {

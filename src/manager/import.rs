@@ -366,13 +366,12 @@ impl fmt::Debug for ImportLine {
 /// A 32-byte digest from 64 hex digits or base64 (standard or URL-safe, padded or not).
 fn digest(field: &'static str, text: &str) -> Result<[u8; FOREIGN_DIGEST_LEN], ImportLineError> {
     let err = ImportLineError::BadDigest { field };
-    if text.len() == 2 * FOREIGN_DIGEST_LEN && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if text.len() == 2 * FOREIGN_DIGEST_LEN {
         let mut out = [0u8; FOREIGN_DIGEST_LEN];
-        for (byte, pair) in out.iter_mut().zip(text.as_bytes().chunks_exact(2)) {
-            let nibble = |c: u8| (c as char).to_digit(16).unwrap_or(0) as u8;
-            *byte = nibble(pair[0]) << 4 | nibble(pair[1]);
+        // 64 characters that are not all hex digits may still be base64, tried below.
+        if base16ct::mixed::decode(text, &mut out).is_ok() {
+            return Ok(out);
         }
-        return Ok(out);
     }
     let decoded = Base64::decode_vec(text)
         .or_else(|_| Base64Unpadded::decode_vec(text))
@@ -415,9 +414,14 @@ impl<S: KeyStore> KeyManager<S> {
                 .hasher
                 .foreign_record(&line.foreign_key())
                 .ok_or(ImportError::NoPepper)?;
-            if let Some(first) = seen.insert(id, position) {
-                refused.push((position, ImportLineError::Repeated(first)));
-                continue;
+            match seen.entry(id) {
+                std::collections::hash_map::Entry::Occupied(first) => {
+                    refused.push((position, ImportLineError::Repeated(*first.get())));
+                    continue;
+                }
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(position);
+                }
             }
             records.push(KeyRecord {
                 id,

@@ -193,6 +193,13 @@ pub enum IssueError {
         /// The cap.
         limit: usize,
     },
+    /// The key's tenant already has as many live keys as allowed
+    /// ([`IssuancePolicy::max_live_keys_per_tenant`](crate::policy::IssuancePolicy::max_live_keys_per_tenant)).
+    #[error("tenant has reached the limit of {limit} live keys")]
+    TenantLimitReached {
+        /// The cap.
+        limit: usize,
+    },
     /// The application's hook refused.
     #[error("refused: {0}")]
     Refused(HookRefusal),
@@ -372,9 +379,11 @@ impl<S: KeyStore> KeyManager<S> {
                 refill: request.refill,
                 refilled_at: request.refill.map(|_| now),
             };
-            let stored = match self.policy.cap() {
-                Some(cap) => self.store.insert_capped(record.clone(), cap, now).await,
-                None => self.store.insert(record.clone()).await,
+            let caps = self.policy.caps_for(&record);
+            let stored = if caps.is_none() {
+                self.store.insert(record.clone()).await
+            } else {
+                self.store.insert_within(record.clone(), caps, now).await
             };
             match stored {
                 Ok(()) => {
@@ -387,6 +396,10 @@ impl<S: KeyStore> KeyManager<S> {
                 Err(StoreError::Duplicate(_)) if attempts < 3 => {}
                 Err(StoreError::LimitReached { limit }) => {
                     return self.refuse(&request, ctx, IssueError::LimitReached { limit });
+                }
+                Err(StoreError::TenantLimitReached { limit }) => {
+                    let refusal = IssueError::TenantLimitReached { limit };
+                    return self.refuse(&request, ctx, refusal);
                 }
                 Err(e) => return Err(IssueError::Store(e)),
             }

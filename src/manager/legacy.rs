@@ -62,7 +62,11 @@ impl<S: KeyStore> KeyManager<S> {
         let matched = if record.hash.is_foreign() {
             self.hasher.verify_foreign(&key, &record.hash)
         } else {
-            // Upgraded by an earlier verification: the whole token, like a keyward key.
+            // Upgraded by an earlier verification: the whole token, like a keyward key. Under
+            // an Argon2id hasher this costs an Argon2id run where an unknown token costs one
+            // HMAC; that says nothing to a guesser: the id is derived from the token's own
+            // digest, so only the right token (or, for a prefixed-api-key token, the right
+            // long part) finds the record at all.
             self.hasher
                 .verify_secret(token.expose_secret(), record.id, &record.hash)
         };

@@ -41,6 +41,12 @@ pub enum LifecycleError {
         /// The cap.
         limit: usize,
     },
+    /// Enabling the key would exceed its tenant's cap of live keys.
+    #[error("tenant has reached the limit of {limit} live keys")]
+    TenantLimitReached {
+        /// The cap.
+        limit: usize,
+    },
     /// The key acting as manager no longer verifies (revoked, disabled, expired, deleted,
     /// or an ancestor of it is).
     #[error("the acting key no longer verifies")]
@@ -56,11 +62,13 @@ pub enum LifecycleError {
     Store(StoreError),
 }
 
-/// A store error; the owner's cap of live keys is [`LifecycleError::LimitReached`].
+/// A store error; the owner's and the tenant's caps of live keys are
+/// [`LifecycleError::LimitReached`] and [`LifecycleError::TenantLimitReached`].
 impl From<StoreError> for LifecycleError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::LimitReached { limit } => Self::LimitReached { limit },
+            StoreError::TenantLimitReached { limit } => Self::TenantLimitReached { limit },
             other => Self::Store(other),
         }
     }
@@ -106,13 +114,14 @@ impl<S: KeyStore> KeyManager<S> {
     }
 
     /// Enables a disabled key; the same key value works again (unless it has expired).
-    /// The key counts against its owner's cap again, atomically: under a cap, enabling
-    /// fails when the owner already has as many live keys. An operator call, bounded by
-    /// nothing: see [`KeyManager::acting_as`] for a key's own.
+    /// The key counts against its owner's and its tenant's caps again, atomically: under a
+    /// cap, enabling fails when the owner (or the tenant) already has as many live keys.
+    /// An operator call, bounded by nothing: see [`KeyManager::acting_as`] for a key's own.
     ///
     /// # Errors
     /// [`LifecycleError::Revoked`] for a revoked key (revocation is final),
-    /// [`LifecycleError::LimitReached`], [`LifecycleError::NotFound`], or a store error.
+    /// [`LifecycleError::LimitReached`], [`LifecycleError::TenantLimitReached`],
+    /// [`LifecycleError::NotFound`], or a store error.
     pub async fn enable(
         &self,
         id: &KeyId,
@@ -150,10 +159,7 @@ impl<S: KeyStore> KeyManager<S> {
         reach: Option<&Reach>,
         ctx: &RequestContext,
     ) -> Result<KeyRecord, LifecycleError> {
-        let cap = match to {
-            KeyStatus::Active => self.policy.cap(),
-            KeyStatus::Disabled | KeyStatus::Revoked => None,
-        };
+        let capped = to == KeyStatus::Active;
         let decide = |current: Arc<KeyRecord>| {
             ready(if current.status == to {
                 Ok(Decision::Keep(()))
@@ -162,9 +168,15 @@ impl<S: KeyStore> KeyManager<S> {
             } else {
                 let mut next = KeyRecord::clone(&current);
                 next.status = to;
-                let write = match cap {
-                    Some(cap) => Write::Capped(next, cap),
-                    None => Write::Update(next),
+                let caps = if capped {
+                    self.policy.caps_for(&next)
+                } else {
+                    crate::store::LiveCaps::none()
+                };
+                let write = if caps.is_none() {
+                    Write::Update(next)
+                } else {
+                    Write::Capped(next, caps)
                 };
                 Ok(Decision::Write(write, ()))
             })

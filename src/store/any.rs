@@ -10,7 +10,9 @@ use time::OffsetDateTime;
 use super::PostgresStore;
 #[cfg(feature = "sqlite")]
 use super::SqliteStore;
-use super::{BulkRevocation, Consumed, KeyStore, ListFilter, MemoryStore, Page, StoreError};
+use super::{
+    BulkRevocation, Consumed, KeyStore, ListFilter, LiveCaps, MemoryStore, Page, StoreError,
+};
 use crate::key::id::KeyId;
 use crate::record::KeyRecord;
 
@@ -340,6 +342,15 @@ impl KeyStore for AnyStore {
         forward!(self, s => s.insert_capped(record, max_live, now))
     }
 
+    async fn insert_within(
+        &self,
+        record: KeyRecord,
+        caps: LiveCaps,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        forward!(self, s => s.insert_within(record, caps, now))
+    }
+
     async fn get(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
         forward!(self, s => s.get(id))
     }
@@ -369,6 +380,16 @@ impl KeyStore for AnyStore {
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
         forward!(self, s => s.update_capped(record, expected_version, max_live, now))
+    }
+
+    async fn update_within(
+        &self,
+        record: KeyRecord,
+        expected_version: u64,
+        caps: LiveCaps,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        forward!(self, s => s.update_within(record, expected_version, caps, now))
     }
 
     async fn revoke_matching(&self, filter: &ListFilter) -> Result<BulkRevocation, StoreError> {

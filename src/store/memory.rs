@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use hashbrown::{DefaultHashBuilder, HashTable};
 use time::OffsetDateTime;
 
-use super::{BulkRevocation, Consumed, KeyStore, ListFilter, Page, StoreError};
+use super::{BulkRevocation, Consumed, KeyStore, ListFilter, LiveCaps, Page, StoreError};
 use crate::key::id::KeyId;
 use crate::record::{KeyRecord, KeyStatus};
 use crate::scope::ScopeSet;
@@ -84,9 +84,10 @@ struct Records {
     order: BTreeSet<KeyId>,
     scope_sets: ScopeInterner,
     contexts: Contexts,
-    /// Ids by owner, for the per-owner cap: built by the first capped insert (one scan),
-    /// kept up to date from then on, so stores that never cap pay nothing for it.
-    owners: Option<HashMap<String, Vec<KeyId>>>,
+    /// Ids by owner, for the per-owner cap.
+    owners: Index,
+    /// Ids by tenant, for the per-tenant cap.
+    tenants: Index,
     hot: Arc<HotRecords>,
 }
 
@@ -153,17 +154,18 @@ impl Records {
         record.scopes = self.scope_sets.intern(record.scopes);
         let id = record.id;
         let hash = self.hash(&id);
-        let new_owner = self.owners.as_ref().map(|_| record.owner.clone());
+        let indexed = self.owners.is_built() || self.tenants.is_built();
+        let new = indexed.then(|| (record.owner.clone(), record.tenant.clone()));
         let compact = Box::new(Compact::new(record, &mut self.contexts));
         self.hot.forget(hash, id);
         let hasher = &self.hasher;
-        let old_owner = match self
+        let old = match self
             .by_id
             .entry(hash, |c| c.id() == id, |c| hasher.hash_one(c.id()))
         {
             hashbrown::hash_table::Entry::Occupied(mut slot) => {
                 let old = core::mem::replace(slot.get_mut(), compact);
-                Some(old.owner().to_owned())
+                indexed.then(|| (old.owner().to_owned(), old.tenant().map(str::to_owned)))
             }
             hashbrown::hash_table::Entry::Vacant(slot) => {
                 slot.insert(compact);
@@ -171,13 +173,13 @@ impl Records {
                 None
             }
         };
-        if let (Some(owners), Some(new_owner)) = (&mut self.owners, new_owner) {
-            if old_owner.as_ref() != Some(&new_owner) {
-                if let Some(old) = old_owner {
-                    unlink(owners, &old, id);
-                }
-                owners.entry(new_owner).or_default().push(id);
-            }
+        if let Some((owner, tenant)) = new {
+            let (old_owner, old_tenant) = match &old {
+                Some((o, t)) => (Some(o.as_str()), t.as_deref()),
+                None => (None, None),
+            };
+            self.owners.relink(old_owner, Some(&owner), id);
+            self.tenants.relink(old_tenant, tenant.as_deref(), id);
         }
     }
 
@@ -189,27 +191,44 @@ impl Records {
         };
         let (record, _) = entry.remove();
         self.order.remove(id);
-        if let Some(owners) = &mut self.owners {
-            unlink(owners, record.owner(), *id);
-        }
+        self.owners.relink(Some(record.owner()), None, *id);
+        self.tenants.relink(record.tenant(), None, *id);
         true
     }
 
-    /// The owner's records, through the owner index (built here on first use).
-    fn of_owner(&mut self, owner: &str) -> impl Iterator<Item = &Compact> {
-        if self.owners.is_none() {
-            let mut owners: HashMap<String, Vec<KeyId>> = HashMap::new();
-            for c in &self.by_id {
-                owners.entry(c.owner().to_owned()).or_default().push(c.id());
+    /// The records of `caps`' owner and tenant that count against the cap at `now`, other
+    /// than `except`: (the owner's, the tenant's; `0` for a cap that is not set or a record
+    /// without a tenant). A record that cannot be expanded counts, so the cap fails closed.
+    fn live_counts(
+        &mut self,
+        record: &KeyRecord,
+        caps: LiveCaps,
+        except: Option<KeyId>,
+        now: OffsetDateTime,
+    ) -> (usize, usize) {
+        let counts = |c: &&Compact| {
+            Some(c.id()) != except && c.expand().is_none_or(|r| r.counts_against_cap(now))
+        };
+        let owner = match caps.owner_cap() {
+            Some(_) => {
+                self.owners.build(&self.by_id, |c| Some(c.owner()));
+                self.of(&self.owners, &record.owner).filter(counts).count()
             }
-            self.owners = Some(owners);
-        }
-        let ids = self
-            .owners
-            .as_ref()
-            .and_then(|owners| owners.get(owner))
-            .map_or(&[][..], Vec::as_slice);
-        ids.iter().filter_map(|id| self.get(id))
+            None => 0,
+        };
+        let tenant = match (caps.tenant_cap(), &record.tenant) {
+            (Some(_), Some(tenant)) => {
+                self.tenants.build(&self.by_id, Compact::tenant);
+                self.of(&self.tenants, tenant).filter(counts).count()
+            }
+            _ => 0,
+        };
+        (owner, tenant)
+    }
+
+    /// The records `index` holds under `key`.
+    fn of<'a>(&'a self, index: &'a Index, key: &str) -> impl Iterator<Item = &'a Compact> {
+        index.ids(key).iter().filter_map(|id| self.get(id))
     }
 
     fn len(&self) -> usize {
@@ -311,13 +330,85 @@ impl HotRecords {
     }
 }
 
-/// Removes `id` from `owner`'s ids, and the owner when it has none left.
-fn unlink(owners: &mut HashMap<String, Vec<KeyId>>, owner: &str, id: KeyId) {
-    if let Some(ids) = owners.get_mut(owner) {
-        ids.retain(|i| *i != id);
-        if ids.is_empty() {
-            owners.remove(owner);
+/// Fails with the error of the first cap of `caps` that `record` would break (the owner's,
+/// then the tenant's), not counting record `except`.
+fn within_caps(
+    map: &mut Records,
+    record: &KeyRecord,
+    caps: LiveCaps,
+    except: Option<KeyId>,
+    now: OffsetDateTime,
+) -> Result<(), StoreError> {
+    let (owner, tenant) = map.live_counts(record, caps, except, now);
+    if let Some(limit) = caps.owner_cap().filter(|&cap| owner >= cap) {
+        return Err(StoreError::LimitReached { limit });
+    }
+    if let Some(limit) = caps
+        .tenant_cap()
+        .filter(|&cap| record.tenant.is_some() && tenant >= cap)
+    {
+        return Err(StoreError::TenantLimitReached { limit });
+    }
+    Ok(())
+}
+
+/// Ids by one field of their records (owner or tenant), for the caps on live keys: built by
+/// the first capped write that needs it (one scan), kept up to date from then on, so
+/// stores that never cap pay nothing for it.
+#[derive(Default)]
+struct Index(Option<HashMap<String, Vec<KeyId>>>);
+
+impl Index {
+    fn is_built(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// Builds the index from every record, keyed by `field`, unless it exists.
+    fn build<'a>(
+        &mut self,
+        records: &'a HashTable<Box<Compact>>,
+        field: impl Fn(&'a Compact) -> Option<&'a str>,
+    ) {
+        if self.0.is_some() {
+            return;
         }
+        let mut map: HashMap<String, Vec<KeyId>> = HashMap::new();
+        for c in records {
+            if let Some(key) = field(c) {
+                map.entry(key.to_owned()).or_default().push(c.id());
+            }
+        }
+        self.0 = Some(map);
+    }
+
+    /// Moves `id` from `old`'s ids to `new`'s (either may be absent); nothing when the index
+    /// is not built. A key left with no ids is removed.
+    fn relink(&mut self, old: Option<&str>, new: Option<&str>, id: KeyId) {
+        let Some(map) = &mut self.0 else {
+            return;
+        };
+        if old == new {
+            return;
+        }
+        if let Some(old) = old {
+            if let Some(ids) = map.get_mut(old) {
+                ids.retain(|i| *i != id);
+                if ids.is_empty() {
+                    map.remove(old);
+                }
+            }
+        }
+        if let Some(new) = new {
+            map.entry(new.to_owned()).or_default().push(id);
+        }
+    }
+
+    /// The ids under `key` (none when the index is not built).
+    fn ids(&self, key: &str) -> &[KeyId] {
+        self.0
+            .as_ref()
+            .and_then(|map| map.get(key))
+            .map_or(&[][..], Vec::as_slice)
     }
 }
 
@@ -425,18 +516,20 @@ impl KeyStore for MemoryStore {
         max_live: usize,
         now: OffsetDateTime,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.insert_within(record, LiveCaps::none().owner(max_live), now)
+    }
+
+    fn insert_within(
+        &self,
+        record: KeyRecord,
+        caps: LiveCaps,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
         ready(self.write(|map| {
             if map.contains_key(&record.id) {
                 return Err(StoreError::Duplicate(record.id));
             }
-            // A record that cannot be expanded counts, so the cap fails closed.
-            let live = map
-                .of_owner(&record.owner)
-                .filter(|c| c.expand().is_none_or(|r| r.counts_against_cap(now)))
-                .count();
-            if live >= max_live {
-                return Err(StoreError::LimitReached { limit: max_live });
-            }
+            within_caps(map, &record, caps, None, now)?;
             map.insert(record);
             Ok(())
         }))
@@ -469,24 +562,30 @@ impl KeyStore for MemoryStore {
 
     fn update_capped(
         &self,
-        mut record: KeyRecord,
+        record: KeyRecord,
         expected_version: u64,
         max_live: usize,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.update_within(
+            record,
+            expected_version,
+            LiveCaps::none().owner(max_live),
+            now,
+        )
+    }
+
+    fn update_within(
+        &self,
+        mut record: KeyRecord,
+        expected_version: u64,
+        caps: LiveCaps,
         now: OffsetDateTime,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
         ready(self.write(|map| {
             cas(map, record.id, expected_version)?;
             if record.counts_against_cap(now) {
-                let id = record.id;
-                // A record that cannot be expanded counts, so the cap fails closed.
-                let others = map
-                    .of_owner(&record.owner)
-                    .filter(|c| c.id() != id)
-                    .filter(|c| c.expand().is_none_or(|r| r.counts_against_cap(now)))
-                    .count();
-                if others >= max_live {
-                    return Err(StoreError::LimitReached { limit: max_live });
-                }
+                within_caps(map, &record, caps, Some(record.id), now)?;
             }
             record.version = expected_version + 1;
             map.insert(record);

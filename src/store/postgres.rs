@@ -114,6 +114,9 @@ const LOCK_SPACE: i32 = 0x6b65_7977;
 const MIGRATION_LOCK: i32 = 0;
 /// First key of the per-owner locks taken by `insert_capped` and `update_capped`.
 const OWNER_LOCK_SPACE: i32 = LOCK_SPACE + 1;
+/// First key of the per-tenant locks taken by `insert_within` and `update_within` with a
+/// tenant cap (`hashtext(tenant)` is the second).
+const TENANT_LOCK_SPACE: i32 = LOCK_SPACE + 2;
 
 /// How long an operation waits for a connection before failing with
 /// [`StoreError::Unavailable`] (for [`PostgresStore::connect`]).
@@ -243,6 +246,17 @@ impl Dialect for Postgres {
         sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
             .bind(OWNER_LOCK_SPACE)
             .bind(owner)
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Takes the advisory lock of `tenant`'s capped writes, held until the transaction
+    /// ends, as [`Dialect::lock_owner`] does for an owner.
+    async fn lock_tenant(conn: &mut PgConnection, tenant: &str) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+            .bind(TENANT_LOCK_SPACE)
+            .bind(tenant)
             .execute(conn)
             .await?;
         Ok(())

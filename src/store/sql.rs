@@ -74,23 +74,34 @@ pub(super) const VERSION: &str = "SELECT version FROM keyward_keys WHERE id = $1
 /// Whether a record exists: `$1` id.
 pub(super) const EXISTS: &str = "SELECT 1 FROM keyward_keys WHERE id = $1";
 
-/// Which rows count against the owner's cap (see [`KeyRecord::counts_against_cap`]): `$1`
-/// owner, `$2` now.
-macro_rules! live_of_owner {
-    () => {
-        "SELECT COUNT(*) FROM keyward_keys WHERE owner = $1 AND status = 'active' \
-         AND (expires_at IS NULL OR expires_at > $2) AND rotated_to IS NULL"
+/// Which rows count against a cap (see [`KeyRecord::counts_against_cap`]): `$1` the
+/// owner or tenant (as `$column`), `$2` now.
+macro_rules! live_of {
+    ($column:literal) => {
+        concat!(
+            "SELECT COUNT(*) FROM keyward_keys WHERE ",
+            $column,
+            " = $1 AND status = 'active' \
+             AND (expires_at IS NULL OR expires_at > $2) AND rotated_to IS NULL"
+        )
     };
 }
 
 /// Live keys of an owner that count against the cap (see
 /// [`KeyRecord::counts_against_cap`]): `$1` owner, `$2` now.
-pub(super) const COUNT_LIVE: &str = live_of_owner!();
+pub(super) const COUNT_LIVE: &str = live_of!("owner");
 
 /// Live keys of an owner that count against the cap, other than key `$3`: `$1` owner, `$2`
 /// now (for [`KeyStore::update_capped`](super::KeyStore::update_capped), where the record
 /// being replaced must not count against itself).
-pub(super) const COUNT_LIVE_OTHERS: &str = concat!(live_of_owner!(), " AND id <> $3");
+pub(super) const COUNT_LIVE_OTHERS: &str = concat!(live_of!("owner"), " AND id <> $3");
+
+/// Live keys of a tenant that count against the cap: `$1` tenant, `$2` now.
+pub(super) const COUNT_TENANT_LIVE: &str = live_of!("tenant");
+
+/// Live keys of a tenant that count against the cap, other than key `$3`: `$1` tenant, `$2`
+/// now.
+pub(super) const COUNT_TENANT_LIVE_OTHERS: &str = concat!(live_of!("tenant"), " AND id <> $3");
 
 /// Takes `$2` uses from key `$1` if that many are left. A consume is a write, so it moves
 /// the version on: a compare-and-set built on a read from before it loses.

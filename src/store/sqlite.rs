@@ -255,6 +255,11 @@ impl Dialect for Sqlite {
     }
 
     /// Nothing to take: the transaction already holds the database's write lock.
+    async fn lock_tenant(_conn: &mut SqliteConnection, _tenant: &str) -> Result<(), sqlx::Error> {
+        Ok(())
+    }
+
+    /// Nothing to take: the transaction already holds the database's write lock.
     async fn lock_migrations(_conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
         Ok(())
     }

@@ -11,6 +11,7 @@ use crate::audit::{Channel, RequestContext};
 use crate::http::AuthError;
 use crate::http::{CredentialSource, WorkspaceSource};
 use crate::manager::KeyManager;
+use crate::network::TrustedProxies;
 use crate::store::KeyStore;
 
 /// The realm named in challenges unless the layer sets another.
@@ -36,6 +37,8 @@ pub(crate) struct Config<S> {
     pub(crate) realm: String,
     pub(crate) source: CredentialSource,
     pub(crate) workspace: Option<WorkspaceSource>,
+    /// Proxies whose `X-Forwarded-For` is believed; `None` ignores the header.
+    pub(crate) proxies: Option<TrustedProxies>,
     /// Overrides the channel of the protocol's request context.
     pub(crate) channel: Option<Channel>,
     #[cfg(feature = "rate-limit")]
@@ -49,6 +52,7 @@ impl<S> Clone for Config<S> {
             realm: self.realm.clone(),
             source: self.source.clone(),
             workspace: self.workspace.clone(),
+            proxies: self.proxies.clone(),
             channel: self.channel.clone(),
             #[cfg(feature = "rate-limit")]
             failures: self.failures.clone(),
@@ -83,6 +87,7 @@ impl<S: KeyStore + 'static, P> AuthLayer<S, P> {
                 realm: DEFAULT_REALM.to_owned(),
                 source: CredentialSource::Bearer,
                 workspace: None,
+                proxies: None,
                 channel: None,
                 #[cfg(feature = "rate-limit")]
                 failures: None,
@@ -123,6 +128,31 @@ impl<S: KeyStore + 'static, P> AuthLayer<S, P> {
     #[must_use]
     pub fn workspace(self, source: WorkspaceSource) -> Self {
         self.with(|c| c.workspace = Some(source))
+    }
+
+    /// Believes `X-Forwarded-For` from these proxies: when the connection's peer is one of
+    /// them, the client address (audit events, IP allowlists, the failure throttle) is the
+    /// first address of the header, read from the right, that is not a trusted proxy (see
+    /// [`TrustedProxies::client_addr`]). Without this, and from any other peer, the header
+    /// is ignored: anyone can send one.
+    ///
+    /// ```
+    /// # #[cfg(feature = "axum")] {
+    /// use keyward::axum::KeywardLayer;
+    /// use keyward::network::TrustedProxies;
+    /// # let manager = keyward::KeyManager::new(
+    /// #     keyward::MemoryStore::new(),
+    /// #     keyward::KeyFormat::new(["tak"]).unwrap(),
+    /// #     keyward::Hasher::fast(keyward::Pepper::new("k1", [7; 32]).unwrap()),
+    /// # );
+    /// // The load balancers live in 10.0.0.0/8.
+    /// let layer = KeywardLayer::new(manager)
+    ///     .trusted_proxies(TrustedProxies::new(["10.0.0.0/8"]).expect("valid networks"));
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn trusted_proxies(self, proxies: TrustedProxies) -> Self {
+        self.with(|c| c.proxies = Some(proxies))
     }
 
     /// Sets the channel that the audit events of these requests name, instead of the

@@ -11,7 +11,7 @@ use tower_service::Service;
 
 use super::future::ResponseFuture;
 use super::layer::Config;
-use super::{Refusal, take_ready};
+use super::{Refusal, client_behind, take_ready};
 use crate::http::AuthError;
 use crate::http::{BearerError, CredentialSource, RequestParts, WorkspaceSource, admits_workspace};
 use crate::manager::VerifyError;
@@ -91,6 +91,9 @@ where
             }
         }
         let mut ctx = P::context(&req);
+        if let (Some(proxies), Some(peer)) = (&self.config.proxies, ctx.client_addr) {
+            ctx.client_addr = Some(client_behind(proxies, peer, req.headers()));
+        }
         if let Some(channel) = &self.config.channel {
             ctx.channel = Some(channel.clone());
         }

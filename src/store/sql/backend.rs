@@ -18,7 +18,7 @@ use super::{
 };
 use crate::key::id::KeyId;
 use crate::record::KeyRecord;
-use crate::store::{BulkRevocation, Consumed, KeyStore, ListFilter, Page, StoreError};
+use crate::store::{BulkRevocation, Consumed, KeyStore, ListFilter, LiveCaps, Page, StoreError};
 
 /// A statement of `DB` with its bound values.
 type Query<'q, DB> = SqlxQuery<'q, DB, <DB as Database>::Arguments<'q>>;
@@ -56,6 +56,15 @@ pub(in crate::store) trait Dialect: Database {
     fn lock_owner(
         conn: &mut Self::Connection,
         owner: &str,
+    ) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
+
+    /// Makes the tenant-capped writes of `tenant` wait for each other until the transaction
+    /// on `conn` ends, as [`Dialect::lock_owner`] does for an owner. Taken before the
+    /// owner's lock, always in that order, so two capped writes never wait for each other
+    /// in a cycle.
+    fn lock_tenant(
+        conn: &mut Self::Connection,
+        tenant: &str,
     ) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
 
     /// Makes concurrent migrations wait for each other until the transaction on `conn`
@@ -158,29 +167,68 @@ where
         }
     }
 
-    /// Fails with [`StoreError::LimitReached`] when `owner` has `max_live` keys that count
-    /// against the cap at `now`, not counting key `other_than`.
-    async fn check_cap(
+    /// Fails with the error of the first cap of `caps` that `record` would break (the
+    /// owner's [`StoreError::LimitReached`], then the tenant's
+    /// [`StoreError::TenantLimitReached`]), counting the keys that count against the cap at
+    /// `now`, not counting key `other_than`.
+    async fn check_caps(
         &mut self,
-        owner: &str,
+        record: &KeyRecord,
+        caps: LiveCaps,
         other_than: Option<&KeyId>,
-        max_live: usize,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
+        if let Some(cap) = caps.owner_cap() {
+            let live = self
+                .count_live(
+                    sql::COUNT_LIVE,
+                    sql::COUNT_LIVE_OTHERS,
+                    &record.owner,
+                    other_than,
+                    now,
+                )
+                .await?;
+            if live >= saturating_usize(cap) {
+                return Err(StoreError::LimitReached { limit: cap });
+            }
+        }
+        if let (Some(cap), Some(tenant)) = (caps.tenant_cap(), &record.tenant) {
+            let live = self
+                .count_live(
+                    sql::COUNT_TENANT_LIVE,
+                    sql::COUNT_TENANT_LIVE_OTHERS,
+                    tenant,
+                    other_than,
+                    now,
+                )
+                .await?;
+            if live >= saturating_usize(cap) {
+                return Err(StoreError::TenantLimitReached { limit: cap });
+            }
+        }
+        Ok(())
+    }
+
+    /// The live keys of one owner or tenant (`all`: `$1` the name, `$2` now), or of them
+    /// other than key `other_than` (`others`: `$3` the key).
+    async fn count_live(
+        &mut self,
+        all: &'static str,
+        others: &'static str,
+        name: &str,
+        other_than: Option<&KeyId>,
+        now: OffsetDateTime,
+    ) -> Result<i64, StoreError> {
         let query = match other_than {
-            None => sqlx::query_scalar::<DB, i64>(sql::COUNT_LIVE)
-                .bind(owner)
+            None => sqlx::query_scalar::<DB, i64>(all)
+                .bind(name)
                 .bind(DB::time(now)),
-            Some(id) => sqlx::query_scalar::<DB, i64>(sql::COUNT_LIVE_OTHERS)
-                .bind(owner)
+            Some(id) => sqlx::query_scalar::<DB, i64>(others)
+                .bind(name)
                 .bind(DB::time(now))
                 .bind(id.as_str()),
         };
-        let live = query.fetch_one(&mut *self.0).await.map_err(unavailable)?;
-        if live >= saturating_usize(max_live) {
-            return Err(StoreError::LimitReached { limit: max_live });
-        }
-        Ok(())
+        query.fetch_one(&mut *self.0).await.map_err(unavailable)
     }
 
     /// Binds `$1` to `$25` of [`sql::INSERT`] and [`sql::UPDATE`].
@@ -219,10 +267,20 @@ where
     /// [`Dialect::lock_owner`]: capped writes for one owner never interleave.
     async fn begin_capped(
         pool: &Pool<DB>,
-        owner: &str,
+        record: &KeyRecord,
+        caps: LiveCaps,
     ) -> Result<Transaction<'static, DB>, StoreError> {
         let mut tx = DB::begin(pool).await.map_err(unavailable)?;
-        DB::lock_owner(&mut tx, owner).await.map_err(unavailable)?;
+        if let (Some(_), Some(tenant)) = (caps.tenant_cap(), &record.tenant) {
+            DB::lock_tenant(&mut tx, tenant)
+                .await
+                .map_err(unavailable)?;
+        }
+        if caps.owner_cap().is_some() {
+            DB::lock_owner(&mut tx, &record.owner)
+                .await
+                .map_err(unavailable)?;
+        }
         Ok(tx)
     }
 
@@ -341,7 +399,17 @@ where
         max_live: usize,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        let mut tx = Conn::<DB>::begin_capped(self.pool(), &record.owner).await?;
+        self.insert_within(record, LiveCaps::none().owner(max_live), now)
+            .await
+    }
+
+    async fn insert_within(
+        &self,
+        record: KeyRecord,
+        caps: LiveCaps,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let mut tx = Conn::<DB>::begin_capped(self.pool(), &record, caps).await?;
         let mut on = Conn::<DB>(&mut tx);
         let exists = sqlx::query(sql::EXISTS)
             .bind(record.id.as_str())
@@ -351,7 +419,7 @@ where
         if exists.is_some() {
             return Err(StoreError::Duplicate(record.id));
         }
-        on.check_cap(&record.owner, None, max_live, now).await?;
+        on.check_caps(&record, caps, None, now).await?;
         on.insert(&record).await?;
         tx.commit().await.map_err(unavailable)
     }
@@ -394,15 +462,30 @@ where
         max_live: usize,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        // As in insert_capped, capped writes for one owner never interleave. A plain update
-        // of this record between the version check and the write makes the write's
-        // compare-and-set change nothing, which is a Conflict.
-        let mut tx = Conn::<DB>::begin_capped(self.pool(), &record.owner).await?;
+        self.update_within(
+            record,
+            expected_version,
+            LiveCaps::none().owner(max_live),
+            now,
+        )
+        .await
+    }
+
+    async fn update_within(
+        &self,
+        record: KeyRecord,
+        expected_version: u64,
+        caps: LiveCaps,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        // As in insert_within, capped writes for one owner (or tenant) never interleave. A
+        // plain update of this record between the version check and the write makes the
+        // write's compare-and-set change nothing, which is a Conflict.
+        let mut tx = Conn::<DB>::begin_capped(self.pool(), &record, caps).await?;
         let mut on = Conn::<DB>(&mut tx);
         on.check_version(record.id, expected_version).await?;
         if record.counts_against_cap(now) {
-            on.check_cap(&record.owner, Some(&record.id), max_live, now)
-                .await?;
+            on.check_caps(&record, caps, Some(&record.id), now).await?;
         }
         on.update(&record, expected_version).await?;
         tx.commit().await.map_err(unavailable)

@@ -1,0 +1,142 @@
+//! `AuthLayer::trusted_proxies`: `X-Forwarded-For` decides the client address (IP
+//! allowlists, audit events) only when the connection comes from a trusted proxy; without
+//! the option, and from any other peer, the header is ignored.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{Request, StatusCode, header};
+use axum::routing::get;
+use keyward::audit::{AuditEvent, AuditKind, AuditSink};
+use keyward::axum::KeywardLayer;
+use keyward::network::{Networks, TrustedProxies};
+use keyward::{Hasher, IssueRequest, KeyFormat, KeyManager, MemoryStore, Pepper, RequestContext};
+use tower::ServiceExt;
+
+/// The client addresses of the audit events of successful verifications.
+#[derive(Default)]
+struct Clients(Mutex<Vec<Option<IpAddr>>>);
+
+impl AuditSink for Clients {
+    fn record(&self, event: &AuditEvent) {
+        if matches!(event.kind, AuditKind::Verified) {
+            self.0.lock().expect("lock").push(event.context.client_addr);
+        }
+    }
+}
+
+struct App {
+    key: String,
+    plain: Router,
+    proxied: Router,
+    clients: Arc<Clients>,
+}
+
+async fn app() -> App {
+    let clients = Arc::new(Clients::default());
+    let manager = Arc::new(
+        KeyManager::new(
+            MemoryStore::new(),
+            KeyFormat::new(["tak"]).expect("format"),
+            Hasher::fast(Pepper::new("k1", [7u8; 32]).expect("pepper")),
+        )
+        .with_audit(Arc::clone(&clients)),
+    );
+    let issued = manager
+        .issue(
+            IssueRequest::new("ci", "user_1")
+                .allowed_networks(Networks::only(["198.51.100.0/24"]).expect("networks")),
+            &RequestContext::new(),
+        )
+        .await
+        .expect("issue");
+    let route = || Router::new().route("/", get(|| async { "ok" }));
+    let layer = KeywardLayer::new(Arc::clone(&manager));
+    App {
+        key: issued.key.expose_secret().to_owned(),
+        plain: route().layer(layer.clone()),
+        proxied: route()
+            .layer(layer.trusted_proxies(TrustedProxies::new(["10.0.0.0/8"]).expect("proxies"))),
+        clients,
+    }
+}
+
+async fn call(router: &Router, key: &str, peer: &str, forwarded: &[&str]) -> StatusCode {
+    let mut req = Request::get("/").header(header::AUTHORIZATION, format!("Bearer {key}"));
+    for value in forwarded {
+        req = req.header("x-forwarded-for", *value);
+    }
+    let mut req = req.body(Body::empty()).expect("request");
+    let peer: IpAddr = peer.parse().expect("address");
+    req.extensions_mut()
+        .insert(ConnectInfo(SocketAddr::from((peer, 4000))));
+    router
+        .clone()
+        .oneshot(req)
+        .await
+        .expect("infallible")
+        .status()
+}
+
+#[tokio::test]
+async fn forwarded_for_counts_only_from_trusted_proxies() {
+    let app = app().await;
+    let key = app.key.as_str();
+    // Without trusted proxies the header is ignored: the peer is the client.
+    assert_eq!(
+        call(&app.plain, key, "10.1.2.3", &["198.51.100.7"]).await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        call(&app.plain, key, "198.51.100.7", &["10.9.9.9"]).await,
+        StatusCode::OK
+    );
+    // Behind a trusted proxy, the first untrusted hop from the right is the client.
+    assert_eq!(
+        call(&app.proxied, key, "10.1.2.3", &["198.51.100.7"]).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        call(
+            &app.proxied,
+            key,
+            "10.1.2.3",
+            &["203.0.113.1, 198.51.100.7, 10.0.0.5"]
+        )
+        .await,
+        StatusCode::OK
+    );
+    // Several header lines are one list, in order.
+    assert_eq!(
+        call(&app.proxied, key, "10.1.2.3", &["198.51.100.7", "10.0.0.5"]).await,
+        StatusCode::OK
+    );
+    // A client cannot claim an allowed address by prepending it: the last hop wins.
+    assert_eq!(
+        call(
+            &app.proxied,
+            key,
+            "10.1.2.3",
+            &["198.51.100.7, 203.0.113.1"]
+        )
+        .await,
+        StatusCode::FORBIDDEN
+    );
+    // A peer that is not a trusted proxy is the client, whatever it claims.
+    assert_eq!(
+        call(&app.proxied, key, "203.0.113.1", &["198.51.100.7"]).await,
+        StatusCode::FORBIDDEN
+    );
+    // A trusted proxy that names nobody: the proxy itself is the client.
+    assert_eq!(
+        call(&app.proxied, key, "10.1.2.3", &[]).await,
+        StatusCode::FORBIDDEN
+    );
+    // Audit events carry the address the decision used.
+    let seen = app.clients.0.lock().expect("lock").clone();
+    let expected: Vec<Option<IpAddr>> = vec![Some("198.51.100.7".parse().expect("address")); 4];
+    assert_eq!(seen, expected);
+}
