@@ -59,7 +59,7 @@ use keyward::{
     policy::{Expiry, ExpiryPreset, IssuancePolicy},
     record::KeyStatus,
     scope::{Resource, Restrictions},
-    store::{AnyStore, ListFilter, Page},
+    store::{AnyStore, ListFilter, Page, StoreError},
 };
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, Implementation, ListToolsResult,
@@ -623,10 +623,9 @@ async fn record_failure(app: &App, ip: IpAddr, e: &AuthError) {
     if matches!(
         e,
         AuthError::Verify(VerifyError::Invalid | VerifyError::Malformed(_))
-    ) {
-        if let Err(e) = app.failures.record_failure(ip).await {
-            tracing::warn!(error = %e, "could not count a failed verification");
-        }
+    ) && let Err(e) = app.failures.record_failure(ip).await
+    {
+        tracing::warn!(error = %e, "could not count a failed verification");
     }
 }
 
@@ -715,10 +714,24 @@ fn unavailable() -> Response {
     )
 }
 
+/// A store failure: 503 when it may pass, 500 when the store cannot do what this service is
+/// configured for (no retry helps; logged for the operator).
+fn store_failure(e: &StoreError) -> Response {
+    if let StoreError::Unsupported { .. } = e {
+        tracing::error!(error = %e, "the key store cannot do what the service is configured for");
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "the key store does not support this service's configuration",
+        );
+    }
+    unavailable()
+}
+
 fn lifecycle_error(e: LifecycleError) -> Response {
     match e {
         LifecycleError::NotFound(_) => error(StatusCode::NOT_FOUND, "not_found", e),
-        LifecycleError::Store(_) => unavailable(),
+        LifecycleError::Store(ref e) => store_failure(e),
         LifecycleError::LimitReached { .. } | LifecycleError::TenantLimitReached { .. } => {
             error(StatusCode::CONFLICT, "limit_reached", e)
         }
@@ -736,7 +749,7 @@ fn issue_error(e: IssueError) -> Response {
             "insufficient_scope",
             format!("cannot grant more than the caller holds: {what}"),
         ),
-        IssueError::Store(_) => unavailable(),
+        IssueError::Store(ref e) => store_failure(e),
         IssueError::LimitReached { limit } => error(
             StatusCode::CONFLICT,
             "limit_reached",

@@ -118,12 +118,12 @@ pub fn request_context<B>(req: &Request<B>) -> RequestContext {
 
 /// The audit context of a request that may come through `proxies`: as [`request_context`],
 /// but when the connection's peer is a trusted proxy the client address is read from
-/// `X-Forwarded-For` through them (see [`KeywardLayer::trusted_proxies`](AuthLayer::trusted_proxies)).
+/// `X-Forwarded-For` through them (none when the hop that decides cannot be read) (see [`KeywardLayer::trusted_proxies`](AuthLayer::trusted_proxies)).
 #[must_use]
 pub fn request_context_behind<B>(req: &Request<B>, proxies: &TrustedProxies) -> RequestContext {
     let mut ctx = request_context(req);
     if let Some(peer) = ctx.client_addr {
-        ctx.client_addr = Some(crate::tower::client_behind(proxies, peer, req.headers()));
+        ctx.client_addr = crate::tower::client_behind(proxies, peer, req.headers());
     }
     ctx
 }

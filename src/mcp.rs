@@ -151,10 +151,10 @@ pub const DEFAULT_MAX_SESSIONS_PER_KEY: usize = 32;
 pub fn error(error: &AuthError) -> ErrorData {
     let kind = error.kind();
     let mut data = json!({ "error": kind.code() });
-    if let AuthError::Denied(denied) = error {
-        if let Some(scope) = denied.missing_scope() {
-            data["scope"] = json!(scope.as_str());
-        }
+    if let AuthError::Denied(denied) = error
+        && let Some(scope) = denied.missing_scope()
+    {
+        data["scope"] = json!(scope.as_str());
     }
     if let Some(secs) = error.retry_after_secs() {
         data["retry_after"] = json!(secs);
@@ -628,10 +628,10 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         if !self.shared.started.load(Ordering::Acquire) {
             // rmcp runs on tokio; outside a runtime the check waits for the first call inside.
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                if !self.shared.started.swap(true, Ordering::AcqRel) {
-                    runtime.spawn(check_periodically(Arc::downgrade(&self.shared)));
-                }
+            if let Ok(runtime) = tokio::runtime::Handle::try_current()
+                && !self.shared.started.swap(true, Ordering::AcqRel)
+            {
+                runtime.spawn(check_periodically(Arc::downgrade(&self.shared)));
             }
         }
         let Some(proof) = req.extensions().get::<Verified>().cloned() else {

@@ -259,17 +259,26 @@ impl<'de> Deserialize<'de> for Networks {
 /// Without any (the default), the client address is the connection's peer and every
 /// `X-Forwarded-For` header is ignored: anyone can send one. With trusted proxies, the
 /// header is read from the right: each hop added by a trusted proxy is skipped, and the
-/// first address not in a trusted network is the client.
+/// first address not in a trusted network is the client. Name proxies only: a client whose
+/// own address is in a trusted network can name any address.
+///
+/// A hop may be an address or an address with a port (`203.0.113.9:4711`,
+/// `[2001:db8::1]:443`). A hop that is neither (`unknown`, an empty entry, bytes that are not
+/// text) makes the client unknown (`None`), so an IP allowlist refuses the request instead
+/// of judging it by a proxy's address. Each header line is split on its own, so a client's
+/// unreadable header line cannot hide the hop its proxy appended after it.
 ///
 /// ```
+/// use std::net::IpAddr;
 /// use keyward::network::TrustedProxies;
 /// let proxies = TrustedProxies::new(["10.0.0.0/8"])?;
-/// let peer = "10.1.2.3".parse()?;
+/// let peer: IpAddr = "10.1.2.3".parse()?;
 /// // The load balancer (10.1.2.3) forwarded a request from 198.51.100.7.
-/// assert_eq!(proxies.client_addr(peer, Some("203.0.113.9, 198.51.100.7")), "198.51.100.7".parse::<std::net::IpAddr>()?);
+/// let client = proxies.client_addr(peer, [&b"203.0.113.9, 198.51.100.7"[..]]);
+/// assert_eq!(client, Some("198.51.100.7".parse()?));
 /// // A peer that is not a trusted proxy is the client, whatever it claims.
-/// let direct = "192.0.2.1".parse()?;
-/// assert_eq!(proxies.client_addr(direct, Some("198.51.100.7")), direct);
+/// let direct: IpAddr = "192.0.2.1".parse()?;
+/// assert_eq!(proxies.client_addr(direct, [&b"198.51.100.7"[..]]), Some(direct));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -294,29 +303,46 @@ impl TrustedProxies {
         Networks::only(networks).map(|n| Self(Some(n)))
     }
 
-    /// The client's address, given the connection's `peer` and the value of its
-    /// `X-Forwarded-For` header (all values joined with commas), if any.
+    /// The client's address, given the connection's `peer` and the raw values of its
+    /// `X-Forwarded-For` header lines, in the order they came; `None` when a hop that
+    /// decides it cannot be read.
     #[must_use]
-    pub fn client_addr(&self, peer: IpAddr, forwarded_for: Option<&str>) -> IpAddr {
+    pub fn client_addr<'a, I>(&self, peer: IpAddr, forwarded_for: I) -> Option<IpAddr>
+    where
+        I: IntoIterator<Item = &'a [u8]>,
+        I::IntoIter: DoubleEndedIterator,
+    {
         let Some(trusted) = &self.0 else {
-            return peer;
+            return Some(peer);
         };
         if !trusted.allows(peer) {
-            return peer;
+            return Some(peer);
         }
         let mut client = peer;
-        for hop in forwarded_for.unwrap_or("").rsplit(',') {
-            let Ok(addr) = hop.trim().parse::<IpAddr>() else {
-                // An unreadable hop: the last address vouched for is the client.
-                return client;
-            };
-            client = addr;
-            if !trusted.allows(addr) {
-                return addr;
+        for line in forwarded_for.into_iter().rev() {
+            if line.iter().all(u8::is_ascii_whitespace) {
+                // An empty header line names nobody.
+                continue;
+            }
+            for hop in line.rsplit(|&b| b == b',') {
+                client = hop_addr(hop)?;
+                if !trusted.allows(client) {
+                    return Some(client);
+                }
             }
         }
-        client
+        // Every hop is a trusted proxy: the last one named is the client.
+        Some(client)
     }
+}
+
+/// The address of one forwarded-for hop: an IP address, or a socket address (`a.b.c.d:port`,
+/// `[v6]:port`), with surrounding spaces; `None` for anything else.
+fn hop_addr(hop: &[u8]) -> Option<IpAddr> {
+    let text = core::str::from_utf8(hop).ok()?.trim();
+    text.parse::<IpAddr>()
+        .ok()
+        .or_else(|| text.parse::<std::net::SocketAddr>().ok().map(|s| s.ip()))
 }
 
 #[cfg(test)]
@@ -383,16 +409,40 @@ mod tests {
 
     #[test]
     fn forwarded_for_needs_trust() {
+        let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
         let none = TrustedProxies::none();
-        let peer: IpAddr = "10.0.0.1".parse().expect("ip");
-        assert_eq!(none.client_addr(peer, Some("1.2.3.4")), peer);
+        let peer = ip("10.0.0.1");
+        assert_eq!(none.client_addr(peer, [&b"1.2.3.4"[..]]), Some(peer));
         let trusted = TrustedProxies::new(["10.0.0.0/8"]).expect("valid");
+        let from = |lines: &[&[u8]]| trusted.client_addr(peer, lines.iter().copied());
+        assert_eq!(from(&[b"1.2.3.4, 10.0.0.2"]), Some(ip("1.2.3.4")));
+        // Ports, bracketed IPv6, spaces.
+        assert_eq!(from(&[b"1.2.3.4:4711"]), Some(ip("1.2.3.4")));
         assert_eq!(
-            trusted.client_addr(peer, Some("1.2.3.4, 10.0.0.2")),
-            "1.2.3.4".parse::<IpAddr>().expect("ip")
+            from(&[b" [2001:db8::1]:443 , 10.0.0.2"]),
+            Some(ip("2001:db8::1"))
         );
-        assert_eq!(trusted.client_addr(peer, Some("garbage")), peer);
-        assert_eq!(trusted.client_addr(peer, None), peer);
+        // Several lines are one list, the last line's hops first.
+        assert_eq!(from(&[b"1.2.3.4", b"10.0.0.2"]), Some(ip("1.2.3.4")));
+        // A client's unreadable line does not hide the hop its proxy appended.
+        assert_eq!(from(&[b"\xff\xfe, 1.2.3.4"]), Some(ip("1.2.3.4")));
+        assert_eq!(from(&[b"\xff", b"1.2.3.4"]), Some(ip("1.2.3.4")));
+        // An unreadable hop that decides: unknown, never the proxy.
+        for bad in [
+            &b"garbage"[..],
+            b"1.2.3.4,,10.0.0.2",
+            b"\xff",
+            b"unknown, 10.0.0.2",
+        ] {
+            assert_eq!(from(&[bad]), None, "{bad:?}");
+        }
+        // Beyond the first untrusted hop nothing is read.
+        assert_eq!(from(&[b"garbage, 1.2.3.4"]), Some(ip("1.2.3.4")));
+        // No header, or an empty one: the proxy itself is the client.
+        assert_eq!(from(&[]), Some(peer));
+        assert_eq!(from(&[b"  "]), Some(peer));
+        // Every hop trusted: the leftmost.
+        assert_eq!(from(&[b"10.9.9.9, 10.0.0.2"]), Some(ip("10.9.9.9")));
     }
 
     fn arb_net() -> impl Strategy<Value = IpNet> {

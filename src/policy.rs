@@ -23,7 +23,9 @@ use time::{Duration, Month, OffsetDateTime};
 ///
 /// The defaults: keys expire after 90 days unless asked otherwise, any lifetime up to
 /// 365 days may be asked for, never-expiring keys are refused, and there is no cap on live
-/// keys per owner.
+/// keys per owner or per tenant. The caps hold for issuing (delegation included) and
+/// enabling; rotation and regeneration replace a key within its own place; an import
+/// (`KeyManager::import`, an operator's bulk action) is not capped.
 ///
 /// ```
 /// use keyward::policy::IssuancePolicy;
@@ -295,12 +297,12 @@ impl IssuancePolicy {
         if at <= now {
             return Err(PolicyError::NotInFuture);
         }
-        if let Some(max) = self.max_ttl {
-            if at - now > max {
-                return Err(PolicyError::TooLong {
-                    max_days: max.whole_days(),
-                });
-            }
+        if let Some(max) = self.max_ttl
+            && at - now > max
+        {
+            return Err(PolicyError::TooLong {
+                max_days: max.whole_days(),
+            });
         }
         Ok(Some(at))
     }

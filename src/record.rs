@@ -233,10 +233,10 @@ impl QuotaRefill {
         if uses > Self::MAX_USES {
             return Err(RefillError::TooManyUses);
         }
-        if let RefillInterval::Monthly { day } = interval {
-            if day == 0 || day > Self::MAX_DAY {
-                return Err(RefillError::Day);
-            }
+        if let RefillInterval::Monthly { day } = interval
+            && (day == 0 || day > Self::MAX_DAY)
+        {
+            return Err(RefillError::Day);
         }
         Ok(Self { uses, interval })
     }

@@ -79,7 +79,9 @@ pub use sqlite::SqliteStore;
 ///   `update`: [`StoreError::NotFound`], then [`StoreError::Conflict`]; `update_capped`:
 ///   then [`StoreError::LimitReached`]; `insert_capped`: [`StoreError::Duplicate`] before
 ///   [`StoreError::LimitReached`] (an existing id is never overwritten); `insert_within`
-///   and `update_within` as these, then [`StoreError::TenantLimitReached`]; `rotate`:
+///   and `update_within` as these, then [`StoreError::TenantLimitReached`] (a store that
+///   does not keep tenant caps answers [`StoreError::Unsupported`] before any other check,
+///   as the default implementations do); `rotate`:
 ///   `NotFound` (old id), then `Conflict` (version), then `Duplicate` (new id).
 /// - **Listings** are ordered by the id's bytes (`KeyId`'s `Ord` agrees, and so do the
 ///   shipped stores), start strictly after `page.after` under every [`ListFilter`], and

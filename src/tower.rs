@@ -56,24 +56,16 @@ pub(crate) fn request_id_context<B>(request: &Request<B>) -> RequestContext {
     }
 }
 
-/// The client address of a request from `peer`: its `X-Forwarded-For` values (every
-/// header, in order, joined with commas) read through `proxies`. A header that is not
-/// text counts as absent.
+/// The client address of a request from `peer`: its `X-Forwarded-For` lines read through
+/// `proxies` (see [`TrustedProxies::client_addr`](crate::network::TrustedProxies::client_addr)),
+/// `None` when the hop that decides cannot be read.
 pub(crate) fn client_behind(
     proxies: &crate::network::TrustedProxies,
     peer: std::net::IpAddr,
     headers: &http::HeaderMap,
-) -> std::net::IpAddr {
-    let mut values = headers.get_all("x-forwarded-for").iter();
-    let Some(first) = values.next() else {
-        return proxies.client_addr(peer, None);
-    };
-    let mut joined = String::from(first.to_str().unwrap_or(""));
-    for value in values {
-        joined.push(',');
-        joined.push_str(value.to_str().unwrap_or(""));
-    }
-    proxies.client_addr(peer, Some(&joined))
+) -> Option<std::net::IpAddr> {
+    let lines = headers.get_all("x-forwarded-for");
+    proxies.client_addr(peer, lines.iter().map(http::HeaderValue::as_bytes))
 }
 
 /// The service to call now, leaving a clone in its place: the clone that was polled ready

@@ -790,13 +790,13 @@ fn bounds(record: &KeyRecord, records: &Records, catalog: &ScopeCatalog) -> Boun
         restrictions: record.restrictions.clone(),
         ends_at: record.expires_at,
     };
-    if record.parent.is_some() {
-        if let Some(ancestors) = lineage(record, records) {
-            for a in ancestors {
-                b.scopes = b.scopes.intersection(&catalog.resolve(&a.scopes, &a.roles));
-                b.restrictions = b.restrictions.intersection(&a.restrictions);
-                b.ends_at = earlier(b.ends_at, a.expires_at);
-            }
+    if record.parent.is_some()
+        && let Some(ancestors) = lineage(record, records)
+    {
+        for a in ancestors {
+            b.scopes = b.scopes.intersection(&catalog.resolve(&a.scopes, &a.roles));
+            b.restrictions = b.restrictions.intersection(&a.restrictions);
+            b.ends_at = earlier(b.ends_at, a.expires_at);
         }
     }
     b
@@ -1768,20 +1768,20 @@ impl World {
             .ok()
             .and_then(|i| i.as_ref().map(|i| i.record.id));
         self.added(&before, &after, new_key)?;
-        if let Err(LifecycleError::LimitReached { .. }) = &result {
-            if matches!(action, Action::Enable) {
-                bump(&ENABLE_AT_CAP);
-                let owner = &self.keys[ti].owner;
-                let others = before
-                    .values()
-                    .filter(|r| r.owner == *owner && r.id != target_id && r.counts_against_cap(now))
-                    .count();
-                ensure(
-                    others >= CAP,
-                    "4 (an enable is refused only at the cap)",
-                    || format!("{line}: the owner has {others} other live keys"),
-                )?;
-            }
+        if let Err(LifecycleError::LimitReached { .. }) = &result
+            && matches!(action, Action::Enable)
+        {
+            bump(&ENABLE_AT_CAP);
+            let owner = &self.keys[ti].owner;
+            let others = before
+                .values()
+                .filter(|r| r.owner == *owner && r.id != target_id && r.counts_against_cap(now))
+                .count();
+            ensure(
+                others >= CAP,
+                "4 (an enable is refused only at the cap)",
+                || format!("{line}: the owner has {others} other live keys"),
+            )?;
         }
         let result = match result {
             Ok(r) => r,

@@ -210,10 +210,10 @@ impl KeyStore for Mutant {
         if self.exists(&record.id).await? {
             return Err(StoreError::Duplicate(record.id));
         }
-        if let Some(cap) = caps.owner_cap() {
-            if self.live(&record.owner, now, None).await? >= cap {
-                return Err(StoreError::LimitReached { limit: cap });
-            }
+        if let Some(cap) = caps.owner_cap()
+            && self.live(&record.owner, now, None).await? >= cap
+        {
+            return Err(StoreError::LimitReached { limit: cap });
         }
         if let (Some(cap), Some(tenant)) = (caps.tenant_cap(), &record.tenant) {
             let only = (bug == Bug::TenantCapCountsOnlyTheOwner).then_some(record.owner.as_str());
@@ -264,10 +264,10 @@ impl KeyStore for Mutant {
                 self.inner.update(record, now.version).await
             }
             Some(Bug::UpdateKeepsLaterLastUsed) => {
-                if let Some(current) = current {
-                    if current.last_used_at > record.last_used_at {
-                        record.last_used_at = current.last_used_at;
-                    }
+                if let Some(current) = current
+                    && current.last_used_at > record.last_used_at
+                {
+                    record.last_used_at = current.last_used_at;
                 }
                 self.inner.update(record, expected_version).await
             }

@@ -82,16 +82,16 @@ fn live(keys: &[Modelled]) -> (HashMap<&str, usize>, HashMap<&str, usize>) {
     (owners, tenants)
 }
 
-/// Whether the model lets one more live key of `owner` in `tenant` in (besides `except`).
+/// Whether the model lets one more live key of `owner` in `tenant` in.
 fn admits(keys: &[Modelled], owner: &str, tenant: Option<&str>) -> Result<(), &'static str> {
     let (owners, tenants) = live(keys);
     if owners.get(owner).copied().unwrap_or(0) >= OWNER_CAP {
         return Err("owner");
     }
-    if let Some(t) = tenant {
-        if tenants.get(t).copied().unwrap_or(0) >= tenant_cap(t) {
-            return Err("tenant");
-        }
+    if let Some(t) = tenant
+        && tenants.get(t).copied().unwrap_or(0) >= tenant_cap(t)
+    {
+        return Err("tenant");
     }
     Ok(())
 }

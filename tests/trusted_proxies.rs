@@ -65,9 +65,16 @@ async fn app() -> App {
 }
 
 async fn call(router: &Router, key: &str, peer: &str, forwarded: &[&str]) -> StatusCode {
+    let lines: Vec<&[u8]> = forwarded.iter().map(|l| l.as_bytes()).collect();
+    call_raw(router, key, peer, &lines).await
+}
+
+/// As [`call`], with header lines given as bytes (which need not be text).
+async fn call_raw(router: &Router, key: &str, peer: &str, forwarded: &[&[u8]]) -> StatusCode {
     let mut req = Request::get("/").header(header::AUTHORIZATION, format!("Bearer {key}"));
     for value in forwarded {
-        req = req.header("x-forwarded-for", *value);
+        let value = header::HeaderValue::from_bytes(value).expect("header bytes");
+        req = req.header("x-forwarded-for", value);
     }
     let mut req = req.body(Body::empty()).expect("request");
     let peer: IpAddr = peer.parse().expect("address");
@@ -135,8 +142,32 @@ async fn forwarded_for_counts_only_from_trusted_proxies() {
         call(&app.proxied, key, "10.1.2.3", &[]).await,
         StatusCode::FORBIDDEN
     );
+    // A client's line that is not text does not hide the hop its proxy appended (nginx's
+    // $proxy_add_x_forwarded_for appends to the client's own line).
+    assert_eq!(
+        call_raw(&app.proxied, key, "10.1.2.3", &[b"\xff\xfe, 198.51.100.7"]).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        call_raw(&app.proxied, key, "10.1.2.3", &[b"\xff, 203.0.113.1"]).await,
+        StatusCode::FORBIDDEN
+    );
+    // A hop that decides but cannot be read: the client is unknown, so the allowlist
+    // refuses (never judged by the proxy's address).
+    for unreadable in [&b"unknown"[..], b"\xff", b"198.51.100.7,,10.0.0.5"] {
+        assert_eq!(
+            call_raw(&app.proxied, key, "10.1.2.3", &[unreadable]).await,
+            StatusCode::FORBIDDEN,
+            "{unreadable:?}"
+        );
+    }
+    // Ports and bracketed IPv6 forms are addresses.
+    assert_eq!(
+        call(&app.proxied, key, "10.1.2.3", &["198.51.100.7:4711"]).await,
+        StatusCode::OK
+    );
     // Audit events carry the address the decision used.
     let seen = app.clients.0.lock().expect("lock").clone();
-    let expected: Vec<Option<IpAddr>> = vec![Some("198.51.100.7".parse().expect("address")); 4];
+    let expected: Vec<Option<IpAddr>> = vec![Some("198.51.100.7".parse().expect("address")); 6];
     assert_eq!(seen, expected);
 }

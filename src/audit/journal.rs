@@ -348,11 +348,11 @@ impl AuditJournal {
             });
         }
         let written = records.len();
-        if written > 0 {
-            if let Err(e) = store.append(records).await {
-                self.requeue(batch, unreported);
-                return Err(e);
-            }
+        if written > 0
+            && let Err(e) = store.append(records).await
+        {
+            self.requeue(batch, unreported);
+            return Err(e);
         }
         let purged = match self.inner.retention {
             Some(retention) => {
@@ -372,12 +372,12 @@ impl AuditJournal {
         let mut lost = 0;
         for record in batch.into_iter().rev() {
             // A verification counter merges with the one counted since, if any.
-            if let (true, Some(id)) = (record.kind == VERIFIED, record.key_id) {
-                if let Some(counter) = pending.verified.get_mut(&id) {
-                    counter.count += record.count;
-                    counter.at = counter.at.max(record.at);
-                    continue;
-                }
+            if let (true, Some(id)) = (record.kind == VERIFIED, record.key_id)
+                && let Some(counter) = pending.verified.get_mut(&id)
+            {
+                counter.count += record.count;
+                counter.at = counter.at.max(record.at);
+                continue;
             }
             if pending.len() >= self.inner.capacity {
                 lost += record.count;
@@ -413,19 +413,19 @@ const VERIFIED: &str = "verified";
 impl AuditSink for AuditJournal {
     fn record(&self, event: &AuditEvent) {
         let mut pending = self.pending();
-        if let (AuditKind::Verified, Some(id)) = (&event.kind, event.key_id) {
-            if let Some(counter) = pending.verified.get_mut(&id) {
-                counter.count += 1;
-                counter.at = counter.at.max(event.at);
-                return;
-            }
+        if let (AuditKind::Verified, Some(id)) = (&event.kind, event.key_id)
+            && let Some(counter) = pending.verified.get_mut(&id)
+        {
+            counter.count += 1;
+            counter.at = counter.at.max(event.at);
+            return;
         }
         // Another event about a key with a pending counter: the counted verifications came
         // first, so they go into the queue before it (a key's records stay in time order).
-        if let Some(id) = event.key_id {
-            if let Some(counter) = pending.verified.remove(&id) {
-                pending.events.push_back(counter);
-            }
+        if let Some(id) = event.key_id
+            && let Some(counter) = pending.verified.remove(&id)
+        {
+            pending.events.push_back(counter);
         }
         if pending.len() >= self.inner.capacity {
             pending.unreported += 1;

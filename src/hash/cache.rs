@@ -80,10 +80,11 @@ impl VerifyCache {
         let Ok(mut entries) = self.entries.lock() else {
             return;
         };
-        if entries.len() >= self.capacity && !entries.contains_key(&id) {
-            if let Some(victim) = entries.keys().next().copied() {
-                entries.remove(&victim);
-            }
+        if entries.len() >= self.capacity
+            && !entries.contains_key(&id)
+            && let Some(victim) = entries.keys().next().copied()
+        {
+            entries.remove(&victim);
         }
         entries.insert(id, entry);
     }

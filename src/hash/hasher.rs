@@ -234,10 +234,10 @@ impl Hasher {
                 }
             }
             Kind::Argon2 { params, salt } => {
-                if let Some(cache) = &self.cache {
-                    if cache.hit(id, presented, stored) {
-                        return Ok(());
-                    }
+                if let Some(cache) = &self.cache
+                    && cache.hit(id, presented, stored)
+                {
+                    return Ok(());
                 }
                 let mut out = Zeroizing::new(vec![0u8; stored.digest_len()]);
                 params

@@ -330,19 +330,19 @@ fn split(
         let chars = input.chars().take(max + 3).count();
         if chars > max {
             // A key wrapped onto two lines is too long only by its line break: say so.
-            if chars <= max + 2 {
-                if let Some(position) = input.chars().position(|c| c == '\n' || c == '\r') {
-                    return Err(ParseError::EmbeddedNewline { position });
-                }
+            if chars <= max + 2
+                && let Some(position) = input.chars().position(|c| c == '\n' || c == '\r')
+            {
+                return Err(ParseError::EmbeddedNewline { position });
             }
             return Err(ParseError::TooLong { max });
         }
     }
     let result = split_checked(input, matcher);
-    if result.is_err() {
-        if let Some(position) = input.chars().position(|c| c == '\n' || c == '\r') {
-            return Err(ParseError::EmbeddedNewline { position });
-        }
+    if result.is_err()
+        && let Some(position) = input.chars().position(|c| c == '\n' || c == '\r')
+    {
+        return Err(ParseError::EmbeddedNewline { position });
     }
     result
 }

@@ -232,10 +232,10 @@ impl LimitPolicy {
         let all = self.owners.values().chain(self.tenants.values());
         for overrides in all.chain(self.keys.values()) {
             for (index, rate) in overrides.iter().enumerate() {
-                if let (Some(rate), Some(known)) = (rate, rates.get_mut(index)) {
-                    if !known.contains(rate) {
-                        known.push(*rate);
-                    }
+                if let (Some(rate), Some(known)) = (rate, rates.get_mut(index))
+                    && !known.contains(rate)
+                {
+                    known.push(*rate);
                 }
             }
         }

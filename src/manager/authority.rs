@@ -350,10 +350,11 @@ impl<S: KeyStore> Acting<'_, S> {
                 .map(|_| ());
         }
         // An actor with a usage quota gives at most what it has left, and no refills.
-        if let Some(left) = actor.record().remaining_uses {
-            if request.remaining_uses.is_none() && request.refill.is_none() {
-                request.remaining_uses = Some(left);
-            }
+        if let Some(left) = actor.record().remaining_uses
+            && request.remaining_uses.is_none()
+            && request.refill.is_none()
+        {
+            request.remaining_uses = Some(left);
         }
         if !quota_within(actor.record(), request.remaining_uses, request.refill) {
             return self
@@ -377,7 +378,7 @@ impl<S: KeyStore> Acting<'_, S> {
         self.set_status(id, KeyStatus::Disabled, None, ctx).await
     }
 
-    /// Enables a key within reach, as [`KeyManager::enable`] (the per-owner cap applies).
+    /// Enables a key within reach, as [`KeyManager::enable`] (the caps per owner and per tenant apply).
     ///
     /// # Errors
     /// [`LifecycleError::NotFound`] for an unknown id or a key outside reach, or as

@@ -404,11 +404,11 @@ impl<S: KeyStore> KeyManager<S> {
         let mut seen: std::collections::HashMap<KeyId, usize> = std::collections::HashMap::new();
         for (index, line) in lines.iter().enumerate() {
             let position = index + 1;
-            if let Some(catalog) = &self.catalog {
-                if let Err(e) = catalog.validate(&line.scopes, &[]) {
-                    refused.push((position, ImportLineError::Catalog(e)));
-                    continue;
-                }
+            if let Some(catalog) = &self.catalog
+                && let Err(e) = catalog.validate(&line.scopes, &[])
+            {
+                refused.push((position, ImportLineError::Catalog(e)));
+                continue;
             }
             let (id, hash) = self
                 .hasher

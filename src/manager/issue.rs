@@ -256,7 +256,9 @@ impl<S: KeyStore> KeyManager<S> {
     ///
     /// # Errors
     /// [`IssueError`]: an invalid request, an unknown scope with a strict catalog, the
-    /// policy, the per-owner cap, the application's hook, or a store failure.
+    /// policy, the caps on live keys per owner and per tenant, the application's hook, or a
+    /// store failure (`StoreError::Unsupported` when a tenant cap applies and the store does
+    /// not keep one).
     ///
     /// This is the operator's call, bounded by nothing but the policy: for jobs, CLIs and
     /// sign-up flows. When a key asks for the issuance, use
@@ -329,10 +331,10 @@ impl<S: KeyStore> KeyManager<S> {
                 return self.refuse(&request, ctx, IssueError::OutlivesActor);
             }
         }
-        if let Some(hook) = &self.issue_hook {
-            if let Err(refusal) = hook.check(&request).await {
-                return self.refuse(&request, ctx, IssueError::Refused(refusal));
-            }
+        if let Some(hook) = &self.issue_hook
+            && let Err(refusal) = hook.check(&request).await
+        {
+            return self.refuse(&request, ctx, IssueError::Refused(refusal));
         }
         let prefix_index = match &request.prefix {
             None => 0,

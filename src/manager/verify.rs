@@ -286,11 +286,11 @@ impl<S: KeyStore> KeyManager<S> {
             self.bound_by(record, &mut bounds, &ancestor);
             // An ancestor of another owner or tenant (possible only in records written
             // outside the manager) bounds the key by that owner's permissions too.
-            if ancestor.owner != record.owner || ancestor.tenant != record.tenant {
-                if let Some(theirs) = self.owner_bound(&ancestor).await? {
-                    let ours = bounds.scopes.as_ref().unwrap_or(&record.scopes);
-                    bounds.scopes = Some(ours.intersection(&theirs));
-                }
+            if (ancestor.owner != record.owner || ancestor.tenant != record.tenant)
+                && let Some(theirs) = self.owner_bound(&ancestor).await?
+            {
+                let ours = bounds.scopes.as_ref().unwrap_or(&record.scopes);
+                bounds.scopes = Some(ours.intersection(&theirs));
             }
             next = ancestor.parent;
         }

@@ -222,17 +222,17 @@ fn url_secrets(url: &str) -> Vec<String> {
     };
     if let Some((_, after_scheme)) = before_query.split_once("://") {
         let authority = after_scheme.split('/').next().unwrap_or_default();
-        if let Some((userinfo, _)) = authority.rsplit_once('@') {
-            if let Some((_, password)) = userinfo.split_once(':') {
-                add(password, false);
-            }
+        if let Some((userinfo, _)) = authority.rsplit_once('@')
+            && let Some((_, password)) = userinfo.split_once(':')
+        {
+            add(password, false);
         }
     }
     for pair in query.into_iter().flat_map(|q| q.split('&')) {
-        if let Some((key, value)) = pair.split_once('=') {
-            if percent_decode(key, true) == "password" {
-                add(value, true);
-            }
+        if let Some((key, value)) = pair.split_once('=')
+            && percent_decode(key, true) == "password"
+        {
+            add(value, true);
         }
     }
     found

@@ -303,11 +303,11 @@ impl HotRecords {
         // An empty candidate, or one holding this key, is taken first; otherwise one of the
         // two is replaced (which one depends on the hash, so keys spread over both).
         for index in [first, second] {
-            if let Some(mut slot) = Self::slot(slots, index) {
-                if slot.as_ref().is_none_or(|r| r.id == record.id) {
-                    *slot = Some(Arc::clone(record));
-                    return;
-                }
+            if let Some(mut slot) = Self::slot(slots, index)
+                && slot.as_ref().is_none_or(|r| r.id == record.id)
+            {
+                *slot = Some(Arc::clone(record));
+                return;
             }
         }
         let victim = if hash & (1 << 20) == 0 { first } else { second };
@@ -321,10 +321,10 @@ impl HotRecords {
             return;
         };
         for index in Self::candidates(hash) {
-            if let Some(mut slot) = Self::slot(slots, index) {
-                if slot.as_ref().is_some_and(|r| r.id == id) {
-                    *slot = None;
-                }
+            if let Some(mut slot) = Self::slot(slots, index)
+                && slot.as_ref().is_some_and(|r| r.id == id)
+            {
+                *slot = None;
             }
         }
     }
@@ -390,12 +390,12 @@ impl Index {
         if old == new {
             return;
         }
-        if let Some(old) = old {
-            if let Some(ids) = map.get_mut(old) {
-                ids.retain(|i| *i != id);
-                if ids.is_empty() {
-                    map.remove(old);
-                }
+        if let Some(old) = old
+            && let Some(ids) = map.get_mut(old)
+        {
+            ids.retain(|i| *i != id);
+            if ids.is_empty() {
+                map.remove(old);
             }
         }
         if let Some(new) = new {
@@ -687,11 +687,11 @@ impl KeyStore for MemoryStore {
         at: OffsetDateTime,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
         self.write(|map| {
-            if let Some(record) = map.get_mut(id) {
-                if record.last_used_at().is_none_or(|prev| prev < at) {
-                    record.set_last_used_at(at);
-                    map.forget(id);
-                }
+            if let Some(record) = map.get_mut(id)
+                && record.last_used_at().is_none_or(|prev| prev < at)
+            {
+                record.set_last_used_at(at);
+                map.forget(id);
             }
         });
         ready(Ok(()))
@@ -819,6 +819,51 @@ mod tests {
         let alice = block_on(store.list(&ListFilter::Owner("alice".into()), Page::first(10)))
             .expect("list");
         assert_eq!(alice.len(), 3);
+    }
+
+    #[test]
+    fn tenant_index_follows_inserts_tenant_changes_and_deletes() {
+        let store = MemoryStore::new();
+        let now = crate::testing::epoch();
+        let caps = LiveCaps::none().tenant(2);
+        let in_tenant = |owner: &str, tenant: &str| {
+            let mut r = record(owner);
+            r.tenant = Some(tenant.to_owned());
+            r
+        };
+        let first = in_tenant("a", "t1");
+        block_on(store.insert(first.clone())).expect("uncapped insert before the index exists");
+        let capped = |r: KeyRecord| block_on(store.insert_within(r, caps, now));
+        capped(in_tenant("b", "t1")).expect("the second key of t1 (builds the index)");
+        assert!(matches!(
+            capped(in_tenant("c", "t1")),
+            Err(StoreError::TenantLimitReached { limit: 2 })
+        ));
+        // The index now exists: a delete frees a place.
+        assert!(block_on(store.delete(&first.id)).expect("delete"));
+        let third = in_tenant("c", "t1");
+        capped(third.clone()).expect("a place was freed");
+        // Moving a key to another tenant frees its place in the first, takes one there.
+        let stored = block_on(store.get(&third.id))
+            .expect("get")
+            .expect("present");
+        let mut moved = KeyRecord::clone(&stored);
+        moved.tenant = Some("t2".to_owned());
+        block_on(store.update(moved, stored.version)).expect("update");
+        capped(in_tenant("d", "t1")).expect("t1 has one key fewer");
+        capped(in_tenant("e", "t2")).expect("t2's second key");
+        assert!(matches!(
+            capped(in_tenant("f", "t2")),
+            Err(StoreError::TenantLimitReached { limit: 2 })
+        ));
+        // Leaving every tenant: the key no longer counts anywhere.
+        let stored = block_on(store.get(&third.id))
+            .expect("get")
+            .expect("present");
+        let mut untenanted = KeyRecord::clone(&stored);
+        untenanted.tenant = None;
+        block_on(store.update(untenanted, stored.version)).expect("update");
+        capped(in_tenant("f", "t2")).expect("t2 has a place again");
     }
 
     /// A record as the quickstart issues it: nothing in the boxed rest.

@@ -112,7 +112,8 @@ const LOCK_SPACE: i32 = 0x6b65_7977;
 /// Second key of the migration lock. Owner locks use `hashtext(owner)` under
 /// [`OWNER_LOCK_SPACE`].
 const MIGRATION_LOCK: i32 = 0;
-/// First key of the per-owner locks taken by `insert_capped` and `update_capped`.
+/// First key of the per-owner locks taken by the capped writes (`insert_capped`,
+/// `update_capped`, and `insert_within`/`update_within` with an owner cap).
 const OWNER_LOCK_SPACE: i32 = LOCK_SPACE + 1;
 /// First key of the per-tenant locks taken by `insert_within` and `update_within` with a
 /// tenant cap (`hashtext(tenant)` is the second).
@@ -235,8 +236,13 @@ impl Dialect for Postgres {
         sql::column::<PgRow, Option<OffsetDateTime>>(row, name)
     }
 
+    /// Begins at READ COMMITTED whatever the server's default isolation: a capped write
+    /// counts after taking its advisory lock, and only at READ COMMITTED does that count
+    /// see what the lock's previous holder committed (under REPEATABLE READ the snapshot
+    /// would date from before the wait, and two writes could both pass the cap).
     async fn begin(pool: &PgPool) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
-        pool.begin().await
+        pool.begin_with("BEGIN ISOLATION LEVEL READ COMMITTED")
+            .await
     }
 
     /// Takes the advisory lock of `owner`'s capped writes, held until the transaction ends.

@@ -133,8 +133,10 @@ impl<S: KeyStore + 'static, P> AuthLayer<S, P> {
     /// Believes `X-Forwarded-For` from these proxies: when the connection's peer is one of
     /// them, the client address (audit events, IP allowlists, the failure throttle) is the
     /// first address of the header, read from the right, that is not a trusted proxy (see
-    /// [`TrustedProxies::client_addr`]). Without this, and from any other peer, the header
-    /// is ignored: anyone can send one.
+    /// [`TrustedProxies::client_addr`]); when that hop cannot be read the client is
+    /// unknown, so a key with an IP allowlist is refused. Without this, and from any other
+    /// peer, the header is ignored: anyone can send one. Name proxies only: a client inside
+    /// a trusted network can name any address.
     ///
     /// ```
     /// # #[cfg(feature = "axum")] {
@@ -203,10 +205,10 @@ impl<S> Config<S> {
     /// (an unknown or malformed key).
     pub(crate) async fn record_failure(&self, ctx: &RequestContext, error: &AuthError) {
         #[cfg(feature = "rate-limit")]
-        if let (Some(gate), Some(ip)) = (&self.failures, ctx.client_addr) {
-            if is_guess(error) {
-                gate.record(ip).await;
-            }
+        if let (Some(gate), Some(ip)) = (&self.failures, ctx.client_addr)
+            && is_guess(error)
+        {
+            gate.record(ip).await;
         }
         let _ = (ctx, error);
     }

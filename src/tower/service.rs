@@ -92,7 +92,7 @@ where
         }
         let mut ctx = P::context(&req);
         if let (Some(proxies), Some(peer)) = (&self.config.proxies, ctx.client_addr) {
-            ctx.client_addr = Some(client_behind(proxies, peer, req.headers()));
+            ctx.client_addr = client_behind(proxies, peer, req.headers());
         }
         if let Some(channel) = &self.config.channel {
             ctx.channel = Some(channel.clone());

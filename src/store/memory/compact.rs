@@ -211,10 +211,10 @@ impl Compact {
 
     /// Sets the uses left of a key that has a quota (a key without one is left unchanged).
     pub(super) fn set_remaining_uses(&mut self, uses: u64) {
-        if let Some(rest) = &mut self.rest {
-            if rest.remaining_uses.is_some() {
-                rest.remaining_uses = Some(uses);
-            }
+        if let Some(rest) = &mut self.rest
+            && rest.remaining_uses.is_some()
+        {
+            rest.remaining_uses = Some(uses);
         }
     }
 

@@ -263,8 +263,9 @@ where
             .bind(e.allowed_networks.clone())
     }
 
-    /// Begins the transaction of a capped write for `owner`, holding
-    /// [`Dialect::lock_owner`]: capped writes for one owner never interleave.
+    /// Begins the transaction of a write of `record` under `caps`, holding
+    /// [`Dialect::lock_tenant`] (with a tenant cap and a tenant) then [`Dialect::lock_owner`]
+    /// (with an owner cap): capped writes for one tenant, or one owner, never interleave.
     async fn begin_capped(
         pool: &Pool<DB>,
         record: &KeyRecord,
