@@ -722,7 +722,18 @@ async fn signed_bodies_of_the_wrong_shape_are_400() {
     let f = Fixture::new(Pair::keys(&[&pair]));
     let (key, id) = f.issue("deploy", Expiry::Default).await;
     let token_in_bad_body = format!(r#"[{{"token": "{key}", "type": 7}}]"#);
+    // The type is echoed in the answer and kept in audit events: a key there, or anything
+    // but a short identifier, makes the body malformed (found by the secret_scanning fuzz
+    // target: a type holding the key came back in the 200 answer).
+    let key_as_type = format!(r#"[{{"token": "{key}", "type": "{key}"}}]"#);
+    let key_in_type = format!(r#"[{{"token": "{key}", "type": "key~~{key}_key"}}]"#);
+    let long_type = format!(r#"[{{"token": "{key}", "type": "{}"}}]"#, "t".repeat(49));
     let bodies: Vec<&[u8]> = vec![
+        key_as_type.as_bytes(),
+        key_in_type.as_bytes(),
+        long_type.as_bytes(),
+        br#"[{"token": "x", "type": ""}]"#,
+        br#"[{"token": "x", "type": "has space"}]"#,
         b"",
         b"not json",
         b"{}",

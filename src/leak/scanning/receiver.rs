@@ -177,7 +177,10 @@ pub enum ScanningError {
     /// The key source could not answer.
     #[error(transparent)]
     KeySource(#[from] KeySourceError),
-    /// The signed body is not a JSON array of `{"token", "type", "url", "source"}`.
+    /// The signed body is not a JSON array of `{"token", "type", "url", "source"}`, or a
+    /// `type` is not an identifier of 1 to [`MAX_TOKEN_TYPE_LEN`] characters `A-Z`, `a-z`,
+    /// `0-9`, `_`, `-`, `.`, or is itself a key of the manager's format (the type is echoed
+    /// in the answer and kept in audit events).
     #[error(
         "request body is not a JSON array of {{\"token\", \"type\", \"url\", \"source\"}} objects"
     )]
@@ -218,6 +221,20 @@ impl ScanningResponse {
 
     /// The `Content-Type` of every body.
     pub const CONTENT_TYPE: &'static str = "application/json";
+}
+
+/// The longest `type` a scanner may report (GitHub's are identifiers such as
+/// `keyward_api_key`): shorter than a key of the default format, and a type that is a key
+/// of the manager's format is refused too, so an answer that echoes the type (and the
+/// audit event that keeps it) does not carry a key.
+pub const MAX_TOKEN_TYPE_LEN: usize = 48;
+
+/// Whether a reported `type` is an identifier that may be echoed and kept.
+fn valid_token_type(token_type: &str) -> bool {
+    (1..=MAX_TOKEN_TYPE_LEN).contains(&token_type.len())
+        && token_type
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
 
 #[derive(Serialize)]
@@ -367,6 +384,15 @@ impl<S: KeyStore, K: PublicKeySource> ScanningReceiver<S, K> {
         key.verify(body, signature)?;
         let matches: Vec<Match> =
             serde_json::from_slice(body).map_err(|_| ScanningError::MalformedBody)?;
+        // The type is echoed in the answer and goes into audit events: only a short
+        // identifier, never room for a key.
+        let format = self.manager.format();
+        if !matches
+            .iter()
+            .all(|m| valid_token_type(&m.token_type) && format.parse(&m.token_type).is_err())
+        {
+            return Err(ScanningError::MalformedBody);
+        }
         let reports: Vec<LeakReport> = matches
             .into_iter()
             .map(|m| {
