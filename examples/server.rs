@@ -103,6 +103,9 @@ struct App {
     journal: AuditJournal,
     /// The proxies whose `X-Forwarded-For` is believed, from `KEYWARD_TRUSTED_PROXIES`.
     proxies: Option<TrustedProxies>,
+    /// The MCP sessions and the keys they belong to, set when `/mcp` is mounted: a key
+    /// revoked or disabled through the admin API has its sessions closed at once.
+    mcp_sessions: std::sync::OnceLock<SessionBinding<AnyStore, LocalSessionManager>>,
 }
 
 /// Sessions by the SHA-256 of their cookie value (the value itself is never kept).
@@ -319,6 +322,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         scopes,
         journal,
         proxies: trusted_proxies()?,
+        mcp_sessions: std::sync::OnceLock::new(),
     });
 
     if let Ok(path) = std::env::var("KEYWARD_ADMIN_KEY_FILE") {
@@ -606,6 +610,7 @@ async fn bearer_or_session(State(app): State<Arc<App>>, mut req: Request, next: 
     match result {
         Ok(proof) => {
             req.extensions_mut().insert(proof);
+            req.extensions_mut().insert(ctx);
             next.run(req).await
         }
         Err(e) => {
@@ -979,8 +984,19 @@ async fn admin_disable(
     };
     let ctx = actor_context(&caller);
     match app.manager.acting_as(&caller).disable(&id, &ctx).await {
-        Ok(record) => changed(&app, &record),
+        Ok(record) => {
+            close_sessions(&app, &record.id).await;
+            changed(&app, &record)
+        }
         Err(e) => lifecycle_error(e),
+    }
+}
+
+/// Closes the MCP sessions of a key that stopped working (its open streams end now; the
+/// sessions of keys delegated from it close at the binding's next check).
+async fn close_sessions(app: &App, id: &KeyId) {
+    if let Some(binding) = app.mcp_sessions.get() {
+        binding.close_key(id).await;
     }
 }
 
@@ -1016,7 +1032,10 @@ async fn admin_revoke(
         .revoke(&id, Some("admin"), &ctx)
         .await
     {
-        Ok(record) => changed(&app, &record),
+        Ok(record) => {
+            close_sessions(&app, &record.id).await;
+            changed(&app, &record)
+        }
         Err(e) => lifecycle_error(e),
     }
 }
@@ -1287,7 +1306,7 @@ struct NewTicket {
 async fn create_ticket(
     State(app): State<Arc<App>>,
     key: Verified,
-    connect: Option<axum::Extension<axum::extract::ConnectInfo<SocketAddr>>>,
+    verified_in: Option<axum::Extension<RequestContext>>,
     body: Result<Json<NewTicket>, JsonRejection>,
 ) -> Response {
     if let Some(denied) = lacks(&key, "tickets:write") {
@@ -1297,10 +1316,12 @@ async fn create_ticket(
         Ok(b) => b,
         Err(rejection) => return rejection.into_response(),
     };
-    let mut ctx = RequestContext::new().channel(Channel::HTTP);
-    if let Some(axum::Extension(axum::extract::ConnectInfo(addr))) = connect {
-        ctx = ctx.client_addr(addr.ip());
-    }
+    // The context the key was verified in (the client address through any trusted
+    // proxies); a session-cookie request has the one its middleware made.
+    let ctx = match verified_in {
+        Some(axum::Extension(ctx)) => ctx,
+        None => RequestContext::new().channel(Channel::HTTP),
+    };
     match add_ticket(&app, &key, body, &ctx) {
         Ok(ticket) => (StatusCode::CREATED, Json(ticket)).into_response(),
         Err(NotAdded::Invalid(message)) => invalid_request(message),
@@ -1454,6 +1475,8 @@ fn mcp_router(
         config,
     );
     let binding = SessionBinding::new(Arc::clone(&app.manager), sessions);
+    // One `/mcp` per service: a second mount would keep the first binding.
+    let _ = app.mcp_sessions.set(binding.clone());
     Router::new()
         .route_service("/mcp", binding.bind(service))
         .route_layer(RequireScope::new(scope("read")))

@@ -198,14 +198,19 @@ pub fn authorize<'c>(
     Ok(proof)
 }
 
-/// The audit context of an MCP request: channel `mcp`, the client address (from axum's
-/// `ConnectInfo<SocketAddr>`, when the server provides it) and the `x-request-id` header.
+/// The audit context of an MCP request, channel `mcp`: the context the keyward layer
+/// verified the request in (its client address read through any trusted proxies, its
+/// request id), or, without the layer, the client address from axum's
+/// `ConnectInfo<SocketAddr>` and the `x-request-id` header.
 #[must_use]
 pub fn audit_context(ctx: &McpContext<RoleServer>) -> RequestContext {
     let context = RequestContext::new().channel(Channel::MCP);
     let Some(parts) = ctx.extensions.get::<Parts>() else {
         return context;
     };
+    if let Some(verified_in) = parts.extensions.get::<RequestContext>() {
+        return verified_in.clone().channel(Channel::MCP);
+    }
     let context = match parts
         .headers
         .get("x-request-id")

@@ -1412,8 +1412,10 @@ pub async fn tenant_caps<S: KeyStore>(store: &S) {
 }
 
 /// Tenant-capped inserts by 16 different owners of one tenant racing on spawned tasks (a
-/// cap of 3) store exactly 3, the others are refused with `TenantLimitReached`; repeated
-/// [`RACE_ROUNDS`] rounds. Skipped (passes) for a store that answers `Unsupported`.
+/// cap of 3) store exactly 3, the others are refused with `TenantLimitReached`; then two
+/// disabled keys of different owners of one tenant enabled at once (`update_within`) under
+/// a cap of 1: one wins. Each repeated [`RACE_ROUNDS`] rounds. Skipped (passes) for a store
+/// that answers `Unsupported`.
 ///
 /// # Panics
 /// When the check fails, or not on a multi-thread tokio runtime.
@@ -1455,6 +1457,38 @@ pub async fn tenant_cap_race<S: KeyStore + Clone + 'static>(store: &S) {
             3,
             "{check}: round {round}: the store holds {} keys for the tenant under a cap of 3",
             listed.len()
+        );
+    }
+    for round in 0..RACE_ROUNDS {
+        let tenant = format!("enable-{round}");
+        let mut pair = [
+            in_tenant("owner-a", Some(&tenant)),
+            in_tenant("owner-b", Some(&tenant)),
+        ];
+        for r in &mut pair {
+            r.status = KeyStatus::Disabled;
+            expect_ok(check, store.insert(r.clone()).await);
+            r.status = KeyStatus::Active;
+        }
+        let results = race(check, store, 2, |store, i| {
+            let r = pair[i].clone();
+            async move {
+                store
+                    .update_within(r, 0, LiveCaps::none().tenant(1), now)
+                    .await
+            }
+        })
+        .await;
+        let won = results.iter().filter(|r| r.is_ok()).count();
+        assert_eq!(
+            won, 1,
+            "{check}: round {round}: {won} enables won under a tenant cap of 1 ({results:?})"
+        );
+        assert!(
+            results
+                .iter()
+                .all(|r| matches!(r, Ok(()) | Err(StoreError::TenantLimitReached { limit: 1 }))),
+            "{check}: the loser must be TenantLimitReached, got {results:?}"
         );
     }
 }

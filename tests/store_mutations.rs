@@ -63,6 +63,9 @@ enum Bug {
     TenantCapCountsOnlyTheOwner,
     /// `insert_within` counts the tenant's live keys, awaits, then writes.
     TenantCapAwaitsBetweenCountAndWrite,
+    /// `update_within` checks the version and counts the tenant's other live keys, awaits,
+    /// then writes (a store that locks only the owner on updates).
+    TenantCappedUpdateAwaitsBetweenCountAndWrite,
 }
 
 /// `MemoryStore`, with at most one bug.
@@ -234,9 +237,35 @@ impl KeyStore for Mutant {
         caps: LiveCaps,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        self.inner
-            .update_within(record, expected_version, caps, now)
-            .await
+        if !self.has(Bug::TenantCappedUpdateAwaitsBetweenCountAndWrite) {
+            return self
+                .inner
+                .update_within(record, expected_version, caps, now)
+                .await;
+        }
+        let current = self
+            .inner
+            .get(&record.id)
+            .await?
+            .ok_or(StoreError::NotFound(record.id))?;
+        if current.version != expected_version {
+            return Err(StoreError::Conflict(record.id));
+        }
+        if let (Some(cap), Some(tenant), true) = (
+            caps.tenant_cap(),
+            &record.tenant,
+            record.counts_against_cap(now),
+        ) {
+            // The record being replaced does not count against itself.
+            let itself = usize::from(
+                current.counts_against_cap(now) && current.tenant.as_ref() == Some(tenant),
+            );
+            if self.tenant_live(tenant, None, now).await? - itself >= cap {
+                return Err(StoreError::TenantLimitReached { limit: cap });
+            }
+        }
+        tokio::task::yield_now().await;
+        self.inner.update(record, expected_version).await
     }
 
     async fn get(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
@@ -601,6 +630,14 @@ fn catches_a_tenant_cap_that_counts_only_the_owner() {
 fn catches_a_tenant_cap_that_awaits_between_count_and_write() {
     suite_catches(
         Bug::TenantCapAwaitsBetweenCountAndWrite,
+        &[Rule::TenantCapRace],
+    );
+}
+
+#[test]
+fn catches_a_tenant_capped_update_that_is_not_atomic() {
+    suite_catches(
+        Bug::TenantCappedUpdateAwaitsBetweenCountAndWrite,
         &[Rule::TenantCapRace],
     );
 }

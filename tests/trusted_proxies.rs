@@ -53,7 +53,15 @@ async fn app() -> App {
         )
         .await
         .expect("issue");
-    let route = || Router::new().route("/", get(|| async { "ok" }));
+    // `/client` answers the client address of the context the layer verified the key in.
+    let route = || {
+        Router::new().route("/", get(|| async { "ok" })).route(
+            "/client",
+            get(|ctx: axum::Extension<RequestContext>| async move {
+                ctx.client_addr.map(|a| a.to_string()).unwrap_or_default()
+            }),
+        )
+    };
     let layer = KeywardLayer::new(Arc::clone(&manager));
     App {
         key: issued.key.expose_secret().to_owned(),
@@ -170,4 +178,22 @@ async fn forwarded_for_counts_only_from_trusted_proxies() {
     let seen = app.clients.0.lock().expect("lock").clone();
     let expected: Vec<Option<IpAddr>> = vec![Some("198.51.100.7".parse().expect("address")); 6];
     assert_eq!(seen, expected);
+}
+
+#[tokio::test]
+async fn handlers_get_the_context_the_key_was_verified_in() {
+    let app = app().await;
+    let mut req = Request::get("/client")
+        .header(header::AUTHORIZATION, format!("Bearer {}", app.key))
+        .header("x-forwarded-for", "198.51.100.7")
+        .body(Body::empty())
+        .expect("request");
+    req.extensions_mut()
+        .insert(ConnectInfo(SocketAddr::from(([10, 1, 2, 3], 4000))));
+    let response = app.proxied.clone().oneshot(req).await.expect("infallible");
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = axum::body::to_bytes(response.into_body(), 1024)
+        .await
+        .expect("body");
+    assert_eq!(&body[..], b"198.51.100.7");
 }

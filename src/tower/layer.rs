@@ -19,7 +19,10 @@ pub(crate) const DEFAULT_REALM: &str = "api";
 
 /// A tower [`Layer`] that verifies the key of every request with a [`KeyManager`].
 ///
-/// On success the [`Verified`](crate::Verified) proof goes into the request's extensions;
+/// On success the [`Verified`](crate::Verified) proof goes into the request's extensions,
+/// and so does the [`RequestContext`] it was verified in (client address, through any
+/// [trusted proxies](AuthLayer::trusted_proxies), request id, channel), for handlers that
+/// emit audit events of their own;
 /// on failure the request never reaches the inner service and the client gets the
 /// protocol's refusal (`P`, a [`Refusal`](super::Refusal)). The `Authorization` header is
 /// marked sensitive so that tower-http's and hyper's logging leave it out.

@@ -132,7 +132,10 @@ where
             };
             match verified {
                 Ok(proof) => {
+                    // The context the key was verified in (client address through any
+                    // trusted proxies, request id, channel) goes along for handlers.
                     req.extensions_mut().insert(proof);
+                    req.extensions_mut().insert(ctx);
                     Ok(inner.call(req))
                 }
                 Err(e) => {
