@@ -1,110 +1,7 @@
-//! A cache in front of any [`KeyStore`], kept honest by an invalidation stream and an
-//! enforced staleness bound.
-//!
-//! A store shared by many service instances (PostgreSQL, say) costs a round trip on every
-//! verification. [`CachedStore`] answers [`KeyStore::get`] from memory instead, and stays
-//! correct because two things bound how old an answer can be:
-//!
-//! - an **invalidation stream** ([`InvalidationStream`], driving a [`CacheFeed`]) tells the
-//!   cache which records changed anywhere, so it drops them;
-//! - a **staleness bound** `B`, set by the application: the cache serves from memory only
-//!   while the stream proved itself live ([`CacheFeed::alive`]) less than `B` ago. When the
-//!   stream goes quiet (a broken connection, a stuck consumer), every read goes to the inner
-//!   store once `B` has passed since the last proof, until the stream proves itself again.
-//!
-//! # The guarantee
-//! **A write made anywhere is refused everywhere within `B` even if the stream breaks, and as
-//! soon as its notification arrives when the stream works.** Precisely: a record served
-//! from the cache is the inner store's current record, or an older one that was overwritten
-//! less than `B` before now, counting from the moment the write's notification entered the
-//! stream (for a notification sent by the database in the writing transaction, the commit),
-//! provided that:
-//!
-//! - the stream keeps the obligations of [`InvalidationStream`]: it delivers notifications
-//!   in the order they were sent, calls [`CacheFeed::invalidate_all`] on every (re)connect
-//!   once its subscription is in place, and calls [`CacheFeed::alive`] only when a heartbeat
-//!   that travelled the same path as the notifications came back (so every notification
-//!   sent before the heartbeat has been delivered);
-//! - every write to the inner store, by any instance or tool, sends a notification (a
-//!   database trigger is the surest way); a write's notification is sent once the write is
-//!   visible to readers;
-//! - the heartbeat's round trip is counted: [`CacheFeed::alive`] dates the proof at the
-//!   moment it is called, so a write whose notification was sent while the heartbeat was in
-//!   flight can be served up to `B` plus that round trip. A stream that knows when it sent
-//!   the heartbeat (by this cache's clock) calls [`CacheFeed::alive_since`] instead, and the
-//!   bound is exactly `B`.
-//!
-//! Time is read from a [`Clock`] (the system clock unless
-//! [`CachedStoreBuilder::with_clock`] says otherwise). A clock that moves backwards never
-//! extends the bound: a proof dated in the future of the clock counts as no proof.
-//!
-//! # What is cached, and what it costs
-//! Only [`KeyStore::get`] is answered from memory: found records (at most
-//! [`CachedStoreBuilder::max_entries`], by default 100,000) and absent ids (at most
-//! [`CachedStoreBuilder::max_negative`], by default 10,000, kept apart so that a client trying random ids
-//! cannot push real records out). The oldest cached entry is evicted first. Each cached
-//! record costs about 120 bytes of bookkeeping (its id twice, a pointer and two counters in
-//! a hash table and an eviction queue, which may hold up to twice as many slots between
-//! compactions) plus the record itself, shared with the caller through an
-//! [`Arc<KeyRecord>`]: a few hundred bytes with its strings and scopes. An absent id costs
-//! about 100 bytes. Errors of the inner store are never cached and never answered from
-//! memory: a read that misses the cache fails closed like the inner store.
-//! [`KeyStore::list`] is never cached.
-//!
-//! Every write through the cache ([`KeyStore::insert`], [`KeyStore::update`],
-//! [`KeyStore::rotate`], [`KeyStore::consume`], [`KeyStore::touch`], [`KeyStore::delete`],
-//! [`KeyStore::revoke_matching`] and the capped variants) is forwarded to the inner store,
-//! whose own atomic versions are used, and drops the ids it wrote from this cache when it
-//! returns (also on an error, or when the call is cancelled): this instance reads its own
-//! writes at once. The cache does not tell other instances: their notifications come from
-//! the stream, which must see this instance's writes too.
-//!
-//! A read that misses the cache goes to the inner store; its answer is kept only if no
-//! invalidation of that id (and no [`CacheFeed::invalidate_all`]) arrived while the read was
-//! in flight, so a notification that overtakes a read of the old record does not leave the
-//! old record cached.
-//!
-//! ```
-//! use core::time::Duration;
-//! use keyward::clock::FakeClock;
-//! use keyward::record::KeyStatus;
-//! use keyward::store::CachedStore;
-//! use keyward::{Hasher, IssueRequest, KeyFormat, KeyManager, KeyRecord, KeyStore, MemoryStore, Pepper, RequestContext};
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let clock = FakeClock::new(time::macros::datetime!(2026-01-01 0:00 UTC));
-//! // The shared database (other instances write to it directly).
-//! let shared = MemoryStore::new();
-//! let (cache, feed) = CachedStore::builder(shared.clone(), Duration::from_secs(5))
-//!     .with_clock(clock.clone())
-//!     .build();
-//! feed.alive(); // the invalidation stream proved itself live
-//!
-//! let manager = KeyManager::new(cache.clone(), KeyFormat::new(["tak"])?, Hasher::fast(Pepper::random("k1")?))
-//!     .with_clock(clock.clone());
-//! let issued = manager.issue(IssueRequest::new("ci", "user_1"), &RequestContext::new()).await?;
-//! let id = issued.record.id;
-//! let status = |r: Option<std::sync::Arc<KeyRecord>>| r.map(|r| r.status);
-//! assert_eq!(status(cache.get(&id).await?), Some(KeyStatus::Active)); // now cached
-//!
-//! // Another instance disables the key: a write on the shared store, not through this cache.
-//! let mut record = KeyRecord::clone(&shared.get(&id).await?.expect("issued"));
-//! let version = record.version;
-//! record.status = KeyStatus::Disabled;
-//! shared.update(record.clone(), version).await?;
-//! assert_eq!(status(cache.get(&id).await?), Some(KeyStatus::Active)); // not seen yet
-//! feed.invalidate(&id); // its notification arrives
-//! assert_eq!(status(cache.get(&id).await?), Some(KeyStatus::Disabled));
-//!
-//! // It revokes the key, and the stream is silent: the write is seen once B has passed.
-//! record.status = KeyStatus::Revoked;
-//! shared.update(record, version + 1).await?;
-//! clock.advance(time::Duration::seconds(4));
-//! assert_eq!(status(cache.get(&id).await?), Some(KeyStatus::Disabled)); // within B
-//! clock.advance(time::Duration::seconds(1));
-//! assert_eq!(status(cache.get(&id).await?), Some(KeyStatus::Revoked)); // B passed
-//! # Ok(()) }
-//! ```
+//! [`CachedStore`]: a cache of [`KeyStore::get`] in front of any store, fed by an
+//! invalidation stream ([`InvalidationStream`] driving a [`CacheFeed`]) and bounded in
+//! staleness. The guarantee, the stream's obligations and the memory cost are documented on
+//! [`CachedStore`], where the public API shows them.
 
 use core::fmt;
 use core::future::Future;
@@ -131,13 +28,128 @@ const DEFAULT_MAX_ENTRIES: usize = 100_000;
 /// Default for [`CachedStoreBuilder::max_negative`].
 const DEFAULT_MAX_NEGATIVE: usize = 10_000;
 
-/// A cache of [`KeyStore::get`] in front of the store `S`, fed by an invalidation stream
-/// through its [`CacheFeed`], serving from memory only while the stream proved itself live
-/// within the staleness bound. See [the module](self) for the guarantee and its conditions.
+/// A cache in front of any [`KeyStore`], kept honest by an invalidation stream and an
+/// enforced staleness bound.
+///
+/// A store shared by many service instances (PostgreSQL, say) costs a round trip on every
+/// verification. [`CachedStore`] answers [`KeyStore::get`] from memory instead, and stays
+/// correct because two things bound how old an answer can be:
+///
+/// - an **invalidation stream** ([`InvalidationStream`], driving a [`CacheFeed`]) tells the
+///   cache which records changed anywhere, so it drops them;
+/// - a **staleness bound** `B`, set by the application: the cache serves from memory only
+///   while the stream proved itself live ([`CacheFeed::alive`]) less than `B` ago. When the
+///   stream goes quiet (a broken connection, a stuck consumer), every read goes to the inner
+///   store once `B` has passed since the last proof, until the stream proves itself again.
+///
+/// # The guarantee
+/// **A write made anywhere is refused everywhere within `B` even if the stream breaks, and as
+/// soon as its notification arrives when the stream works.** Precisely: a record served
+/// from the cache is the inner store's current record, or an older one that was overwritten
+/// less than `B` before now, counting from the moment the write's notification entered the
+/// stream (for a notification sent by the database in the writing transaction, the commit),
+/// provided that:
+///
+/// - the stream keeps the obligations of [`InvalidationStream`]: it delivers notifications
+///   in the order they were sent, calls [`CacheFeed::invalidate_all`] on every (re)connect
+///   once its subscription is in place, and calls [`CacheFeed::alive`] only when a heartbeat
+///   that travelled the same path as the notifications came back (so every notification
+///   sent before the heartbeat has been delivered);
+/// - every write to the inner store, by any instance or tool, sends a notification (a
+///   database trigger is the surest way); a write's notification is sent once the write is
+///   visible to readers;
+/// - the heartbeat's round trip is counted: [`CacheFeed::alive`] dates the proof at the
+///   moment it is called, so a write whose notification was sent while the heartbeat was in
+///   flight can be served up to `B` plus that round trip. A stream that knows when it sent
+///   the heartbeat (by this cache's clock) calls [`CacheFeed::alive_since`] instead, and the
+///   bound is exactly `B`.
+///
+/// Time is read from a [`Clock`] (the system clock unless
+/// [`CachedStoreBuilder::with_clock`] says otherwise), and the bound is measured on it. A
+/// proof dated in the future of the clock (the clock was stepped back since) counts as no
+/// proof, but the cache cannot see a step it did not read the clock across: a wall clock
+/// stepped back by `d` lengthens the bound by up to `d` for the writes made around the step
+/// (NTP normally slews the clock rather than stepping it).
+///
+/// # What is cached, and what it costs
+/// Only [`KeyStore::get`] is answered from memory: found records (at most
+/// [`CachedStoreBuilder::max_entries`], by default 100,000) and absent ids (at most
+/// [`CachedStoreBuilder::max_negative`], by default 10,000, kept apart so that a client
+/// trying random ids cannot push real records out). The oldest cached entry is evicted
+/// first. [`KeyStore::list`] is never cached.
+///
+/// Each cached record costs 104 bytes of bookkeeping (a 56-byte hash table slot: its id, a
+/// pointer and a counter; a 48-byte eviction queue slot: its id and the counter), up to
+/// about twice that while the table and the queue have room to grow, plus the record
+/// itself, shared with the caller through an [`Arc<KeyRecord>`]: a few hundred bytes with
+/// its strings and scopes. An absent id costs 96 bytes, up to about twice that.
+///
+/// Errors of the inner store are never cached. A read the cache does not answer (a miss,
+/// or any read once `B` has passed) returns the inner store's answer, errors included, so
+/// it fails closed as the inner store does; while the stream is live, a cached record is
+/// served even when the inner store is down.
+///
+/// Every write through the cache ([`KeyStore::insert`], [`KeyStore::update`],
+/// [`KeyStore::rotate`], [`KeyStore::consume`], [`KeyStore::touch`], [`KeyStore::delete`],
+/// [`KeyStore::revoke_matching`] and the capped variants) is forwarded to the inner store,
+/// whose own atomic versions are used, and drops the ids it wrote from this cache when it
+/// returns (also on an error, or when the call is cancelled): this instance reads its own
+/// writes at once. The cache does not tell other instances: their notifications come from
+/// the stream, which must see this instance's writes too.
+///
+/// A read that misses the cache goes to the inner store; its answer is kept only if no
+/// invalidation of that id (and no [`CacheFeed::invalidate_all`]) arrived while the read was
+/// in flight, so a notification that overtakes a read of the old record does not leave the
+/// old record cached.
 ///
 /// Clones share the same cache. It implements [`KeyStore`] by forwarding every method to
 /// `S` (including those with a default implementation, so `S`'s own atomic versions are
-/// used), dropping from the cache the ids each write touched.
+/// used), and [`AuditStore`](crate::audit::AuditStore) and
+/// [`NoticeStore`](crate::manager::NoticeStore) when `S` does.
+///
+/// ```
+/// use core::time::Duration;
+/// use keyward::clock::FakeClock;
+/// use keyward::record::KeyStatus;
+/// use keyward::store::CachedStore;
+/// use keyward::{Hasher, IssueRequest, KeyFormat, KeyManager, KeyRecord, KeyStore};
+/// use keyward::{MemoryStore, Pepper, RequestContext};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let clock = FakeClock::new(time::macros::datetime!(2026-01-01 0:00 UTC));
+/// // The shared database (other instances write to it directly).
+/// let shared = MemoryStore::new();
+/// let (cache, feed) = CachedStore::builder(shared.clone(), Duration::from_secs(5))
+///     .with_clock(clock.clone())
+///     .build();
+/// feed.alive(); // the invalidation stream proved itself live
+///
+/// let hasher = Hasher::fast(Pepper::random("k1")?);
+/// let manager = KeyManager::new(cache.clone(), KeyFormat::new(["tak"])?, hasher)
+///     .with_clock(clock.clone());
+/// let issued = manager.issue(IssueRequest::new("ci", "user_1"), &RequestContext::new()).await?;
+/// let id = issued.record.id;
+/// let status = |r: Option<std::sync::Arc<KeyRecord>>| r.map(|r| r.status);
+/// assert_eq!(status(cache.get(&id).await?), Some(KeyStatus::Active)); // now cached
+///
+/// // Another instance disables the key: a write on the shared store, not through this cache.
+/// let mut record = KeyRecord::clone(&shared.get(&id).await?.expect("issued"));
+/// let version = record.version;
+/// record.status = KeyStatus::Disabled;
+/// shared.update(record.clone(), version).await?;
+/// assert_eq!(status(cache.get(&id).await?), Some(KeyStatus::Active)); // not seen yet
+/// feed.invalidate(&id); // its notification arrives
+/// assert_eq!(status(cache.get(&id).await?), Some(KeyStatus::Disabled));
+///
+/// // It revokes the key, and the stream is silent: the write is seen once B has passed.
+/// record.status = KeyStatus::Revoked;
+/// shared.update(record, version + 1).await?;
+/// clock.advance(time::Duration::seconds(4));
+/// assert_eq!(status(cache.get(&id).await?), Some(KeyStatus::Disabled)); // within B
+/// clock.advance(time::Duration::seconds(1));
+/// assert_eq!(status(cache.get(&id).await?), Some(KeyStatus::Revoked)); // B passed
+/// # Ok(()) }
+/// ```
 pub struct CachedStore<S> {
     inner: S,
     shared: Arc<Shared>,
@@ -875,6 +887,14 @@ mod tests {
         }
         // Random ids never push a record out.
         assert_eq!(store.cached_records(), 1);
+    }
+
+    #[test]
+    fn bookkeeping_sizes_are_as_documented() {
+        use core::mem::size_of;
+        assert_eq!(size_of::<(KeyId, (Arc<KeyRecord>, u64))>(), 56);
+        assert_eq!(size_of::<(KeyId, ((), u64))>(), 48);
+        assert_eq!(size_of::<(KeyId, u64)>(), 48);
     }
 
     #[test]
