@@ -1,7 +1,8 @@
 //! The storage trait applications implement for their database, and its errors.
 //!
 //! [`MemoryStore`] keeps keys in memory; `SqliteStore` and `PostgresStore` (features
-//! `sqlite`, `postgres`) in a database; [`AnyStore`] opens one of them from a URL. Run the
+//! `sqlite`, `postgres`) in a database; [`AnyStore`] opens one of them from a URL;
+//! [`CachedStore`] answers reads of a shared store from memory within a staleness bound. Run the
 //! conformance suite (`keyward::testing`) against a store of your own.
 //!
 //! ```
@@ -39,6 +40,7 @@ use crate::key::id::KeyId;
 use crate::record::KeyRecord;
 
 mod any;
+mod cached;
 mod caps;
 mod memory;
 #[cfg(feature = "postgres")]
@@ -49,6 +51,7 @@ mod sql;
 mod sqlite;
 
 pub use any::{AnyStore, AnyStoreError};
+pub use cached::{CacheFeed, CachedStore, CachedStoreBuilder, InvalidationStream};
 pub use caps::LiveCaps;
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
