@@ -38,6 +38,6 @@ pub use keys::{
     SignatureError,
 };
 pub use receiver::{
-    DEFAULT_MAX_BODY, Headers, MAX_TOKEN_TYPE_LEN, ScanningError, ScanningOrigin,
-    ScanningReceiver, ScanningResponse,
+    DEFAULT_MAX_BODY, Headers, MAX_TOKEN_TYPE_LEN, ScanningError, ScanningOrigin, ScanningReceiver,
+    ScanningResponse,
 };
