@@ -170,11 +170,7 @@ pub trait KeyStore: Send + Sync {
         now: OffsetDateTime,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
         async move {
-            if caps.tenant_cap().is_some() && record.tenant.is_some() {
-                return Err(StoreError::Unsupported {
-                    what: "caps on live keys per tenant",
-                });
-            }
+            refuse_tenant_cap(&record, caps)?;
             match caps.owner_cap() {
                 Some(cap) => self.insert_capped(record, cap, now).await,
                 None => self.insert(record).await,
@@ -200,11 +196,7 @@ pub trait KeyStore: Send + Sync {
         now: OffsetDateTime,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
         async move {
-            if caps.tenant_cap().is_some() && record.tenant.is_some() {
-                return Err(StoreError::Unsupported {
-                    what: "caps on live keys per tenant",
-                });
-            }
+            refuse_tenant_cap(&record, caps)?;
             match caps.owner_cap() {
                 Some(cap) => self.update_capped(record, expected_version, cap, now).await,
                 None => self.update(record, expected_version).await,
@@ -515,6 +507,17 @@ pub enum Consumed {
     Exhausted,
     /// No such key.
     NotFound,
+}
+
+/// What the default [`KeyStore::insert_within`] and [`KeyStore::update_within`] answer when a
+/// tenant cap applies to `record`: they cannot keep it atomically, so they refuse.
+fn refuse_tenant_cap(record: &KeyRecord, caps: LiveCaps) -> Result<(), StoreError> {
+    if caps.tenant_cap().is_some() && record.tenant.is_some() {
+        return Err(StoreError::Unsupported {
+            what: "caps on live keys per tenant",
+        });
+    }
+    Ok(())
 }
 
 /// A store operation failed.

@@ -1246,29 +1246,44 @@ pub async fn cap_race<S: KeyStore + Clone + 'static>(store: &S) {
             async move { store.insert_capped(r, 3, now).await }
         })
         .await;
-        let ok = results.iter().filter(|r| r.is_ok()).count();
-        let limited = results
-            .iter()
-            .filter(|r| matches!(r, Err(StoreError::LimitReached { limit: 3 })))
-            .count();
-        assert_eq!(
-            (ok, limited),
-            (3, 13),
-            "{check}: round {round}: expected 3 inserted and 13 refused, got {results:?}"
-        );
-        let listed = expect_ok(
+        let refused =
+            |r: &Result<(), StoreError>| matches!(r, Err(StoreError::LimitReached { limit: 3 }));
+        three_of_sixteen(
             check,
-            store
-                .list(&ListFilter::Owner(owner.clone()), Page::first(100))
-                .await,
-        );
-        assert_eq!(
-            listed.len(),
-            3,
-            "{check}: round {round}: the store holds {} keys for the owner under a cap of 3",
-            listed.len()
-        );
+            round,
+            store,
+            &results,
+            refused,
+            ListFilter::Owner(owner),
+        )
+        .await;
     }
+}
+
+/// Checks a race of 16 capped inserts under a cap of 3: 3 succeeded, 13 were `refused`,
+/// and the store holds 3 records under `filter`.
+async fn three_of_sixteen<S: KeyStore>(
+    check: &str,
+    round: usize,
+    store: &S,
+    results: &[Result<(), StoreError>],
+    refused: impl Fn(&Result<(), StoreError>) -> bool,
+    filter: ListFilter,
+) {
+    let ok = results.iter().filter(|r| r.is_ok()).count();
+    let limited = results.iter().filter(|r| refused(r)).count();
+    assert_eq!(
+        (ok, limited),
+        (3, 13),
+        "{check}: round {round}: expected 3 inserted and 13 refused, got {results:?}"
+    );
+    let listed = expect_ok(check, store.list(&filter, Page::first(100)).await);
+    assert_eq!(
+        listed.len(),
+        3,
+        "{check}: round {round}: the store holds {} keys under {filter:?} with a cap of 3",
+        listed.len()
+    );
 }
 
 /// A record of `owner` in `tenant`.
@@ -1436,28 +1451,18 @@ pub async fn tenant_cap_race<S: KeyStore + Clone + 'static>(store: &S) {
             }
         })
         .await;
-        let ok = results.iter().filter(|r| r.is_ok()).count();
-        let limited = results
-            .iter()
-            .filter(|r| matches!(r, Err(StoreError::TenantLimitReached { limit: 3 })))
-            .count();
-        assert_eq!(
-            (ok, limited),
-            (3, 13),
-            "{check}: round {round}: expected 3 inserted and 13 refused, got {results:?}"
-        );
-        let listed = expect_ok(
+        let refused = |r: &Result<(), StoreError>| {
+            matches!(r, Err(StoreError::TenantLimitReached { limit: 3 }))
+        };
+        three_of_sixteen(
             check,
-            store
-                .list(&ListFilter::Tenant(tenant.clone()), Page::first(100))
-                .await,
-        );
-        assert_eq!(
-            listed.len(),
-            3,
-            "{check}: round {round}: the store holds {} keys for the tenant under a cap of 3",
-            listed.len()
-        );
+            round,
+            store,
+            &results,
+            refused,
+            ListFilter::Tenant(tenant),
+        )
+        .await;
     }
     for round in 0..RACE_ROUNDS {
         let tenant = format!("enable-{round}");

@@ -98,17 +98,8 @@ impl Mutant {
         except: Option<KeyId>,
     ) -> Result<usize, StoreError> {
         let filter = ListFilter::Owner(owner.to_owned());
-        let mut live = 0;
-        let mut page = Some(Page::first(Page::MAX_LIMIT));
-        while let Some(p) = page {
-            let records = self.inner.list(&filter, p).await?;
-            live += records
-                .iter()
-                .filter(|r| Some(r.id) != except && r.counts_against_cap(now))
-                .count();
-            page = p.next(&records);
-        }
-        Ok(live)
+        self.count_live(&filter, now, |r| Some(r.id) != except)
+            .await
     }
 
     /// The tenant's records that count against the cap at `now` (of `only_owner`, when
@@ -120,13 +111,25 @@ impl Mutant {
         now: OffsetDateTime,
     ) -> Result<usize, StoreError> {
         let filter = ListFilter::Tenant(tenant.to_owned());
+        self.count_live(&filter, now, |r| only_owner.is_none_or(|o| r.owner == o))
+            .await
+    }
+
+    /// The records under `filter` that count against the cap at `now` and that `keep`
+    /// selects, read page by page.
+    async fn count_live(
+        &self,
+        filter: &ListFilter,
+        now: OffsetDateTime,
+        keep: impl Fn(&KeyRecord) -> bool,
+    ) -> Result<usize, StoreError> {
         let mut live = 0;
         let mut page = Some(Page::first(Page::MAX_LIMIT));
         while let Some(p) = page {
-            let records = self.inner.list(&filter, p).await?;
+            let records = self.inner.list(filter, p).await?;
             live += records
                 .iter()
-                .filter(|r| only_owner.is_none_or(|o| r.owner == o) && r.counts_against_cap(now))
+                .filter(|r| keep(r) && r.counts_against_cap(now))
                 .count();
             page = p.next(&records);
         }

@@ -362,8 +362,8 @@ where
 
 /// The SQL stores' [`KeyStore`] (for `SqliteStore` and `PostgresStore`). Every method is atomic: one statement (compare-and-set
 /// updates, quota consumption, bulk revocation), or one transaction begun by
-/// `Dialect::begin` where a check and a write go together (the per-owner cap, which also
-/// takes `Dialect::lock_owner`, and rotation).
+/// `Dialect::begin` where a check and a write go together (the caps on live keys, which also
+/// take `Dialect::lock_tenant` and `Dialect::lock_owner`, and rotation).
 impl<S, DB> KeyStore for S
 where
     S: SqlStore<Db = DB>,
