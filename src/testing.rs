@@ -758,12 +758,7 @@ pub async fn capped_update<S: KeyStore + Clone + 'static>(store: &S) {
     // one wins.
     for round in 0..RACE_ROUNDS {
         let owner = format!("race-{round}");
-        let mut pair = [record(&owner), record(&owner)];
-        for r in &mut pair {
-            r.status = KeyStatus::Disabled;
-            expect_ok(check, store.insert(r.clone()).await);
-            r.status = KeyStatus::Active;
-        }
+        let pair = stored_disabled(check, store, [record(&owner), record(&owner)]).await;
         let results = race(check, store, 2, |store, i| {
             let r = pair[i].clone();
             async move { store.update_capped(r, 0, 1, now).await }
@@ -783,6 +778,20 @@ pub async fn capped_update<S: KeyStore + Clone + 'static>(store: &S) {
             }
         }
     }
+}
+
+/// Stores `pair` disabled and returns it enabled (version 0), ready for two enables to race.
+async fn stored_disabled<S: KeyStore>(
+    check: &str,
+    store: &S,
+    mut pair: [KeyRecord; 2],
+) -> [KeyRecord; 2] {
+    for r in &mut pair {
+        r.status = KeyStatus::Disabled;
+        expect_ok(check, store.insert(r.clone()).await);
+        r.status = KeyStatus::Active;
+    }
+    pair
 }
 
 /// `revoke_matching` revokes every unrevoked record of the filter, increments their
@@ -1466,15 +1475,11 @@ pub async fn tenant_cap_race<S: KeyStore + Clone + 'static>(store: &S) {
     }
     for round in 0..RACE_ROUNDS {
         let tenant = format!("enable-{round}");
-        let mut pair = [
+        let records = [
             in_tenant("owner-a", Some(&tenant)),
             in_tenant("owner-b", Some(&tenant)),
         ];
-        for r in &mut pair {
-            r.status = KeyStatus::Disabled;
-            expect_ok(check, store.insert(r.clone()).await);
-            r.status = KeyStatus::Active;
-        }
+        let pair = stored_disabled(check, store, records).await;
         let results = race(check, store, 2, |store, i| {
             let r = pair[i].clone();
             async move {

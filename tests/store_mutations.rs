@@ -136,6 +136,15 @@ impl Mutant {
         Ok(live)
     }
 
+    /// The stored record if it has `expected` as its version: `NotFound`, then `Conflict`.
+    async fn at_version(&self, id: &KeyId, expected: u64) -> Result<Arc<KeyRecord>, StoreError> {
+        let current = self.inner.get(id).await?.ok_or(StoreError::NotFound(*id))?;
+        if current.version != expected {
+            return Err(StoreError::Conflict(*id));
+        }
+        Ok(current)
+    }
+
     async fn exists(&self, id: &KeyId) -> Result<bool, StoreError> {
         Ok(self.inner.get(id).await?.is_some())
     }
@@ -246,14 +255,7 @@ impl KeyStore for Mutant {
                 .update_within(record, expected_version, caps, now)
                 .await;
         }
-        let current = self
-            .inner
-            .get(&record.id)
-            .await?
-            .ok_or(StoreError::NotFound(record.id))?;
-        if current.version != expected_version {
-            return Err(StoreError::Conflict(record.id));
-        }
+        let current = self.at_version(&record.id, expected_version).await?;
         if let (Some(cap), Some(tenant), true) = (
             caps.tenant_cap(),
             &record.tenant,
@@ -320,14 +322,7 @@ impl KeyStore for Mutant {
                 .update_capped(record, expected_version, max_live, now)
                 .await;
         }
-        let current = self
-            .inner
-            .get(&record.id)
-            .await?
-            .ok_or(StoreError::NotFound(record.id))?;
-        if current.version != expected_version {
-            return Err(StoreError::Conflict(record.id));
-        }
+        self.at_version(&record.id, expected_version).await?;
         if record.counts_against_cap(now)
             && self.live(&record.owner, now, Some(record.id)).await? >= max_live
         {
