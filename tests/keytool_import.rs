@@ -17,6 +17,9 @@ use keyward::store::{AnyStore, ListFilter, Page};
 use keyward::{Hasher, KeyFormat, KeyManager, KeyStore, Pepper, RequestContext};
 use serde_json::Value;
 
+#[path = "support/example.rs"]
+mod example;
+
 const PEPPER: &str = "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 const VECTORS: &str = include_str!("interop/legacy_sha256_vectors.json");
 
@@ -28,31 +31,7 @@ fn keytool_path() -> &'static PathBuf {
         } else {
             "sqlite"
         };
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let out = Command::new(cargo)
-            .args([
-                "build",
-                "--quiet",
-                "--example",
-                "keytool",
-                "--features",
-                features,
-                "--message-format=json",
-            ])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .output()
-            .expect("cargo runs");
-        assert!(
-            out.status.success(),
-            "cargo build --example keytool failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-            .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "keytool")
-            .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-            .expect("cargo reports the keytool executable")
+        example::build("keytool", features)
     })
 }
 
