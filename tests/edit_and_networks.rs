@@ -196,6 +196,13 @@ impl World {
                         prop_assert!(after.scopes.is_subset(proof.scopes()), "scopes widened");
                         prop_assert!(after.restrictions.is_within(proof.restrictions()));
                         prop_assert!(after.allowed_networks.is_within(proof.allowed_networks()));
+                        // Compared by what each key is usable from: a key bound only by its
+                        // tenant's default never hands out networks beyond that default.
+                        prop_assert!(
+                            effective(&after.allowed_networks, after.tenant.as_deref())
+                                .is_within(&effective(proof.allowed_networks(), proof.tenant())),
+                            "networks widened past the actor's tenant default"
+                        );
                     }
                     Err(EditError::NotFound(_)) => {
                         bump(&EDIT_OUT_OF_REACH);
@@ -272,6 +279,16 @@ impl World {
     }
 }
 
+/// What a key with `own` networks in `tenant` is usable from here: its own list, or
+/// globex's default when it has none.
+fn effective(own: &Networks, tenant: Option<&str>) -> Networks {
+    if own.is_any() && tenant == Some("globex") {
+        networks(3)
+    } else {
+        own.clone()
+    }
+}
+
 /// An address the key's own list allows (the first of [`ADDRS`] it admits), or one that no
 /// list here admits when it allows none of them.
 fn allowed_addr(record: &KeyRecord) -> IpAddr {
@@ -345,4 +362,47 @@ fn edits_never_widen_and_networks_always_hold() {
             "never happened: {what}"
         );
     }
+}
+
+/// A management key bound only by its tenant's default allowlist hands out nothing beyond
+/// it: issuing or editing a key to other networks is widening, a key of the tenant usable
+/// from elsewhere is out of its reach, and a key it issues without a list gets the default.
+#[tokio::test]
+async fn a_tenant_default_bounds_what_its_keys_manage() {
+    let world = World::new();
+    let ctx = RequestContext::new();
+    let issue = |nets: usize| {
+        IssueRequest::new("k", "owner")
+            .scopes(scopes(4))
+            .tenant("globex")
+            .allowed_networks(networks(nets))
+    };
+    let admin = world.manager.issue(issue(0), &ctx).await.expect("admin");
+    let outside = world.manager.issue(issue(1), &ctx).await.expect("outside");
+    let from = RequestContext::new().client_addr("192.0.2.1".parse().expect("address"));
+    let proof = world
+        .manager
+        .verify(admin.key.expose_secret(), &from)
+        .await
+        .expect("admin verifies from its tenant's default");
+    let acting = world.manager.acting_as(&proof);
+    let widening = acting.issue(issue(1), &ctx).await;
+    assert!(
+        matches!(widening, Err(keyward::manager::IssueError::Widening(_))),
+        "{widening:?}"
+    );
+    let bounded = acting
+        .issue(issue(0), &ctx)
+        .await
+        .expect("within the default");
+    assert_eq!(bounded.record.allowed_networks, networks(3));
+    let edit = KeyEdit::new().allowed_networks(networks(1));
+    assert!(matches!(
+        acting.edit(&bounded.record.id, edit, &ctx).await,
+        Err(EditError::Widening(_))
+    ));
+    assert!(matches!(
+        acting.edit(&outside.record.id, KeyEdit::new(), &ctx).await,
+        Err(EditError::NotFound(_))
+    ));
 }

@@ -145,7 +145,7 @@ impl<S: KeyStore> KeyManager<S> {
         Ok(lifetime_ok
             && scopes.is_subset(actor.scopes())
             && restrictions.is_within(actor.restrictions())
-            && networks.is_within(actor.allowed_networks()))
+            && self.networks_within(networks, record.tenant.as_deref(), actor))
     }
 }
 
@@ -342,8 +342,16 @@ impl<S: KeyStore> Acting<'_, S> {
                 .map(|_| ());
         }
         if request.allowed_networks.is_any() {
-            request.allowed_networks = actor.allowed_networks().clone();
-        } else if !request.allowed_networks.is_within(actor.allowed_networks()) {
+            // What the actor is usable from: its own list, or its tenant's default.
+            request.allowed_networks = self
+                .manager
+                .effective_networks(actor.allowed_networks(), actor.tenant())
+                .clone();
+        } else if !self.manager.networks_within(
+            &request.allowed_networks,
+            request.tenant.as_deref(),
+            actor,
+        ) {
             return self
                 .manager
                 .refuse(request, ctx, IssueError::Widening(Widening::Networks))

@@ -284,7 +284,7 @@ impl<S: KeyStore> KeyManager<S> {
             if !next.restrictions.is_within(actor.restrictions()) {
                 return Err(EditError::Widening(Widening::Resources));
             }
-            if !next.allowed_networks.is_within(actor.allowed_networks()) {
+            if !self.networks_within(&next.allowed_networks, next.tenant.as_deref(), actor) {
                 return Err(EditError::Widening(Widening::Networks));
             }
         }

@@ -187,14 +187,42 @@ impl<S: KeyStore> KeyManager<S> {
     /// [`verify`]: KeyManager::verify
     #[must_use]
     pub fn admits_network(&self, verified: &Verified, client: Option<IpAddr>) -> bool {
-        let own = verified.allowed_networks();
+        self.effective_networks(verified.allowed_networks(), verified.tenant())
+            .admits(client)
+    }
+
+    /// Whether a key with networks `own` in `tenant` stays within `actor`: its own list within
+    /// the actor's, and what it is usable from (with tenant defaults) within what the actor
+    /// is usable from, so that a key bound only by its tenant's default never hands out
+    /// networks beyond that default.
+    pub(crate) fn networks_within(
+        &self,
+        own: &crate::network::Networks,
+        tenant: Option<&str>,
+        actor: &Verified,
+    ) -> bool {
+        let actor_own = actor.allowed_networks();
+        own.is_within(actor_own)
+            && self
+                .effective_networks(own, tenant)
+                .is_within(self.effective_networks(actor_own, actor.tenant()))
+    }
+
+    /// The networks a key may be used from: its own list (`own`, already bounded by its
+    /// ancestors), or, when that allows any, its tenant's default, if the tenant has one.
+    /// Verification admits by it, and management compares keys by it, so that a key bound
+    /// only by its tenant's default never hands out networks beyond that default.
+    pub(crate) fn effective_networks<'a>(
+        &'a self,
+        own: &'a crate::network::Networks,
+        tenant: Option<&str>,
+    ) -> &'a crate::network::Networks {
         if !own.is_any() {
-            return own.admits(client);
+            return own;
         }
-        match verified.tenant().and_then(|t| self.tenant_networks.get(t)) {
-            Some(default) => default.admits(client),
-            None => true,
-        }
+        tenant
+            .and_then(|t| self.tenant_networks.get(t))
+            .unwrap_or(own)
     }
 
     /// Checks again a key that verified earlier (for example when a session made from it is
