@@ -477,7 +477,9 @@ impl<S: KeyStore + 'static, M: SessionManager> SessionBinding<S, M> {
     }
 
     /// Closes every session of `key` now (call it after revoking or disabling the key):
-    /// their streams end and their ids answer 404. Returns how many were closed.
+    /// their streams end and their ids answer 404. Returns how many were closed. Sessions
+    /// of keys delegated from `key` are not closed here: they close at the next check (or
+    /// call [`sweep`](Self::sweep)), and each of their requests is refused meanwhile.
     pub async fn close_key(&self, key: &KeyId) -> usize {
         let ids: Vec<String> = {
             let mut bound = self.shared.bound();

@@ -543,3 +543,34 @@ async fn a_leaked_legacy_token_is_revoked() {
         .expect("not reported");
     assert_eq!(untouched.record().status, KeyStatus::Active);
 }
+
+/// Rotating an imported key gives a key of the format, with the format's prefix (not the
+/// imported key's preview prefix), and the old legacy token keeps working for the grace.
+#[tokio::test]
+async fn rotating_an_imported_key_gives_a_key_of_the_format() {
+    let manager = manager();
+    let ctx = RequestContext::new();
+    let token = "old_sk_4eC39HqLyjWDarjtT1zdp7dc";
+    let line = r#"{"sha256": "4eca4620f636b52e351ebafd892b93e11add9d62bd0a5ed53c6140af7c40b42a", "name": "ci", "owner": "user_1", "scopes": ["read"]}"#;
+    manager
+        .import(&lines(&[line.to_owned()]), &ctx)
+        .await
+        .expect("import");
+    let old = manager.verify(token, &ctx).await.expect("legacy verifies");
+    assert_eq!(old.record().prefix.as_str(), "legacy");
+    let rotated = manager
+        .rotate(&old.key_id(), time::Duration::minutes(5), &ctx)
+        .await
+        .expect("rotate");
+    assert_eq!(rotated.record.prefix.as_str(), "tak");
+    assert!(rotated.record.preview().starts_with("tak_"));
+    let new = manager
+        .verify(rotated.key.expose_secret(), &ctx)
+        .await
+        .expect("the new key verifies");
+    assert_eq!(new.record().prefix.as_str(), "tak");
+    assert!(
+        manager.verify(token, &ctx).await.is_ok(),
+        "within the grace"
+    );
+}

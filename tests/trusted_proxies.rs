@@ -36,6 +36,16 @@ struct App {
 }
 
 async fn app() -> App {
+    app_with(Networks::only(["198.51.100.0/24"]).expect("networks")).await
+}
+
+/// As [`app`], with a key usable from anywhere (so every request reaches its handler).
+async fn app_without_allowlist() -> App {
+    app_with(Networks::any()).await
+}
+
+/// The routes behind the layer, with one key usable from `networks`.
+async fn app_with(networks: Networks) -> App {
     let clients = Arc::new(Clients::default());
     let manager = Arc::new(
         KeyManager::new(
@@ -47,8 +57,7 @@ async fn app() -> App {
     );
     let issued = manager
         .issue(
-            IssueRequest::new("ci", "user_1")
-                .allowed_networks(Networks::only(["198.51.100.0/24"]).expect("networks")),
+            IssueRequest::new("ci", "user_1").allowed_networks(networks),
             &RequestContext::new(),
         )
         .await
@@ -196,4 +205,29 @@ async fn handlers_get_the_context_the_key_was_verified_in() {
         .await
         .expect("body");
     assert_eq!(&body[..], b"198.51.100.7");
+    // An unreadable hop that decides: the client is unknown (not the proxy's address).
+    let app = app_without_allowlist().await;
+    for (forwarded, expected) in [
+        (&b"unknown"[..], &b""[..]),
+        (b"\xff", b""),
+        (b"[2001:db8::1]:443", b"2001:db8::1"),
+        (b"198.51.100.7", b"198.51.100.7"),
+    ] {
+        let mut req = Request::get("/client")
+            .header(header::AUTHORIZATION, format!("Bearer {}", app.key))
+            .header(
+                "x-forwarded-for",
+                header::HeaderValue::from_bytes(forwarded).expect("header bytes"),
+            )
+            .body(Body::empty())
+            .expect("request");
+        req.extensions_mut()
+            .insert(ConnectInfo(SocketAddr::from(([10, 1, 2, 3], 4000))));
+        let response = app.proxied.clone().oneshot(req).await.expect("infallible");
+        assert_eq!(response.status(), StatusCode::OK, "{forwarded:?}");
+        let body = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .expect("body");
+        assert_eq!(&body[..], expected, "{forwarded:?}");
+    }
 }

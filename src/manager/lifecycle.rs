@@ -376,6 +376,13 @@ impl<S: KeyStore> KeyManager<S> {
             }
             let new = KeyRecord {
                 id: key.id(),
+                // The successor of an imported key is a key of the format, with its prefix.
+                prefix: self
+                    .format
+                    .prefixes()
+                    .get(prefix_index)
+                    .cloned()
+                    .unwrap_or_else(|| old.prefix.clone()),
                 created_at: now,
                 expires_at,
                 last_used_at: None,

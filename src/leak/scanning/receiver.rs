@@ -386,11 +386,12 @@ impl<S: KeyStore, K: PublicKeySource> ScanningReceiver<S, K> {
             serde_json::from_slice(body).map_err(|_| ScanningError::MalformedBody)?;
         // The type is echoed in the answer and goes into audit events: only a short
         // identifier, never room for a key.
-        let format = self.manager.format();
-        if !matches
-            .iter()
-            .all(|m| valid_token_type(&m.token_type) && format.parse(&m.token_type).is_err())
-        {
+        let (format, legacy) = (self.manager.format(), &self.manager.legacy);
+        if !matches.iter().all(|m| {
+            valid_token_type(&m.token_type)
+                && format.parse(&m.token_type).is_err()
+                && legacy.parse(&m.token_type).is_err()
+        }) {
             return Err(ScanningError::MalformedBody);
         }
         let reports: Vec<LeakReport> = matches

@@ -6,7 +6,7 @@
 use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Row, Type};
 use time::OffsetDateTime;
 
-use super::{ColumnError, Dialect, SqlStore, from_micros, micros, unavailable};
+use super::{ColumnError, Dialect, SqlStore, from_micros, micros, saturating_i64, unavailable};
 use crate::audit::{AuditQuery, AuditRecord, AuditStore};
 use crate::key::id::KeyId;
 use crate::manager::NoticeStore;
@@ -22,10 +22,6 @@ const PURGE: &str = "DELETE FROM keyward_audit WHERE at < $1 RETURNING seq";
 
 const CLAIM: &str = "INSERT INTO keyward_expiry_notices (key_id, threshold_secs, expires_at, \
      sent_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING key_id";
-
-fn saturating(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
 
 /// A value bound to a query built at run time.
 enum Bind {
@@ -60,7 +56,7 @@ where
                 .bind(r.client_addr.map(|a| a.to_string()))
                 .bind(r.request_id.as_deref())
                 .bind(r.detail.to_string())
-                .bind(saturating(r.count))
+                .bind(saturating_i64(r.count))
                 .execute(&mut *tx)
                 .await
                 .map_err(unavailable)?;
@@ -70,7 +66,7 @@ where
 
     async fn query(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
         let mut sql = SELECT.to_owned();
-        let mut binds = vec![Bind::Int(saturating(query.after.unwrap_or(0)))];
+        let mut binds = vec![Bind::Int(saturating_i64(query.after.unwrap_or(0)))];
         let mut condition = |column: &str, op: &str, value: Bind| {
             binds.push(value);
             sql.push_str(&format!(" AND {column} {op} ${}", binds.len()));
