@@ -245,10 +245,14 @@ impl Serialize for Networks {
     }
 }
 
+/// An empty list reads back as the list that allows nothing (what
+/// [`intersection`](Networks::intersection) of disjoint lists gives, and what it serializes
+/// as), so every value survives a round trip.
 impl<'de> Deserialize<'de> for Networks {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         match Option::<Vec<String>>::deserialize(deserializer)? {
             None => Ok(Self::any()),
+            Some(list) if list.is_empty() => Ok(Self(Some(Box::new([])))),
             Some(list) => Self::only(list).map_err(serde::de::Error::custom),
         }
     }
@@ -399,6 +403,15 @@ mod tests {
             "null"
         );
         assert!(serde_json::from_str::<Networks>("[\"10.0.0.0/99\"]").is_err());
+        // The list that allows nothing (an intersection of disjoint lists) reads back too, so
+        // a stored key with it still decodes.
+        let nothing = nets(&["10.0.0.0/8"]).intersection(&nets(&["192.0.2.0/24"]));
+        assert!(nothing.is_nothing());
+        let json = serde_json::to_string(&nothing).expect("serializes");
+        assert_eq!(json, "[]");
+        let back = serde_json::from_str::<Networks>(&json).expect("reads back");
+        assert!(back.is_nothing());
+        assert_eq!(back, nothing);
     }
 
     #[test]

@@ -501,6 +501,9 @@ fn overlapping_prefixes_are_refused() {
         let formats = LegacyFormats::new().sha256(prefix).expect("valid");
         assert!(base().with_legacy(formats).is_err(), "{prefix}");
     }
+    // A prefix that does not overlap is accepted.
+    let disjoint = LegacyFormats::new().sha256("old_sk").expect("valid");
+    assert!(base().with_legacy(disjoint).is_ok());
     let _ = Arc::new(base());
 }
 

@@ -239,7 +239,8 @@ pub struct AuditJournal {
 #[derive(Debug)]
 struct Inner {
     capacity: usize,
-    retention: Option<Duration>,
+    /// Shared by every clone, so a clone already given to a manager follows a later setting.
+    retention: Mutex<Option<Duration>>,
     pending: Mutex<Pending>,
     /// Held for the whole of a flush, so a query waits for one in progress.
     flushing: AsyncMutex<()>,
@@ -268,7 +269,7 @@ impl AuditJournal {
         Self {
             inner: Arc::new(Inner {
                 capacity: capacity.max(1),
-                retention: None,
+                retention: Mutex::new(None),
                 pending: Mutex::new(Pending::default()),
                 flushing: AsyncMutex::new(()),
                 dropped: AtomicU64::new(0),
@@ -276,20 +277,16 @@ impl AuditJournal {
         }
     }
 
-    /// Deletes records older than `retention` at every flush. Call it when making the
-    /// journal, before cloning it (clones made earlier keep the old setting).
+    /// Deletes records older than `retention` at every flush, for this journal and every
+    /// clone of it.
     #[must_use]
     pub fn with_retention(self, retention: Duration) -> Self {
-        let inner = Inner {
-            capacity: self.inner.capacity,
-            retention: Some(retention),
-            pending: Mutex::new(core::mem::take(&mut *self.pending())),
-            flushing: AsyncMutex::new(()),
-            dropped: AtomicU64::new(self.dropped()),
-        };
-        Self {
-            inner: Arc::new(inner),
-        }
+        *self
+            .inner
+            .retention
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(retention);
+        self
     }
 
     fn pending(&self) -> std::sync::MutexGuard<'_, Pending> {
@@ -354,7 +351,12 @@ impl AuditJournal {
             self.requeue(batch, unreported);
             return Err(e);
         }
-        let purged = match self.inner.retention {
+        let retention = *self
+            .inner
+            .retention
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let purged = match retention {
             Some(retention) => {
                 store
                     .purge_before(OffsetDateTime::now_utc().saturating_sub(retention))
@@ -506,6 +508,27 @@ mod tests {
         // Reported once.
         assert_eq!(journal.flush_to(&store).await.expect("flush").written, 0);
         assert_eq!(journal.dropped(), 3);
+    }
+
+    #[tokio::test]
+    async fn retention_holds_for_clones_made_before_it_was_set() {
+        let journal = AuditJournal::new(10);
+        let sink = journal.clone();
+        let journal = journal.with_retention(Duration::days(1));
+        let store = MemoryStore::new();
+        let key = crate::testing::random_id();
+        // Recorded through the earlier clone, in 1970: older than the retention period.
+        sink.record(&event(AuditKind::Disabled, key, 1));
+        assert_eq!(journal.queued(), 1, "the clones share one queue");
+        let flushed = sink.flush_to(&store).await.expect("flush");
+        assert_eq!((flushed.written, flushed.purged), (1, 1));
+        assert!(
+            store
+                .query(&AuditQuery::new())
+                .await
+                .expect("query")
+                .is_empty()
+        );
     }
 
     #[tokio::test]

@@ -468,6 +468,11 @@ impl<S: KeyStore> KeyManager<S> {
     /// [`KeyManager::with_legacy`], and are rehashed under the current settings by their
     /// first successful verification.
     ///
+    /// An import is the operator's bulk action and brings keys as they are: the issuance
+    /// policy's lifetime bounds (maximum lifetime, never-expiring keys) and caps on live keys
+    /// are not applied to them, nor is the issuance hook; an `expires_at` in the past is kept
+    /// (the key is imported expired). Check lines against your own rules before importing.
+    ///
     /// # Errors
     /// [`ImportError::Refused`] listing every refused line, [`ImportError::NoPepper`], or
     /// a store failure; nothing is written on any error.
