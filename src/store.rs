@@ -29,6 +29,9 @@
 //!   any network for existing keys), the audit log table `keyward_audit`
 //!   ([`AuditStore`](crate::audit::AuditStore)) and the expiry-notice markers
 //!   `keyward_expiry_notices` ([`NoticeStore`](crate::manager::NoticeStore)).
+//! - 5 (PostgreSQL only; SQLite stays at 4): triggers on `keyward_keys` that notify channel
+//!   `keyward_keys` with the id of every key inserted, changed (beyond `last_used_at`) or
+//!   deleted, for the caches of other instances (`PgInvalidations`).
 
 use core::future::Future;
 use std::error::Error as StdError;
@@ -56,7 +59,7 @@ pub use caps::LiveCaps;
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
-pub use postgres::PostgresStore;
+pub use postgres::{PgInvalidations, PostgresStore};
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use sqlite::SqliteStore;
@@ -303,6 +306,26 @@ pub trait KeyStore: Send + Sync {
         id: &KeyId,
         at: OffsetDateTime,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// [`KeyStore::touch`] for many keys: moves each key's `last_used_at` forward to its
+    /// time (an id may appear more than once: the latest time wins), never changing a
+    /// version; unknown ids are skipped. [`CachedStore`]'s write-behind flushes the last-use
+    /// times it collected with one call.
+    ///
+    /// The SQL stores write them all in one statement. The default implementation touches
+    /// one key at a time and stops at the first error: the keys before it are written, the
+    /// rest are not (a last-use time is a statistic; a later flush writes newer times).
+    fn touch_many(
+        &self,
+        touches: &[(KeyId, OffsetDateTime)],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async move {
+            for (id, at) in touches {
+                self.touch(id, *at).await?;
+            }
+            Ok(())
+        }
+    }
 
     /// Deletes a record; `Ok(false)` if it did not exist.
     fn delete(&self, id: &KeyId) -> impl Future<Output = Result<bool, StoreError>> + Send;

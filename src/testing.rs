@@ -1619,6 +1619,38 @@ pub async fn touch_last_used(store: &impl KeyStore) {
         expect_ok(check, store.get(&unknown).await).is_none(),
         "{check}: a touch of an unknown id created a record"
     );
+
+    // Many at once: each moves forward only, the latest of repeated ids wins, unknown ids
+    // are skipped, no version moves.
+    let (a, b) = (record("heidi"), record("heidi"));
+    expect_ok(check, store.insert(a.clone()).await);
+    expect_ok(check, store.insert(b.clone()).await);
+    let t2 = t1 + Duration::minutes(1);
+    expect_ok(check, store.touch(&b.id, t2).await);
+    let touches = [
+        (a.id, t1),
+        (unknown, t2),
+        (b.id, t1),
+        (a.id, t2),
+        (a.id, epoch()),
+    ];
+    match store.touch_many(&touches).await {
+        Ok(()) => {}
+        Err(e) => panic!("{check}: touch_many must succeed, got {e:?}"),
+    }
+    expect_ok(check, store.touch_many(&[]).await);
+    for (id, want) in [(a.id, t2), (b.id, t2)] {
+        let got = expect_ok(check, store.get(&id).await).expect("record vanished");
+        assert_eq!(
+            (got.last_used_at, got.version),
+            (Some(want), 0),
+            "{check}: touch_many must move last_used_at forward to the latest time only"
+        );
+    }
+    assert!(
+        expect_ok(check, store.get(&unknown).await).is_none(),
+        "{check}: touch_many of an unknown id created a record"
+    );
 }
 
 /// `update` stores the record as given: `last_used_at` even when older than the stored one
@@ -2165,6 +2197,10 @@ impl<S: KeyStore> KeyStore for FlakyStore<S> {
     async fn touch(&self, id: &KeyId, at: OffsetDateTime) -> Result<(), StoreError> {
         self.check()?;
         self.inner.touch(id, at).await
+    }
+    async fn touch_many(&self, touches: &[(KeyId, OffsetDateTime)]) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.touch_many(touches).await
     }
     async fn delete(&self, id: &KeyId) -> Result<bool, StoreError> {
         self.check()?;

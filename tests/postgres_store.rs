@@ -12,11 +12,12 @@
 
 #[path = "sql/scenarios.rs"]
 mod scenarios;
+#[path = "support/postgres.rs"]
+mod server;
 
-use std::net::SocketAddr;
-use std::str::FromStr;
+use server::{Proxy, Schema, upstream};
+
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use keyward::{
@@ -25,96 +26,8 @@ use keyward::{
     store::{ListFilter, Page, PostgresStore, StoreError},
     testing,
 };
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use tokio::net::{TcpListener, TcpStream};
+use sqlx::postgres::{PgPool, PgPoolOptions};
 use tokio::sync::watch;
-
-const URL_VAR: &str = "KEYWARD_TEST_POSTGRES_URL";
-
-/// The test server's URL.
-///
-/// # Panics
-/// When the variable is absent: these tests never pass without a server.
-fn server_url() -> String {
-    match std::env::var(URL_VAR) {
-        Ok(url) if !url.is_empty() => url,
-        _ => panic!(
-            "{URL_VAR} is not set: these tests need a PostgreSQL server. Start one and run \
-             `{URL_VAR}=postgres://postgres:postgres@127.0.0.1:5432/keyward_test cargo test \
-             --all-features` (the database must exist; .ci/run shows how CI installs and \
-             starts PostgreSQL from Debian packages). Plain `cargo test` does not build these \
-             tests."
-        ),
-    }
-}
-
-fn server_options() -> PgConnectOptions {
-    PgConnectOptions::from_str(&server_url()).expect("valid KEYWARD_TEST_POSTGRES_URL")
-}
-
-/// A schema of its own for one test (or one conformance check), dropped by [`Schema::drop`].
-struct Schema {
-    name: String,
-    admin: PgPool,
-}
-
-impl Schema {
-    async fn new() -> Self {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let name = format!(
-            "keyward_test_{}_{nanos}_{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
-        let admin = PgPoolOptions::new()
-            .max_connections(1)
-            .connect_with(server_options())
-            .await
-            .unwrap_or_else(|e| panic!("cannot connect to {URL_VAR}: {e}"));
-        sqlx::query(&format!("CREATE SCHEMA {name}"))
-            .execute(&admin)
-            .await
-            .expect("create schema");
-        Self { name, admin }
-    }
-
-    /// Connection options that work in this schema, through `via` instead of the server
-    /// when given.
-    fn options(&self, via: Option<SocketAddr>) -> PgConnectOptions {
-        let options = server_options().options([("search_path", self.name.as_str())]);
-        match via {
-            Some(addr) => options.host(&addr.ip().to_string()).port(addr.port()),
-            None => options,
-        }
-    }
-
-    /// A store with a pool of `connections` over this schema.
-    async fn store(&self, connections: u32) -> PostgresStore {
-        let pool = PgPoolOptions::new()
-            .max_connections(connections)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(self.options(None))
-            .await
-            .expect("connect");
-        PostgresStore::from_pool(pool)
-    }
-
-    async fn migrated(&self, connections: u32) -> PostgresStore {
-        let store = self.store(connections).await;
-        store.migrate().await.expect("migrate");
-        store
-    }
-
-    async fn drop(self) {
-        let _ = sqlx::query(&format!("DROP SCHEMA {} CASCADE", self.name))
-            .execute(&self.admin)
-            .await;
-        self.admin.close().await;
-    }
-}
 
 /// A migrated store in a fresh schema of its own, for one conformance rule.
 async fn fresh_schema_store() -> PostgresStore {
@@ -417,60 +330,6 @@ async fn cap_holds_with_50_concurrent_issuers_over_several_connections() {
     schema.drop().await;
 }
 
-/// A TCP proxy between the store's pool and the server that the test can cut (closing every
-/// connection and refusing new ones) and restore.
-struct Proxy {
-    addr: SocketAddr,
-    up: watch::Sender<bool>,
-}
-
-impl Proxy {
-    async fn start(upstream: SocketAddr) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
-        let addr = listener.local_addr().expect("proxy address");
-        let (up, state) = watch::channel(true);
-        tokio::spawn(async move {
-            loop {
-                let Ok((mut client, _)) = listener.accept().await else {
-                    return;
-                };
-                if !*state.borrow() {
-                    continue; // cut: close at once
-                }
-                let mut state = state.clone();
-                tokio::spawn(async move {
-                    let Ok(mut server) = TcpStream::connect(upstream).await else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-                        _ = state.wait_for(|up| !*up) => {}
-                    }
-                });
-            }
-        });
-        Self { addr, up }
-    }
-
-    fn cut(&self) {
-        self.up.send_replace(false);
-    }
-
-    fn restore(&self) {
-        self.up.send_replace(true);
-    }
-}
-
-async fn upstream() -> SocketAddr {
-    let options = server_options();
-    let host = options.get_host().to_owned();
-    tokio::net::lookup_host((host.as_str(), options.get_port()))
-        .await
-        .expect("resolve the server")
-        .next()
-        .expect("server address")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cut_connection_fails_closed_and_recovers() {
     let schema = Schema::new().await;
@@ -732,7 +591,10 @@ async fn upgrades_in_place(from: i64) {
     assert_eq!(parent_column, 0, "no parent column before version 3");
 
     store.migrate().await.expect("upgrade");
-    assert_eq!(store.schema_version().await.expect("version"), 4);
+    assert_eq!(
+        store.schema_version().await.expect("version"),
+        PostgresStore::SCHEMA_VERSION
+    );
     let versions: Vec<i64> =
         sqlx::query_scalar("SELECT version FROM keyward_schema_version ORDER BY version")
             .fetch_all(pool)
@@ -740,7 +602,7 @@ async fn upgrades_in_place(from: i64) {
             .expect("keyward versions");
     assert_eq!(
         versions,
-        [1, 2, 3, 4],
+        [1, 2, 3, 4, 5],
         "old versions kept, new ones recorded once"
     );
     let parents: Vec<Option<String>> = sqlx::query_scalar("SELECT parent FROM keyward_keys")

@@ -404,6 +404,10 @@ impl KeyStore for AnyStore {
         forward!(self, s => s.touch(id, at))
     }
 
+    async fn touch_many(&self, touches: &[(KeyId, OffsetDateTime)]) -> Result<(), StoreError> {
+        forward!(self, s => s.touch_many(touches))
+    }
+
     async fn delete(&self, id: &KeyId) -> Result<bool, StoreError> {
         forward!(self, s => s.delete(id))
     }

@@ -7,7 +7,7 @@ use core::fmt;
 use core::future::Future;
 use core::hash::Hash;
 use std::collections::VecDeque;
-use std::sync::{Arc, PoisonError, RwLock, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockWriteGuard};
 
 use hashbrown::HashMap;
 use time::OffsetDateTime;
@@ -90,12 +90,20 @@ const DEFAULT_MAX_NEGATIVE: usize = 10_000;
 /// served even when the inner store is down.
 ///
 /// Every write through the cache ([`KeyStore::insert`], [`KeyStore::update`],
-/// [`KeyStore::rotate`], [`KeyStore::consume`], [`KeyStore::touch`], [`KeyStore::delete`],
+/// [`KeyStore::rotate`], [`KeyStore::consume`], [`KeyStore::delete`],
 /// [`KeyStore::revoke_matching`] and the capped variants) is forwarded to the inner store,
 /// whose own atomic versions are used, and drops the ids it wrote from this cache when it
 /// returns (also on an error, or when the call is cancelled): this instance reads its own
 /// writes at once. The cache does not tell other instances: their notifications come from
 /// the stream, which must see this instance's writes too.
+///
+/// A last use ([`KeyStore::touch`], [`KeyStore::touch_many`]) is different: it moves the
+/// cached copy's `last_used_at` instead of dropping it (nothing verification decides on
+/// depends on it, and the PostgreSQL triggers do not notify it), and is written to the
+/// inner store at once, or, with [`CachedStoreBuilder::write_behind`], collected and
+/// written in one statement by [`CachedStore::flush_touches`], so that hot verifications
+/// write nothing. A crash loses the last uses collected since the last flush, never a
+/// status change.
 ///
 /// A read that misses the cache goes to the inner store; its answer is kept only if no
 /// invalidation of that id (and no [`CacheFeed::invalidate_all`]) arrived while the read was
@@ -162,6 +170,7 @@ pub struct CachedStoreBuilder<S> {
     clock: Arc<dyn Clock>,
     max_entries: usize,
     max_negative: usize,
+    write_behind: Option<usize>,
 }
 
 /// The handle an invalidation stream drives (see [`InvalidationStream`]): it tells the
@@ -235,9 +244,57 @@ pub trait InvalidationStream: Send + 'static {
 /// The state the cache and its feed share.
 struct Shared {
     clock: Arc<dyn Clock>,
+    /// The staleness bound as given.
+    bound: core::time::Duration,
     /// The staleness bound; `None` when too large to represent (never stale).
     staleness: Option<time::Duration>,
     state: RwLock<State>,
+    /// Last-use times not yet written, when writing behind: at most `max` keys.
+    behind: Option<Behind>,
+}
+
+/// The last-use times collected by a write-behind cache, until
+/// [`CachedStore::flush_touches`] writes them.
+struct Behind {
+    max: usize,
+    pending: Mutex<HashMap<KeyId, OffsetDateTime>>,
+}
+
+impl Behind {
+    fn lock(&self) -> MutexGuard<'_, HashMap<KeyId, OffsetDateTime>> {
+        // No code holding the lock panics; a poisoned lock still holds a consistent map.
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Puts back times a flush could not write, keeping any newer time collected since.
+    fn restore(&self, batch: Vec<(KeyId, OffsetDateTime)>) {
+        let mut pending = self.lock();
+        for (id, at) in batch {
+            keep_latest(&mut pending, id, at);
+        }
+    }
+}
+
+/// Records `at` as `id`'s last use unless a later one is recorded.
+fn keep_latest(pending: &mut HashMap<KeyId, OffsetDateTime>, id: KeyId, at: OffsetDateTime) {
+    let slot = pending.entry(id).or_insert(at);
+    if *slot < at {
+        *slot = at;
+    }
+}
+
+/// A batch being written by a flush: put back if the flush fails or is cancelled.
+struct Flushing<'a> {
+    behind: &'a Behind,
+    batch: Option<Vec<(KeyId, OffsetDateTime)>>,
+}
+
+impl Drop for Flushing<'_> {
+    fn drop(&mut self) {
+        if let Some(batch) = self.batch.take() {
+            self.behind.restore(batch);
+        }
+    }
 }
 
 /// What a read through the inner store remembers from its start, to tell at its end
@@ -375,6 +432,10 @@ impl<V> Bounded<V> {
         }
     }
 
+    fn get_mut(&mut self, id: &KeyId) -> Option<&mut V> {
+        self.map.get_mut(id).map(|(value, _)| value)
+    }
+
     fn remove(&mut self, id: &KeyId) {
         self.map.remove(id);
     }
@@ -405,6 +466,19 @@ impl Shared {
     fn invalidate_all(&self) {
         self.write().invalidate_all();
     }
+
+    /// Moves the cached copy of `id`'s record (if any) to last use `at`, so that the
+    /// manager's once-a-minute last-use write sees its own touch.
+    fn touched(&self, id: &KeyId, at: OffsetDateTime) {
+        let mut state = self.write();
+        if let Some(record) = state.records.get_mut(id)
+            && record.last_used_at.is_none_or(|prev| prev < at)
+        {
+            let mut updated = KeyRecord::clone(record);
+            updated.last_used_at = Some(at);
+            *record = Arc::new(updated);
+        }
+    }
 }
 
 impl<S: KeyStore> CachedStore<S> {
@@ -431,6 +505,7 @@ impl<S: KeyStore> CachedStore<S> {
             clock: Arc::new(SystemClock),
             max_entries: DEFAULT_MAX_ENTRIES,
             max_negative: DEFAULT_MAX_NEGATIVE,
+            write_behind: None,
         }
     }
 }
@@ -483,6 +558,42 @@ impl<S> CachedStore<S> {
             .unwrap_or_else(PoisonError::into_inner)
             .absent
             .len()
+    }
+
+    /// How many keys have a last-use time waiting for [`CachedStore::flush_touches`]
+    /// (always 0 without [`CachedStoreBuilder::write_behind`]).
+    #[must_use]
+    pub fn pending_touches(&self) -> usize {
+        self.shared.behind.as_ref().map_or(0, |b| b.lock().len())
+    }
+}
+
+impl<S: KeyStore> CachedStore<S> {
+    /// Writes the last-use times collected by a write-behind cache
+    /// ([`CachedStoreBuilder::write_behind`]) with one [`KeyStore::touch_many`] (one
+    /// statement on the SQL stores), and returns how many keys it wrote. Call it every few
+    /// seconds and once at shutdown. Without write-behind there is nothing to flush: `Ok(0)`.
+    ///
+    /// # Errors
+    /// The inner store's error. The times are kept for the next flush (merged with newer
+    /// ones), also when the flush is cancelled: nothing is lost but on a crash.
+    pub async fn flush_touches(&self) -> Result<usize, StoreError> {
+        let Some(behind) = &self.shared.behind else {
+            return Ok(0);
+        };
+        let batch: Vec<(KeyId, OffsetDateTime)> = behind.lock().drain().collect();
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        let mut flushing = Flushing {
+            behind,
+            batch: Some(batch),
+        };
+        let written = flushing.batch.as_deref().unwrap_or_default();
+        self.inner.touch_many(written).await?;
+        let n = written.len();
+        flushing.batch = None;
+        Ok(n)
     }
 }
 
@@ -540,11 +651,55 @@ impl<S> CachedStoreBuilder<S> {
         self
     }
 
+    /// Writes last-use times behind: [`KeyStore::touch`] through the cache only records the
+    /// time in memory (and in the cached record), and [`CachedStore::flush_touches`] writes
+    /// them all with one [`KeyStore::touch_many`]. The application calls it on an interval
+    /// and at shutdown, so that hot verifications write nothing.
+    ///
+    /// At most `max_pending` keys wait (at least 1): the touch that finds that many
+    /// flushes them first, itself. What a crash loses is the times collected since the
+    /// last flush, at most one interval of them; status changes and every other write go
+    /// to the inner store at once, as without write-behind.
+    ///
+    /// ```
+    /// # use core::time::Duration;
+    /// # use keyward::{MemoryStore, store::CachedStore};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let (cache, feed) = CachedStore::builder(MemoryStore::new(), Duration::from_secs(2))
+    ///     .write_behind(100_000)
+    ///     .build();
+    /// let flusher = cache.clone();
+    /// tokio::spawn(async move {
+    ///     let mut every = tokio::time::interval(Duration::from_secs(5));
+    ///     loop {
+    ///         every.tick().await;
+    ///         if let Err(e) = flusher.flush_touches().await {
+    ///             eprintln!("last-use times kept for the next flush: {e}");
+    ///         }
+    ///     }
+    /// });
+    /// // ... serve; at shutdown:
+    /// cache.flush_touches().await.expect("flushed");
+    /// # drop(feed);
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn write_behind(mut self, max_pending: usize) -> Self {
+        self.write_behind = Some(max_pending.max(1));
+        self
+    }
+
     /// The cache, and the feed its invalidation stream drives.
     #[must_use]
     pub fn build(self) -> (CachedStore<S>, CacheFeed) {
         let shared = Arc::new(Shared {
             clock: self.clock,
+            bound: self.staleness,
+            behind: self.write_behind.map(|max| Behind {
+                max,
+                pending: Mutex::new(HashMap::default()),
+            }),
             staleness: time::Duration::try_from(self.staleness).ok(),
             state: RwLock::new(State {
                 generation: 0,
@@ -575,6 +730,7 @@ impl<S: fmt::Debug> fmt::Debug for CachedStoreBuilder<S> {
             .field("staleness", &self.staleness)
             .field("max_entries", &self.max_entries)
             .field("max_negative", &self.max_negative)
+            .field("write_behind", &self.write_behind)
             .finish_non_exhaustive()
     }
 }
@@ -598,6 +754,19 @@ impl CacheFeed {
     pub fn alive(&self) {
         let now = self.shared.clock.now();
         self.shared.write().alive_at = Some(now);
+    }
+
+    /// The time on the cache's clock: what a stream dates a heartbeat with for
+    /// [`CacheFeed::alive_since`].
+    #[must_use]
+    pub fn now(&self) -> OffsetDateTime {
+        self.shared.clock.now()
+    }
+
+    /// The cache's staleness bound, for a stream to pace its heartbeats (a few per bound).
+    #[must_use]
+    pub fn staleness(&self) -> core::time::Duration {
+        self.shared.bound
     }
 
     /// Like [`CacheFeed::alive`], for a heartbeat sent at `sent` (read from the same clock
@@ -783,9 +952,30 @@ impl<S: KeyStore> KeyStore for CachedStore<S> {
         self.inner.consume(id, cost).await
     }
 
+    /// Moves the cached record's last use (a change of `last_used_at` alone does not
+    /// invalidate it: verification does not depend on it), then writes it to the inner
+    /// store, or only collects it with [`CachedStoreBuilder::write_behind`].
     async fn touch(&self, id: &KeyId, at: OffsetDateTime) -> Result<(), StoreError> {
-        let _touched = Touched::new(&self.shared, Ids::One(*id));
-        self.inner.touch(id, at).await
+        self.shared.touched(id, at);
+        let Some(behind) = &self.shared.behind else {
+            return self.inner.touch(id, at).await;
+        };
+        let full = {
+            let mut pending = behind.lock();
+            keep_latest(&mut pending, *id, at);
+            pending.len() >= behind.max
+        };
+        if full {
+            self.flush_touches().await?;
+        }
+        Ok(())
+    }
+
+    async fn touch_many(&self, touches: &[(KeyId, OffsetDateTime)]) -> Result<(), StoreError> {
+        for (id, at) in touches {
+            self.shared.touched(id, *at);
+        }
+        self.inner.touch_many(touches).await
     }
 
     async fn delete(&self, id: &KeyId) -> Result<bool, StoreError> {
@@ -1015,6 +1205,117 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_touch_moves_the_cached_copy_and_writes_through_by_default() {
+        let (store, _feed, _clock) = cache(100, 100);
+        let r = record("ann");
+        let id = r.id;
+        store.inner().insert(r).await.expect("insert");
+        assert_eq!(
+            store
+                .get(&id)
+                .await
+                .expect("get")
+                .expect("found")
+                .last_used_at,
+            None
+        );
+        let t1 = epoch() + time::Duration::minutes(1);
+        store.touch(&id, t1).await.expect("touch");
+        // Still cached (a last use changes nothing verification reads), with the new time.
+        assert_eq!(store.cached_records(), 1);
+        let cached = store.get(&id).await.expect("get").expect("found");
+        assert_eq!(cached.last_used_at, Some(t1));
+        // Written to the inner store at once; an older time moves nothing.
+        let stored = store.inner().get(&id).await.expect("get").expect("found");
+        assert_eq!(stored.last_used_at, Some(t1));
+        store.touch(&id, epoch()).await.expect("touch");
+        assert_eq!(
+            store
+                .get(&id)
+                .await
+                .expect("get")
+                .expect("found")
+                .last_used_at,
+            Some(t1)
+        );
+        assert_eq!(store.pending_touches(), 0);
+        assert_eq!(store.flush_touches().await.expect("flush"), 0);
+        // touch_many moves cached copies too.
+        let t2 = t1 + time::Duration::minutes(1);
+        store.touch_many(&[(id, t2)]).await.expect("touch_many");
+        assert_eq!(
+            store
+                .get(&id)
+                .await
+                .expect("get")
+                .expect("found")
+                .last_used_at,
+            Some(t2)
+        );
+    }
+
+    #[tokio::test]
+    async fn write_behind_collects_flushes_and_keeps_what_a_failed_flush_held() {
+        let clock = FakeClock::new(epoch());
+        let inner: crate::testing::FlakyStore = crate::testing::FlakyStore::default();
+        let (store, feed) = CachedStore::builder(inner.clone(), B)
+            .with_clock(clock)
+            .write_behind(3)
+            .build();
+        feed.alive();
+        let records: Vec<KeyRecord> = (0..4).map(|_| record("ann")).collect();
+        for r in &records {
+            inner.inner().insert(r.clone()).await.expect("insert");
+        }
+        let at = |m: i64| epoch() + time::Duration::minutes(m);
+        store.touch(&records[0].id, at(1)).await.expect("touch");
+        store.touch(&records[0].id, at(3)).await.expect("touch");
+        store.touch(&records[0].id, at(2)).await.expect("touch");
+        store.touch(&records[1].id, at(1)).await.expect("touch");
+        assert_eq!(store.pending_touches(), 2);
+        let stored = |i: usize| {
+            let inner = inner.clone();
+            let id = records[i].id;
+            async move {
+                inner
+                    .inner()
+                    .get(&id)
+                    .await
+                    .expect("get")
+                    .expect("found")
+                    .last_used_at
+            }
+        };
+        assert_eq!(stored(0).await, None, "nothing written before a flush");
+
+        // A failed flush keeps its batch, merged with what came meanwhile.
+        inner.set_down(true);
+        store.flush_touches().await.expect_err("store down");
+        assert_eq!(store.pending_touches(), 2);
+        inner.set_down(false);
+        store.touch(&records[1].id, at(5)).await.expect("touch");
+        assert_eq!(store.flush_touches().await.expect("flush"), 2);
+        assert_eq!(
+            (stored(0).await, stored(1).await),
+            (Some(at(3)), Some(at(5)))
+        );
+        assert_eq!(store.pending_touches(), 0);
+
+        // (A cancelled flush restores its batch by the same guard as a failed one.)
+        store.touch(&records[2].id, at(6)).await.expect("touch");
+        assert_eq!(store.pending_touches(), 1);
+
+        // The bound: the touch that finds `max_pending` keys waiting flushes them itself.
+        store.touch(&records[3].id, at(7)).await.expect("touch");
+        store.touch(&records[0].id, at(8)).await.expect("touch");
+        assert_eq!(store.pending_touches(), 0, "flushed by the third key");
+        assert_eq!(
+            (stored(2).await, stored(3).await, stored(0).await),
+            (Some(at(6)), Some(at(7)), Some(at(8)))
+        );
+    }
+
+    #[tokio::test]
     async fn every_write_drops_what_it_touched() {
         let (store, _feed, _clock) = cache(100, 100);
         let a = record("ann");
@@ -1037,10 +1338,6 @@ mod tests {
             let mut changed = a.clone();
             changed.name = "changed".to_owned();
             store.update(changed, 0).await.expect("update");
-        })
-        .await;
-        drops_after(&store, &[a_id], async {
-            store.touch(&a_id, epoch()).await.expect("touch");
         })
         .await;
         drops_after(&store, &[a_id], async {

@@ -8,6 +8,10 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{PgConnection, Postgres, Transaction};
 use time::OffsetDateTime;
 
+mod invalidations;
+
+pub use invalidations::PgInvalidations;
+
 use super::StoreError;
 use super::sql::{self, ColumnError, Conn, Dialect, Migration, SqlStore, unavailable};
 
@@ -98,7 +102,49 @@ const MIGRATIONS: &[Migration] = &[
         )",
         ],
     },
+    Migration {
+        version: 5,
+        description: "change notifications for caches",
+        statements: &[
+            // Every committed insert, delete and change of a key notifies channel
+            // `keyward_keys` with its id (a truncation with `*`), so that caches in every
+            // instance drop it (`PgInvalidations`). A change of `last_used_at` alone
+            // notifies nothing: it is a statistic, and notifying it would empty every
+            // instance's cache of its busiest keys once a minute.
+            "CREATE OR REPLACE FUNCTION keyward_keys_notify() RETURNS trigger \
+             LANGUAGE plpgsql AS $$ \
+             BEGIN \
+                 IF TG_OP = 'TRUNCATE' THEN \
+                     PERFORM pg_notify('keyward_keys', '*'); \
+                     RETURN NULL; \
+                 END IF; \
+                 IF TG_OP IN ('UPDATE', 'DELETE') THEN \
+                     PERFORM pg_notify('keyward_keys', OLD.id); \
+                 END IF; \
+                 IF TG_OP IN ('INSERT', 'UPDATE') THEN \
+                     PERFORM pg_notify('keyward_keys', NEW.id); \
+                 END IF; \
+                 RETURN NULL; \
+             END $$",
+            "CREATE TRIGGER keyward_keys_notify_row AFTER INSERT OR DELETE ON keyward_keys \
+             FOR EACH ROW EXECUTE FUNCTION keyward_keys_notify()",
+            "CREATE TRIGGER keyward_keys_notify_change AFTER UPDATE ON keyward_keys \
+             FOR EACH ROW WHEN ((to_jsonb(OLD) - 'last_used_at') \
+                 IS DISTINCT FROM (to_jsonb(NEW) - 'last_used_at')) \
+             EXECUTE FUNCTION keyward_keys_notify()",
+            "CREATE TRIGGER keyward_keys_notify_truncate AFTER TRUNCATE ON keyward_keys \
+             FOR EACH STATEMENT EXECUTE FUNCTION keyward_keys_notify()",
+        ],
+    },
 ];
+
+/// Moves `last_used_at` forward for many keys (see [`Dialect::TOUCH_MANY`]); a key's
+/// latest time wins, and ids are compared as the text they are.
+const TOUCH_MANY: &str = "UPDATE keyward_keys k SET last_used_at = t.at \
+     FROM (SELECT e->>0 AS id, \
+                  max(timestamptz 'epoch' + (e->>1)::bigint * interval '1 microsecond') AS at \
+           FROM jsonb_array_elements($1::text::jsonb) AS e GROUP BY 1) AS t \
+     WHERE k.id = t.id AND (k.last_used_at IS NULL OR k.last_used_at < t.at)";
 
 const VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS keyward_schema_version (
     version bigint PRIMARY KEY,
@@ -155,6 +201,7 @@ const MAX_CONNECTIONS: u32 = 10;
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    read_timeout: Duration,
 }
 
 impl SqlStore for PostgresStore {
@@ -163,11 +210,15 @@ impl SqlStore for PostgresStore {
     fn pool(&self) -> &PgPool {
         &self.pool
     }
+
+    fn read_timeout(&self) -> Duration {
+        self.read_timeout
+    }
 }
 
 impl PostgresStore {
     /// keyward's schema version that [`PostgresStore::migrate`] brings a database to.
-    pub const SCHEMA_VERSION: i64 = 4;
+    pub const SCHEMA_VERSION: i64 = 5;
 
     /// Connects a pool of up to 10 connections to a URL such as
     /// `postgres://user:password@host/database`; an operation waits at most 5 seconds for a
@@ -190,7 +241,28 @@ impl PostgresStore {
     /// A store over an existing pool.
     #[must_use]
     pub fn from_pool(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            read_timeout: sql::READ_TIMEOUT,
+        }
+    }
+
+    /// Sets how long a read on the verification path (`get`, `consume`, `touch`,
+    /// `touch_many`) waits for the database, connection included, before failing with
+    /// [`StoreError::Unavailable`] (default 2 seconds): a stalled database (a connection
+    /// open but silent) makes verification fail closed within this time instead of
+    /// hanging. Management writes are bounded by the pool's acquire timeout and the
+    /// server's own timeouts instead.
+    #[must_use]
+    pub fn with_read_timeout(mut self, timeout: Duration) -> Self {
+        self.read_timeout = timeout;
+        self
+    }
+
+    /// The read timeout (see [`PostgresStore::with_read_timeout`]).
+    #[must_use]
+    pub fn read_timeout(&self) -> Duration {
+        self.read_timeout
     }
 
     /// The connection pool, for the application's own queries.
@@ -227,6 +299,7 @@ impl Dialect for Postgres {
 
     const MIGRATIONS: &'static [Migration] = MIGRATIONS;
     const VERSION_TABLE: &'static str = VERSION_TABLE;
+    const TOUCH_MANY: &'static str = TOUCH_MANY;
 
     fn time(t: OffsetDateTime) -> OffsetDateTime {
         t

@@ -9,6 +9,8 @@ mod journal;
 pub(super) use backend::{Conn, Dialect, SqlStore};
 
 use core::fmt;
+use core::future::Future;
+use core::time::Duration;
 use std::error::Error as StdError;
 
 use sqlx::{ColumnIndex, Decode, Row, Type};
@@ -538,6 +540,45 @@ pub(super) fn is_unique_violation(e: &sqlx::Error) -> bool {
 /// refused. The manager fails closed on it.
 pub(super) fn unavailable(e: sqlx::Error) -> StoreError {
     StoreError::unavailable(e)
+}
+
+/// How long a read on the verification path (`get`, `consume`, `touch`, `touch_many`)
+/// waits for the database by default before failing with [`StoreError::Unavailable`].
+pub(super) const READ_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The cause of a [`StoreError::Unavailable`] for a database that did not answer in time.
+#[derive(Debug)]
+pub(super) struct NoAnswer(pub(super) Duration);
+
+impl fmt::Display for NoAnswer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "the database did not answer within {:?}", self.0)
+    }
+}
+
+impl StdError for NoAnswer {}
+
+/// Runs `operation`, failing with [`StoreError::Unavailable`] when it errs or has not
+/// finished within `limit` (the operation is dropped then: sqlx closes a connection left
+/// mid-statement instead of reusing it).
+pub(super) async fn within<T>(
+    limit: Duration,
+    operation: impl Future<Output = Result<T, sqlx::Error>>,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout(limit, operation).await {
+        Ok(done) => done.map_err(unavailable),
+        Err(_) => Err(StoreError::unavailable(NoAnswer(limit))),
+    }
+}
+
+/// `touches` as the JSON text [`Dialect::TOUCH_MANY`] reads: `[["id", micros], ...]`.
+pub(super) fn touches_json(touches: &[(KeyId, OffsetDateTime)]) -> String {
+    let rows: Vec<(&str, i64)> = touches
+        .iter()
+        .map(|(id, at)| (id.as_str(), micros(*at)))
+        .collect();
+    // Ids are alphanumeric and times integers: serializing them cannot fail.
+    serde_json::to_string(&rows).unwrap_or_else(|_| String::from("[]"))
 }
 
 /// UTC unix microseconds, saturating: how SQLite keeps timestamps, and how both databases

@@ -107,6 +107,14 @@ const VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS keyward_schema_version (
     applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
 ) STRICT";
 
+/// Moves `last_used_at` forward for many keys (see [`Dialect::TOUCH_MANY`]); a key's
+/// latest time wins.
+const TOUCH_MANY: &str = "UPDATE keyward_keys SET last_used_at = t.at \
+     FROM (SELECT json_extract(value, '$[0]') AS id, max(json_extract(value, '$[1]')) AS at \
+           FROM json_each($1) GROUP BY 1) AS t \
+     WHERE keyward_keys.id = t.id \
+       AND (keyward_keys.last_used_at IS NULL OR keyward_keys.last_used_at < t.at)";
+
 /// How long a statement waits for another connection's write to finish.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long an operation waits for a free connection of the pool.
@@ -140,6 +148,7 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    read_timeout: Duration,
 }
 
 impl SqlStore for SqliteStore {
@@ -147,6 +156,10 @@ impl SqlStore for SqliteStore {
 
     fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    fn read_timeout(&self) -> Duration {
+        self.read_timeout
     }
 }
 
@@ -193,7 +206,26 @@ impl SqliteStore {
     /// [`SqliteStore::open`] does.
     #[must_use]
     pub fn from_pool(pool: SqlitePool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            read_timeout: sql::READ_TIMEOUT,
+        }
+    }
+
+    /// Sets how long a read on the verification path (`get`, `consume`, `touch`,
+    /// `touch_many`) waits, for a connection and for the database (another process holding
+    /// the file's lock, say), before failing with [`StoreError::Unavailable`] (default 2
+    /// seconds).
+    #[must_use]
+    pub fn with_read_timeout(mut self, timeout: Duration) -> Self {
+        self.read_timeout = timeout;
+        self
+    }
+
+    /// The read timeout (see [`SqliteStore::with_read_timeout`]).
+    #[must_use]
+    pub fn read_timeout(&self) -> Duration {
+        self.read_timeout
     }
 
     /// The connection pool, for the application's own queries.
@@ -229,6 +261,7 @@ impl Dialect for Sqlite {
 
     const MIGRATIONS: &'static [Migration] = MIGRATIONS;
     const VERSION_TABLE: &'static str = VERSION_TABLE;
+    const TOUCH_MANY: &'static str = TOUCH_MANY;
 
     fn time(t: OffsetDateTime) -> i64 {
         sql::micros(t)

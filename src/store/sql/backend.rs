@@ -36,6 +36,11 @@ pub(in crate::store) trait Dialect: Database {
     /// Creates `keyward_schema_version` if it is missing.
     const VERSION_TABLE: &'static str;
 
+    /// Moves `last_used_at` forward for many keys in one statement: `$1` is the JSON text
+    /// of `sql::touches_json`, `[["id", micros], ...]`, where an id may repeat (its latest
+    /// time wins).
+    const TOUCH_MANY: &'static str;
+
     /// `t` as this database stores it.
     fn time(t: OffsetDateTime) -> Self::Time;
 
@@ -87,6 +92,9 @@ pub(in crate::store) trait SqlStore: Send + Sync {
 
     /// The store's pool.
     fn pool(&self) -> &Pool<Self::Db>;
+
+    /// How long a read on the verification path waits for the database.
+    fn read_timeout(&self) -> core::time::Duration;
 }
 
 /// keyward's statements on one connection (or transaction) of database `DB`, and the
@@ -426,11 +434,13 @@ where
     }
 
     async fn get(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
-        let row = sqlx::query(sql::SELECT)
-            .bind(id.as_str())
-            .fetch_optional(self.pool())
-            .await
-            .map_err(unavailable)?;
+        let row = sql::within(
+            self.read_timeout(),
+            sqlx::query(sql::SELECT)
+                .bind(id.as_str())
+                .fetch_optional(self.pool()),
+        )
+        .await?;
         row.map(|row| sql::decode(&row, Some(*id), DB::read_time).map(Arc::new))
             .transpose()
     }
@@ -514,13 +524,16 @@ where
     }
 
     async fn consume(&self, id: &KeyId, cost: u64) -> Result<Consumed, StoreError> {
+        let limit = self.read_timeout();
         if let Ok(cost) = i64::try_from(cost) {
-            let left: Option<i64> = sqlx::query_scalar(sql::CONSUME)
-                .bind(id.as_str())
-                .bind(cost)
-                .fetch_optional(self.pool())
-                .await
-                .map_err(unavailable)?;
+            let left: Option<i64> = sql::within(
+                limit,
+                sqlx::query_scalar(sql::CONSUME)
+                    .bind(id.as_str())
+                    .bind(cost)
+                    .fetch_optional(self.pool()),
+            )
+            .await?;
             if let Some(left) = left {
                 return u64::try_from(left)
                     .map(Consumed::Remaining)
@@ -528,11 +541,13 @@ where
             }
         }
         // Nothing taken: no such key, no quota, or not enough left.
-        let row: Option<Option<i64>> = sqlx::query_scalar(sql::REMAINING)
-            .bind(id.as_str())
-            .fetch_optional(self.pool())
-            .await
-            .map_err(unavailable)?;
+        let row: Option<Option<i64>> = sql::within(
+            limit,
+            sqlx::query_scalar(sql::REMAINING)
+                .bind(id.as_str())
+                .fetch_optional(self.pool()),
+        )
+        .await?;
         Ok(match row {
             None => Consumed::NotFound,
             Some(None) => Consumed::Unlimited,
@@ -541,12 +556,28 @@ where
     }
 
     async fn touch(&self, id: &KeyId, at: OffsetDateTime) -> Result<(), StoreError> {
-        sqlx::query(sql::TOUCH)
-            .bind(id.as_str())
-            .bind(DB::time(at))
-            .execute(self.pool())
-            .await
-            .map_err(unavailable)?;
+        sql::within(
+            self.read_timeout(),
+            sqlx::query(sql::TOUCH)
+                .bind(id.as_str())
+                .bind(DB::time(at))
+                .execute(self.pool()),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn touch_many(&self, touches: &[(KeyId, OffsetDateTime)]) -> Result<(), StoreError> {
+        if touches.is_empty() {
+            return Ok(());
+        }
+        sql::within(
+            self.read_timeout(),
+            sqlx::query(DB::TOUCH_MANY)
+                .bind(sql::touches_json(touches))
+                .execute(self.pool()),
+        )
+        .await?;
         Ok(())
     }
 
