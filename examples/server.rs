@@ -22,6 +22,12 @@
 //! `10.0.0.0/8`): believe `X-Forwarded-For` from these peers only (by default the header
 //! is ignored and the connection's peer is the client). `KEYWARD_MAX_KEYS_PER_TENANT`: at
 //! most this many live keys per company (409 `limit_reached` past it).
+//! `KEYWARD_CACHE_STALENESS_MS` (milliseconds): verify from a cache of the database fed by
+//! its change notifications (PostgreSQL `LISTEN/NOTIFY`, SQLite `data_version`), serving a
+//! record only while the notifications proved themselves live within that many
+//! milliseconds, with last uses written behind once a second; unset (or with `memory:`),
+//! every verification reads the database. A database that does not answer within 2 s
+//! makes verification fail with 503.
 //!
 //! Every `/admin/keys` route acts as the calling key ([`KeyManager::acting_as`]): a key
 //! outside the caller's reach is answered exactly like an unknown id. `POST
@@ -59,7 +65,7 @@ use keyward::{
     policy::{Expiry, ExpiryPreset, IssuancePolicy},
     record::KeyStatus,
     scope::{Resource, Restrictions},
-    store::{AnyStore, ListFilter, Page, StoreError},
+    store::{AnyStore, CachedStore, InvalidationStream, ListFilter, Page, StoreError},
 };
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, Implementation, ListToolsResult,
@@ -87,7 +93,7 @@ const DEFAULT_FAILED_VERIFICATIONS_PER_MINUTE: u32 = 10;
 const AUDIT_QUEUE: usize = 100_000;
 
 struct App {
-    manager: Arc<KeyManager<AnyStore>>,
+    manager: Arc<KeyManager<Store>>,
     sessions: Mutex<Sessions>,
     tickets: Mutex<Vec<Ticket>>,
     /// Toado's defaults: 600 reads and 60 writes a minute per key, and
@@ -96,7 +102,7 @@ struct App {
     /// Failed verifications per client address, shared by every route.
     failures: Arc<FailureThrottle<Arc<MemoryLimiter>>>,
     /// GitHub's secret-scanning public keys, from `KEYWARD_SCANNING_KEYS_FILE`.
-    scanning: Option<ScanningReceiver<AnyStore, PublicKeys>>,
+    scanning: Option<ScanningReceiver<Store, PublicKeys>>,
     /// The scope catalog as `GET /admin/scopes` answers it.
     scopes: Value,
     /// The audit log's queue, flushed to the database every second and at shutdown.
@@ -105,7 +111,7 @@ struct App {
     proxies: Option<TrustedProxies>,
     /// The MCP sessions and the keys they belong to, set when `/mcp` is mounted: a key
     /// revoked or disabled through the admin API has its sessions closed at once.
-    mcp_sessions: std::sync::OnceLock<SessionBinding<AnyStore, LocalSessionManager>>,
+    mcp_sessions: std::sync::OnceLock<SessionBinding<Store, LocalSessionManager>>,
 }
 
 /// Sessions by the SHA-256 of their cookie value (the value itself is never kept).
@@ -282,6 +288,41 @@ fn limit_policy() -> Result<LimitPolicy, Box<dyn std::error::Error>> {
     Ok(LimitPolicy::default().limit(LimitPolicy::FAILED_VERIFICATIONS, rate))
 }
 
+/// The service's key store: the database behind a cache (turned off unless
+/// `KEYWARD_CACHE_STALENESS_MS` is set).
+type Store = CachedStore<AnyStore>;
+
+/// Last-use times waiting for the next flush, at most.
+const MAX_PENDING_TOUCHES: usize = 100_000;
+
+/// `store` behind a cache with the staleness bound `KEYWARD_CACHE_STALENESS_MS`, its
+/// invalidation stream spawned; without the variable (or for the memory store, which
+/// needs none), a cache that is off: every read goes to the database, as without one.
+fn cached(store: AnyStore) -> Result<Store, String> {
+    let Ok(text) = std::env::var("KEYWARD_CACHE_STALENESS_MS") else {
+        return Ok(CachedStore::new(store, std::time::Duration::ZERO).0);
+    };
+    let ms: u64 = text
+        .trim()
+        .parse()
+        .ok()
+        .filter(|&ms| ms > 0)
+        .ok_or_else(|| {
+            format!(
+                "KEYWARD_CACHE_STALENESS_MS must be a positive number of milliseconds, not {text:?}"
+            )
+        })?;
+    let Some(stream) = store.invalidations() else {
+        eprintln!("KEYWARD_CACHE_STALENESS_MS ignored: the memory store needs no cache");
+        return Ok(CachedStore::new(store, std::time::Duration::ZERO).0);
+    };
+    let (cache, feed) = CachedStore::builder(store, std::time::Duration::from_millis(ms))
+        .write_behind(MAX_PENDING_TOUCHES)
+        .build();
+    tokio::spawn(stream.run(feed));
+    Ok(cache)
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let pepper = match std::env::var("KEYWARD_PEPPER") {
@@ -290,7 +331,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let url = std::env::var("KEYWARD_DATABASE_URL")
         .unwrap_or_else(|_| "sqlite://keyward-example.db?mode=rwc".to_owned());
-    let store = AnyStore::open(&url).await?;
+    let store = cached(AnyStore::open(&url).await?)?;
     let catalog = catalog()?;
     let journal = AuditJournal::new(AUDIT_QUEUE);
     let scopes = serde_json::to_value(catalog.listing())?;
@@ -357,16 +398,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Err(e) = app.journal.flush_to(app.manager.store()).await {
         eprintln!("could not flush the audit log at shutdown: {e}");
     }
+    if let Err(e) = app.manager.store().flush_touches().await {
+        eprintln!("could not write the last uses at shutdown: {e}");
+    }
     Ok(())
 }
 
-/// Writes the audit queue to the database every second.
+/// Writes the audit queue and the last uses collected by the cache to the database every
+/// second.
 async fn flush_audit(app: Arc<App>) {
     let mut interval = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
         interval.tick().await;
         if let Err(e) = app.journal.flush_to(app.manager.store()).await {
             tracing::warn!(error = %e, "could not flush the audit log; retrying");
+        }
+        if let Err(e) = app.manager.store().flush_touches().await {
+            tracing::warn!(error = %e, "could not write last uses; retrying");
         }
     }
 }
@@ -1449,7 +1497,7 @@ const MCP_MAX_BODY: usize = 1 << 20;
 /// key's `reads` or `writes` budget, and its session must be the key's own.
 fn mcp_router(
     app: &Arc<App>,
-    bearer: KeywardLayer<AnyStore>,
+    bearer: KeywardLayer<Store>,
     limits: RateLimit<MemoryLimiter>,
 ) -> Router<Arc<App>> {
     let scopes = Arc::new(

@@ -53,7 +53,7 @@ mod sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
-pub use any::{AnyStore, AnyStoreError};
+pub use any::{AnyInvalidations, AnyStore, AnyStoreError};
 pub use cached::{CacheFeed, CachedStore, CachedStoreBuilder, InvalidationStream};
 pub use caps::LiveCaps;
 pub use memory::MemoryStore;
@@ -62,7 +62,7 @@ pub use memory::MemoryStore;
 pub use postgres::{PgInvalidations, PostgresStore};
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteInvalidations, SqliteStore};
 
 /// Where key records live. Implement it for your database; run the conformance suite
 /// (`keyward::testing`, feature `testing`) against your implementation.

@@ -1874,3 +1874,64 @@ fn imported_legacy_tokens_verify_and_listings_say_which_are_legacy() {
     let r = http(&s, "GET", "/tickets", &bearer(&tampered), None);
     assert_eq!(r.status, 401, "{}", r.raw);
 }
+
+/// Two instances of the service over one database file with `KEYWARD_CACHE_STALENESS_MS`:
+/// a key revoked through one is refused by the other within the bound (its cache hears of
+/// the change from the file), and the other's last uses, written behind, reach the
+/// database within a flush.
+#[test]
+fn two_cached_instances_see_each_others_revocations() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("shared.db").display()
+    );
+    let pepper = format!("k1:{}", Base64::encode_string(&[11u8; 32]));
+    let env = [
+        ("KEYWARD_DATABASE_URL", url.as_str()),
+        ("KEYWARD_PEPPER", pepper.as_str()),
+        ("KEYWARD_CACHE_STALENESS_MS", "1000"),
+    ];
+    let one = start_with(&env);
+    let two = start_with(&env);
+    let (id, key) = issue(
+        &one,
+        json!({ "name": "bot", "owner": "u", "scopes": ["read"] }),
+    );
+    assert_eq!(
+        http(&two, "GET", "/tickets", &bearer(&key), None).status,
+        200
+    );
+    assert_eq!(
+        http(&two, "GET", "/tickets", &bearer(&key), None).status,
+        200
+    );
+    // Instance two's last use reaches the database with its next flush (once a second).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while record(&one, &id)["last_used_at"].is_null() {
+        assert!(Instant::now() < deadline, "last use never written");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let r = http(
+        &one,
+        "POST",
+        &format!("/admin/keys/{id}/revoke"),
+        &bearer(&one.admin),
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.raw);
+    assert_eq!(
+        http(&one, "GET", "/tickets", &bearer(&key), None).status,
+        401
+    );
+    let revoked = Instant::now();
+    while http(&two, "GET", "/tickets", &bearer(&key), None).status == 200 {
+        assert!(
+            revoked.elapsed() < Duration::from_secs(1),
+            "accepted {:?} after the revocation",
+            revoked.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

@@ -486,3 +486,88 @@ async fn upgrades_in_place(from: i64) {
     scenarios::check_upgraded_keys(SqliteStore::open(&path).await.expect("reopen"), &key, &old)
         .await;
 }
+
+/// Two "processes" (two pools) on one file, B caching behind `SqliteInvalidations`: A's
+/// revocations reach B within a few polls; with B's stream stopped, B serves its cached
+/// record until the staleness bound has passed, then reads the file again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cache_over_a_shared_file_sees_other_writers() {
+    use std::time::{Duration, Instant};
+
+    use keyward::manager::VerifyError;
+    use keyward::store::{CachedStore, InvalidationStream, SqliteInvalidations};
+
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("shared.db");
+    let a = scenarios::manager(migrated(&path).await);
+    let b_store = SqliteStore::open(&path).await.expect("open");
+    let bound = Duration::from_millis(400);
+    let (cache, feed) = CachedStore::new(b_store.clone(), bound);
+    let stream = tokio::spawn(
+        SqliteInvalidations::new(&b_store)
+            .poll_every(Duration::from_millis(5))
+            .run(feed),
+    );
+    let b = scenarios::manager(cache.clone());
+    let ctx = RequestContext::new();
+    let started = Instant::now();
+    while !cache.is_fresh() {
+        assert!(started.elapsed() < Duration::from_secs(5), "never live");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+
+    let refused_within = |secret: String| {
+        let b = &b;
+        async move {
+            let since = Instant::now();
+            loop {
+                match b.verify(&secret, &RequestContext::new()).await {
+                    Err(VerifyError::Revoked) => return since.elapsed(),
+                    Ok(_) => {}
+                    Err(e) => panic!("only Ok or Revoked expected, got {e:?}"),
+                }
+                assert!(since.elapsed() < Duration::from_secs(2), "still accepted");
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    };
+    let mut slowest = Duration::ZERO;
+    for i in 0..20 {
+        let issued = a
+            .issue(IssueRequest::new(format!("k{i}"), "u"), &ctx)
+            .await
+            .expect("issue");
+        let secret = issued.key.expose_secret().to_owned();
+        b.verify(&secret, &ctx).await.expect("B verifies");
+        a.revoke(&issued.key.id(), None, &ctx)
+            .await
+            .expect("revoke");
+        slowest = slowest.max(refused_within(secret).await);
+    }
+    assert!(slowest < Duration::from_millis(200), "slowest {slowest:?}");
+
+    // Without its stream, B serves from memory only until the bound has passed.
+    let issued = a
+        .issue(IssueRequest::new("last", "u"), &ctx)
+        .await
+        .expect("issue");
+    let secret = issued.key.expose_secret().to_owned();
+    tokio::time::sleep(Duration::from_millis(50)).await; // the insert's poll passes
+    b.verify(&secret, &ctx).await.expect("B verifies");
+    stream.abort();
+    let _ = stream.await;
+    let stopped = Instant::now();
+    a.revoke(&issued.key.id(), None, &ctx)
+        .await
+        .expect("revoke");
+    assert!(
+        b.verify(&secret, &ctx).await.is_ok(),
+        "cached within the bound"
+    );
+    let seen_after = refused_within(secret).await;
+    let since_stop = stopped.elapsed();
+    assert!(
+        since_stop >= bound.saturating_sub(Duration::from_millis(60)) && seen_after <= bound,
+        "refused {since_stop:?} after the stream stopped (bound {bound:?})"
+    );
+}

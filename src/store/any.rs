@@ -144,6 +144,57 @@ impl AnyStore {
     }
 }
 
+impl AnyStore {
+    /// The invalidation stream for a [`CachedStore`](super::CachedStore) over this store:
+    /// [`PgInvalidations`](super::PgInvalidations) for PostgreSQL,
+    /// [`SqliteInvalidations`](super::SqliteInvalidations) for SQLite, and `None` for the
+    /// memory store, which lives in this process only: a cache in front of it saves
+    /// nothing.
+    #[must_use]
+    pub fn invalidations(&self) -> Option<AnyInvalidations> {
+        match self {
+            Self::Memory(_) => None,
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(store) => Some(AnyInvalidations::Sqlite(super::SqliteInvalidations::new(
+                store,
+            ))),
+            #[cfg(feature = "postgres")]
+            Self::Postgres(store) => Some(AnyInvalidations::Postgres(super::PgInvalidations::new(
+                store,
+            ))),
+        }
+    }
+}
+
+/// The invalidation stream of an [`AnyStore`]'s database (from
+/// [`AnyStore::invalidations`]), with the defaults of each.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum AnyInvalidations {
+    /// `PRAGMA data_version` polling.
+    #[cfg(feature = "sqlite")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+    Sqlite(super::SqliteInvalidations),
+    /// `LISTEN/NOTIFY`.
+    #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+    Postgres(super::PgInvalidations),
+}
+
+impl super::InvalidationStream for AnyInvalidations {
+    async fn run(self, feed: super::CacheFeed) {
+        // Without a SQL feature there is no variant, and nothing to drive.
+        #[cfg(not(any(feature = "sqlite", feature = "postgres")))]
+        drop(feed);
+        match self {
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(stream) => stream.run(feed).await,
+            #[cfg(feature = "postgres")]
+            Self::Postgres(stream) => stream.run(feed).await,
+        }
+    }
+}
+
 #[cfg(feature = "sqlite")]
 async fn open_sqlite(rest: &str) -> Result<AnyStore, AnyStoreError> {
     // sqlx wants the scheme in lower case.

@@ -10,6 +10,10 @@ use sqlx::sqlite::{
 use sqlx::{Sqlite, SqliteConnection, Transaction};
 use time::OffsetDateTime;
 
+mod invalidations;
+
+pub use invalidations::SqliteInvalidations;
+
 use super::StoreError;
 use super::sql::{self, ColumnError, Conn, Dialect, Migration, SqlStore, unavailable};
 
