@@ -16,7 +16,7 @@ WARMUP="${WARMUP:-1}"
 MEASURE="${MEASURE:-3}"
 LOG=target/bench-run.log
 META=target/bench-run.meta
-CMD=(cargo bench --features rate-limit,redis --bench '*' -- --warm-up-time "$WARMUP" --measurement-time "$MEASURE")
+CMD=(cargo bench --features rate-limit,redis,postgres --bench '*' -- --warm-up-time "$WARMUP" --measurement-time "$MEASURE")
 # The Redis round trip is measured against a local server when one answers.
 if [[ -z "${KEYWARD_TEST_REDIS_URL:-}" ]] && redis-cli ping >/dev/null 2>&1; then
     export KEYWARD_TEST_REDIS_URL=redis://127.0.0.1:6379/
@@ -24,7 +24,7 @@ fi
 
 if [[ -z "${NO_RUN:-}" ]]; then
     # Build first so that the timed part is the measurement alone.
-    cargo bench --features rate-limit,redis --bench '*' --no-run
+    cargo bench --features rate-limit,redis,postgres --bench '*' --no-run
     load_before=$(cut -d' ' -f1-3 /proc/loadavg)
     start=$(date +%s)
     "${CMD[@]}" 2>&1 | tee "$LOG"
@@ -42,16 +42,20 @@ if [[ -z "${NO_RUN:-}" ]]; then
         echo "l2=$(lscpu | sed -n 's/^L2 cache: *//p' | head -1)"
         echo "l3=$(lscpu | sed -n 's/^L3 cache: *//p' | head -1)"
         echo "mem=$(free -g | awk '/^Mem:/ {print $2}') GiB"
-        echo "cmd=scripts/bench.sh (runs: cargo bench --features rate-limit,redis --bench '*' -- --warm-up-time $WARMUP --measurement-time $MEASURE; Redis at ${KEYWARD_TEST_REDIS_URL:-none})"
+        echo "cmd=scripts/bench.sh (runs: cargo bench --features rate-limit,redis,postgres --bench '*' -- --warm-up-time $WARMUP --measurement-time $MEASURE; Redis at ${KEYWARD_TEST_REDIS_URL:-none})"
     } >"$META"
     # Verify load over the PostgreSQL store on loopback, when a server is configured (the
     # same variable as the tests: KEYWARD_TEST_POSTGRES_URL).
     PG_LOG=target/bench-postgres.log
-    rm -f "$PG_LOG"
+    PG_CACHED_LOG=target/bench-postgres-cached.log
+    rm -f "$PG_LOG" "$PG_CACHED_LOG"
     if [[ -n "${KEYWARD_TEST_POSTGRES_URL:-}" ]]; then
         cargo run --release --quiet --example postgres_load --features postgres -- \
             "$KEYWARD_TEST_POSTGRES_URL" "${PG_WORKERS:-32}" "${PG_SECONDS:-10}" "${PG_POOL:-16}" \
-            2>&1 | tee "$PG_LOG"
+            uncached 2>&1 | tee "$PG_LOG"
+        cargo run --release --quiet --example postgres_load --features postgres -- \
+            "$KEYWARD_TEST_POSTGRES_URL" "${PG_WORKERS:-32}" "${PG_SECONDS:-10}" "${PG_POOL:-16}" \
+            cached 2>&1 | tee "$PG_CACHED_LOG"
     fi
 fi
 
@@ -372,24 +376,56 @@ w("")
 # ---- postgres --------------------------------------------------------------------------
 w("## PostgreSQL store (`examples/postgres_load.rs`)")
 w("")
-pg_path = "target/bench-postgres.log"
-pg = open(pg_path).read() if os.path.exists(pg_path) else ""
-head = re.search(r"verify over PostgresStore: (\d+) keys, (\d+) workers, pool of (\d+), ([\d.]+) s", pg)
-rate = re.search(r"(\d+) verifications, (\d+) errors, (\d+) per second", pg)
-lat = re.search(r"latency p50 (\S+), p90 (\S+), p99 (\S+), p99.9 (\S+), max (\S+)", pg)
-if head and rate and lat:
-    w(f"Full verifications (parse, `SELECT` of the record over the pool, fast hash, status,")
-    w(f"expiry) of {int(head.group(1)):,} random keys by {head.group(2)} concurrent tasks through a pool of")
-    w(f"{head.group(3)} connections to a local PostgreSQL (loopback), for {head.group(4)} s, on the same")
-    w("two cores as the server: the server's own work dominates.")
+def pg_run(path):
+    text = open(path).read() if os.path.exists(path) else ""
+    head = re.search(r"verify over (\S+): (\d+) keys, (\d+) workers, pool of (\d+), ([\d.]+) s", text)
+    rate = re.search(r"(\d+) verifications, (\d+) errors, (\d+) per second", text)
+    lat = re.search(r"latency p50 (\S+), p90 (\S+), p99 (\S+), p99.9 (\S+), max (\S+)", text)
+    prop = re.search(r"propagation: (\d+) trials, p50 (\S+), p99 (\S+), max (\S+)", text)
+    return (head, rate, lat, prop) if head and rate and lat else None
+
+uncached_run = pg_run("target/bench-postgres.log")
+cached_run = pg_run("target/bench-postgres-cached.log")
+if uncached_run:
+    head = uncached_run[0]
+    w(f"Full verifications (parse, read of the record, fast hash, status, expiry) of")
+    w(f"{int(head.group(2)):,} random keys by {head.group(3)} concurrent tasks through a pool of")
+    w(f"{head.group(4)} connections to a local PostgreSQL (loopback), for {head.group(5)} s each, on the same")
+    w("two cores as the server: uncached, every verification is a `SELECT` and the server's own")
+    w("work dominates; cached (`CachedStore`, staleness bound 2 s, fed by `PgInvalidations`, last")
+    w("uses written behind), verifications are answered from memory.")
     w("")
-    w("| verifications | errors | per second | p50 | p90 | p99 | p99.9 | max |")
-    w("|---|---|---|---|---|---|---|---|")
-    w(f"| {int(rate.group(1)):,} | {rate.group(2)} | {int(rate.group(3)):,} | "
-      + " | ".join(lat.groups()) + " |")
+    w("| store | verifications | errors | per second | p50 | p90 | p99 | p99.9 | max |")
+    w("|---|---|---|---|---|---|---|---|---|")
+    for run in (uncached_run, cached_run):
+        if not run:
+            continue
+        head, rate, lat, _ = run
+        w(f"| `{head.group(1)}` | {int(rate.group(1)):,} | {rate.group(2)} | {int(rate.group(3)):,} | "
+          + " | ".join(lat.groups()) + " |")
     w("")
-    w("`scripts/bench.sh` runs it when `KEYWARD_TEST_POSTGRES_URL` is set; by hand:")
-    w("`cargo run --release --example postgres_load --features postgres -- URL 32 10 16`.")
+    if cached_run and cached_run[3]:
+        prop = cached_run[3]
+        w(f"Propagation: an instance without a cache revokes a key the cached instance has just")
+        w(f"verified; the cached instance verifies it every 100 µs until refused. {prop.group(1)} trials:")
+        w(f"**p50 {prop.group(2)}, p99 {prop.group(3)}, max {prop.group(4)}** (goal: p99 within 100 ms;")
+        w("`tests/postgres_cache.rs` checks it on every CI run, also for the child of a revoked parent).")
+        w("")
+    w("`scripts/bench.sh` runs both when `KEYWARD_TEST_POSTGRES_URL` is set; by hand:")
+    w("`cargo run --release --example postgres_load --features postgres -- URL 32 10 16 [uncached|cached]`.")
+    w("")
+    cached_hot = est.get(("cached verify (PostgreSQL)", "CachedStore<PostgresStore>: verify + authorize, hot record"))
+    memory_hot = est.get(("cached verify (PostgreSQL)", "memory store: verify + authorize, hot record"))
+    w("### Cached verification beside the memory store (`benches/cached.rs`)")
+    w("")
+    w("| | time | memory store, same run | ratio | goal |")
+    w("|---|---|---|---|---|")
+    if cached_hot and memory_hot:
+        ok = cached_hot <= 2 * memory_hot
+        w(f"| verify + authorize, hot record, `CachedStore<PostgresStore>` | {fmt(cached_hot)} | "
+          f"{fmt(memory_hot)} | {ratio(cached_hot, memory_hot)} | ≤ 2x: {check('cached', ok)} |")
+    else:
+        w("| not measured in this run | | | | |")
 else:
     w("Not measured in this run: set `KEYWARD_TEST_POSTGRES_URL` to a local server (see the")
     w("README's Databases section) and rerun `scripts/bench.sh`.")
