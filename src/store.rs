@@ -214,6 +214,18 @@ pub trait KeyStore: Send + Sync {
         id: &KeyId,
     ) -> impl Future<Output = Result<Option<Arc<KeyRecord>>, StoreError>> + Send;
 
+    /// [`KeyStore::get`] from the store of record, past any cache: what a decision to
+    /// write is based on. The manager reads this way the key a management call changes, and
+    /// the acting key's own record and lineage, so that a cache's staleness bound never
+    /// decides a management call. The default is [`KeyStore::get`]; [`CachedStore`]
+    /// reads its inner store.
+    fn get_fresh(
+        &self,
+        id: &KeyId,
+    ) -> impl Future<Output = Result<Option<Arc<KeyRecord>>, StoreError>> + Send {
+        self.get(id)
+    }
+
     /// Replaces the record with `record.id` if its stored version is `expected_version`,
     /// storing it with version `expected_version + 1` (compare-and-set). The record is
     /// stored as given: every field, `last_used_at` (even when older than the stored one),

@@ -2202,6 +2202,10 @@ impl<S: KeyStore> KeyStore for FlakyStore<S> {
         self.check()?;
         self.inner.touch_many(touches).await
     }
+    async fn get_fresh(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+        self.check()?;
+        self.inner.get_fresh(id).await
+    }
     async fn delete(&self, id: &KeyId) -> Result<bool, StoreError> {
         self.check()?;
         self.inner.delete(id).await

@@ -573,3 +573,99 @@ impl KeyStore for Failing {
         down()
     }
 }
+
+/// A manager over a cache that never hears of other instances' writes (its stream is
+/// live but silent), beside the shared store those instances write.
+fn silent_cache() -> (
+    keyward::KeyManager<CachedStore<MemoryStore>>,
+    MemoryStore,
+    CacheFeed,
+) {
+    let shared = MemoryStore::new();
+    let (cache, feed) = CachedStore::new(shared.clone(), core::time::Duration::from_secs(3600));
+    feed.alive();
+    let manager = keyward::KeyManager::new(
+        cache,
+        keyward::KeyFormat::new(["tak"]).expect("format"),
+        keyward::Hasher::fast(keyward::Pepper::new("k1", [5u8; 32]).expect("pepper")),
+    );
+    (manager, shared, feed)
+}
+
+/// Sets `id`'s status on the shared store, as another instance would.
+async fn remote_status(shared: &MemoryStore, id: &KeyId, status: keyward::record::KeyStatus) {
+    let mut record = KeyRecord::clone(&shared.get(id).await.expect("get").expect("present"));
+    let version = record.version;
+    record.status = status;
+    shared.update(record, version).await.expect("remote write");
+}
+
+#[tokio::test]
+async fn a_management_call_decides_on_the_stored_record_not_a_cached_copy() {
+    use keyward::record::KeyStatus;
+    let (manager, shared, _feed) = silent_cache();
+    let ctx = keyward::RequestContext::new();
+    let issued = manager
+        .issue(keyward::IssueRequest::new("k", "ann"), &ctx)
+        .await
+        .expect("issue");
+    let id = issued.key.id();
+    manager.disable(&id, &ctx).await.expect("disable");
+    // Cached as disabled; another instance enables it, unheard of here.
+    assert!(
+        manager
+            .verify(issued.key.expose_secret(), &ctx)
+            .await
+            .is_err()
+    );
+    remote_status(&shared, &id, KeyStatus::Active).await;
+    // Disabling again must disable it, not keep what the cache shows.
+    manager.disable(&id, &ctx).await.expect("disable");
+    let stored = shared.get(&id).await.expect("get").expect("present");
+    assert_eq!(stored.status, KeyStatus::Disabled);
+}
+
+#[tokio::test]
+async fn an_acting_key_revoked_elsewhere_manages_nothing_through_a_cache() {
+    use keyward::record::KeyStatus;
+    let (manager, shared, _feed) = silent_cache();
+    let ctx = keyward::RequestContext::new();
+    let admin = manager
+        .issue(
+            keyward::IssueRequest::new("admin", "ann").scopes(keyward::ScopeSet::all()),
+            &ctx,
+        )
+        .await
+        .expect("issue");
+    let target = manager
+        .issue(keyward::IssueRequest::new("k", "ann"), &ctx)
+        .await
+        .expect("issue");
+    let proof = manager
+        .verify(admin.key.expose_secret(), &ctx)
+        .await
+        .expect("verifies");
+    // Revoked by another instance: this cache still holds it as active (within its bound,
+    // verification may accept it), but it manages nothing.
+    remote_status(&shared, &admin.key.id(), KeyStatus::Revoked).await;
+    assert!(
+        manager
+            .verify(admin.key.expose_secret(), &ctx)
+            .await
+            .is_ok()
+    );
+    let refused = manager
+        .acting_as(&proof)
+        .revoke(&target.key.id(), None, &ctx)
+        .await;
+    assert!(
+        matches!(refused, Err(keyward::manager::LifecycleError::Actor(_))),
+        "{refused:?}"
+    );
+    let stored = shared
+        .get(&target.key.id())
+        .await
+        .expect("get")
+        .expect("present");
+    assert_eq!(stored.status, KeyStatus::Active);
+}

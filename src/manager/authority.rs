@@ -152,7 +152,9 @@ impl<S: KeyStore> KeyManager<S> {
 impl<S: KeyStore> Acting<'_, S> {
     /// The actor as it is now.
     async fn reach(&self) -> Result<Reach, super::VerifyError> {
-        let actor = self.manager.refresh(self.actor).await?;
+        // From the store of record: a cache's staleness bound never decides what a key
+        // may manage.
+        let actor = self.manager.refresh_reading(self.actor, true).await?;
         // A key retired by a rotation still verifies during its grace period, but manages
         // nothing: its old value must not mint keys or take over its successor.
         if actor.record().rotated_to.is_some() {

@@ -161,7 +161,13 @@ impl<S: KeyStore> KeyManager<S> {
         id: &KeyId,
         reach: Option<&Reach>,
     ) -> Result<Arc<KeyRecord>, E> {
-        let record = self.store.get(id).await?.ok_or_else(|| E::not_found(*id))?;
+        // From the store of record: a decision to write (or to keep) is never made on a
+        // cached copy.
+        let record = self
+            .store
+            .get_fresh(id)
+            .await?
+            .ok_or_else(|| E::not_found(*id))?;
         match reach {
             Some(reach) if !self.reaches(reach, &record).await? => Err(E::not_found(*id)),
             _ => Ok(record),

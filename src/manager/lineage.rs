@@ -60,7 +60,23 @@ pub(crate) fn earlier(
 }
 
 impl<S: KeyStore> KeyManager<S> {
-    /// The ancestors of `record`, nearest first. Empty for a root key.
+    /// The record `id`: from the store of record when `fresh` (a management decision),
+    /// else as verification reads it (through any cache).
+    pub(crate) async fn read(
+        &self,
+        id: &KeyId,
+        fresh: bool,
+    ) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+        if fresh {
+            self.store.get_fresh(id).await
+        } else {
+            self.store.get(id).await
+        }
+    }
+
+    /// The ancestors of `record`, nearest first, read from the store of record
+    /// ([`KeyStore::get_fresh`]: the lineage decides management calls). Empty for a root
+    /// key.
     pub(crate) async fn ancestors(
         &self,
         record: &KeyRecord,
@@ -71,7 +87,7 @@ impl<S: KeyStore> KeyManager<S> {
             if out.len() >= self.max_delegation_depth {
                 return Err(LineageError::Broken);
             }
-            let ancestor = self.read_ancestor(id).await?;
+            let ancestor = self.read_ancestor(id, true).await?;
             if ancestor.id == record.id || out.iter().any(|a| a.id == ancestor.id) {
                 return Err(LineageError::Broken);
             }
@@ -81,9 +97,14 @@ impl<S: KeyStore> KeyManager<S> {
         Ok(out)
     }
 
-    /// The record `id` of a chain: a missing one breaks the chain.
-    pub(crate) async fn read_ancestor(&self, id: KeyId) -> Result<Arc<KeyRecord>, LineageError> {
-        match self.store.get(&id).await {
+    /// The record `id` of a chain (from the store of record when `fresh`): a missing one
+    /// breaks the chain.
+    pub(crate) async fn read_ancestor(
+        &self,
+        id: KeyId,
+        fresh: bool,
+    ) -> Result<Arc<KeyRecord>, LineageError> {
+        match self.read(&id, fresh).await {
             Ok(Some(record)) => Ok(record),
             Ok(None) => Err(LineageError::Broken),
             Err(e) => Err(LineageError::Store(e)),

@@ -234,13 +234,23 @@ impl<S: KeyStore> KeyManager<S> {
     /// [`VerifyError::Invalid`] if the key was deleted, `Disabled`, `Revoked`, `Expired`, or
     /// `Unavailable`.
     pub async fn refresh(&self, proof: &Verified) -> Result<Verified, VerifyError> {
+        self.refresh_reading(proof, false).await
+    }
+
+    /// [`KeyManager::refresh`], reading the key and its lineage from the store of record
+    /// when `fresh` (an acting key's authority for a management call).
+    pub(crate) async fn refresh_reading(
+        &self,
+        proof: &Verified,
+        fresh: bool,
+    ) -> Result<Verified, VerifyError> {
         let now = self.clock.now();
-        let record = match self.store.get(&proof.key_id()).await {
+        let record = match self.read(&proof.key_id(), fresh).await {
             Ok(Some(record)) => record,
             Ok(None) => return Err(VerifyError::Invalid),
             Err(e) => return Err(VerifyError::Unavailable(Box::new(e))),
         };
-        self.admit(record, now).await
+        self.admit_reading(record, now, fresh).await
     }
 
     /// Admits a key whose secret matched (or whose proof is refreshed): its own status and
@@ -253,11 +263,21 @@ impl<S: KeyStore> KeyManager<S> {
         record: Arc<KeyRecord>,
         now: time::OffsetDateTime,
     ) -> Result<Verified, VerifyError> {
+        self.admit_reading(record, now, false).await
+    }
+
+    /// [`KeyManager::admit`], reading the lineage from the store of record when `fresh`.
+    async fn admit_reading(
+        &self,
+        record: Arc<KeyRecord>,
+        now: time::OffsetDateTime,
+        fresh: bool,
+    ) -> Result<Verified, VerifyError> {
         Self::check_live(&record, now)?;
         let bounds = if record.parent.is_some() || record.rotated_to.is_some() {
             // Boxed: only delegated keys and keys in a rotation's grace period pay for the
             // walk's larger future.
-            Box::pin(self.delegated_bounds(&record, now)).await?
+            Box::pin(self.delegated_bounds(&record, now, fresh)).await?
         } else {
             self.own_bounds(&record)
         };
@@ -289,12 +309,13 @@ impl<S: KeyStore> KeyManager<S> {
         &self,
         record: &KeyRecord,
         now: time::OffsetDateTime,
+        fresh: bool,
     ) -> Result<Bounds, VerifyError> {
         // A key in a rotation's grace period works only while its successor does: revoking,
         // disabling or deleting the new key ends the pair (which counts once against the
         // cap, through the new key).
         if record.rotated_to.is_some() {
-            self.check_successors(record, now).await?;
+            self.check_successors(record, now, fresh).await?;
         }
         let mut bounds = self.own_bounds(record);
         let mut next = record.parent;
@@ -304,12 +325,12 @@ impl<S: KeyStore> KeyManager<S> {
             if depth > self.max_delegation_depth {
                 return Err(VerifyError::Revoked);
             }
-            let ancestor = self.read_ancestor(id).await?;
+            let ancestor = self.read_ancestor(id, fresh).await?;
             Self::check_live(&ancestor, now)?;
             // An ancestor in its grace period ends, with its children, when its successor
             // does.
             if ancestor.rotated_to.is_some() {
-                self.check_successors(&ancestor, now).await?;
+                self.check_successors(&ancestor, now, fresh).await?;
             }
             self.bound_by(record, &mut bounds, &ancestor);
             // An ancestor of another owner or tenant (possible only in records written
@@ -330,6 +351,7 @@ impl<S: KeyStore> KeyManager<S> {
         &self,
         record: &KeyRecord,
         now: time::OffsetDateTime,
+        fresh: bool,
     ) -> Result<(), VerifyError> {
         let mut successor = record.rotated_to;
         let mut hops = 0;
@@ -338,7 +360,7 @@ impl<S: KeyStore> KeyManager<S> {
             if hops > MAX_SUCCESSORS {
                 return Err(VerifyError::Revoked);
             }
-            let next = self.read_ancestor(id).await?;
+            let next = self.read_ancestor(id, fresh).await?;
             Self::check_live(&next, now)?;
             successor = next.rotated_to;
         }

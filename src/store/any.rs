@@ -459,6 +459,10 @@ impl KeyStore for AnyStore {
         forward!(self, s => s.touch_many(touches))
     }
 
+    async fn get_fresh(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+        forward!(self, s => s.get_fresh(id))
+    }
+
     async fn delete(&self, id: &KeyId) -> Result<bool, StoreError> {
         forward!(self, s => s.delete(id))
     }

@@ -569,6 +569,35 @@ impl<S> CachedStore<S> {
 }
 
 impl<S: KeyStore> CachedStore<S> {
+    /// Reads `id` from the inner store (past its own cache too when `fresh`), and keeps
+    /// the answer if no invalidation of it arrived since `start` (taken before the read).
+    async fn read_through(
+        &self,
+        id: &KeyId,
+        start: ReadStart,
+        fresh: bool,
+    ) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+        let found = if fresh {
+            self.inner.get_fresh(id).await?
+        } else {
+            self.inner.get(id).await?
+        };
+        let mut state = self.shared.write();
+        if state.untouched_since(start, id) {
+            match &found {
+                Some(record) => {
+                    state.absent.remove(id);
+                    state.records.insert(*id, Arc::clone(record));
+                }
+                None => {
+                    state.records.remove(id);
+                    state.absent.insert(*id, ());
+                }
+            }
+        }
+        Ok(found)
+    }
+
     /// Writes the last-use times collected by a write-behind cache
     /// ([`CachedStoreBuilder::write_behind`]) with one [`KeyStore::touch_many`] (one
     /// statement on the SQL stores), and returns how many keys it wrote. Call it every few
@@ -877,21 +906,19 @@ impl<S: KeyStore> KeyStore for CachedStore<S> {
             }
             state.start()
         };
-        let found = self.inner.get(id).await?;
-        let mut state = self.shared.write();
-        if state.untouched_since(start, id) {
-            match &found {
-                Some(record) => {
-                    state.absent.remove(id);
-                    state.records.insert(*id, Arc::clone(record));
-                }
-                None => {
-                    state.records.remove(id);
-                    state.absent.insert(*id, ());
-                }
-            }
-        }
-        Ok(found)
+        self.read_through(id, start, false).await
+    }
+
+    /// Reads the inner store, never the cache, and keeps the answer for later reads when
+    /// nothing invalidated it meanwhile.
+    async fn get_fresh(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+        let start = self
+            .shared
+            .state
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .start();
+        self.read_through(id, start, true).await
     }
 
     async fn update(&self, record: KeyRecord, expected_version: u64) -> Result<(), StoreError> {
