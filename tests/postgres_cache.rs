@@ -209,7 +209,15 @@ async fn faulted(stall: bool) {
         .await
         .expect("issue");
     let secret = issued.key.expose_secret();
+    // Cached on B (A's insert may reach B after its first read, and drop it: read again once
+    // it passed), and served from memory: B's connections carry nothing for it.
     b.manager.verify(secret, &ctx()).await.expect("B verifies");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    b.manager.verify(secret, &ctx()).await.expect("B verifies");
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let before = proxy.sent();
+    b.manager.verify(secret, &ctx()).await.expect("B verifies");
+    assert_eq!(proxy.sent(), before, "B went to the database");
 
     if stall {
         proxy.stall();
@@ -248,6 +256,10 @@ async fn faulted(stall: bool) {
         "{}: {stale_within_bound} cached answers within the bound, {unavailable} refusals \
          (slowest {slowest:?}, read timeout {read_timeout:?})",
         if stall { "stalled" } else { "cut" }
+    );
+    assert!(
+        stale_within_bound > 0,
+        "B never answered from its cache while it could"
     );
     assert!(unavailable > 0, "B never failed closed");
     assert!(
@@ -403,5 +415,46 @@ async fn hot_verifications_send_nothing_beyond_an_idle_instance() {
     assert!(hot < 2_048, "one flush of 10 keys took {hot} bytes");
     assert!(uncached_sent > 1_000 * 20, "uncached: {uncached_sent}");
     drop((a, b));
+    schema.drop().await;
+}
+
+/// A database whose notification triggers are missing or disabled would return heartbeats
+/// while no write is notified: the stream never vouches for the cache then, and does once
+/// they are back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_triggers_the_stream_never_vouches() {
+    let schema = Schema::new().await;
+    let store = schema.migrated(2).await;
+    sqlx::query("ALTER TABLE keyward_keys DISABLE TRIGGER keyward_keys_notify_change")
+        .execute(store.pool())
+        .await
+        .expect("disable a trigger");
+    let (cache, feed) = CachedStore::new(store.clone(), Duration::from_secs(5));
+    let stream = tokio::spawn(
+        PgInvalidations::new(&store)
+            .max_backoff(Duration::from_millis(100))
+            .run(feed),
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!cache.is_fresh(), "vouched without the triggers");
+    sqlx::query("ALTER TABLE keyward_keys ENABLE ALWAYS TRIGGER keyward_keys_notify_change")
+        .execute(store.pool())
+        .await
+        .expect("enable the trigger");
+    let started = Instant::now();
+    while !cache.is_fresh() {
+        assert!(started.elapsed() < Duration::from_secs(5), "never live");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The migration enables them always: replicas' writes notify too.
+    let modes: Vec<String> = sqlx::query_scalar(
+        "SELECT tgenabled::text FROM pg_trigger WHERE tgrelid = to_regclass('keyward_keys') \
+         AND tgname LIKE 'keyward_keys_notify%' ORDER BY tgname",
+    )
+    .fetch_all(store.pool())
+    .await
+    .expect("triggers");
+    assert_eq!(modes, ["A", "A", "A"]);
+    stream.abort();
     schema.drop().await;
 }

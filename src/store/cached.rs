@@ -685,8 +685,8 @@ impl<S> CachedStoreBuilder<S> {
     /// them all with one [`KeyStore::touch_many`]. The application calls it on an interval
     /// and at shutdown, so that hot verifications write nothing.
     ///
-    /// At most `max_pending` keys wait (at least 1): the touch that finds that many
-    /// flushes them first, itself. What a crash loses is the times collected since the
+    /// At most `max_pending` keys wait (at least 1): once that many wait, a touch of
+    /// another key is written at once, alone. What a crash loses is the times collected since the
     /// last flush, at most one interval of them; status changes and every other write go
     /// to the inner store at once, as without write-behind.
     ///
@@ -987,15 +987,21 @@ impl<S: KeyStore> KeyStore for CachedStore<S> {
         let Some(behind) = &self.shared.behind else {
             return self.inner.touch(id, at).await;
         };
-        let full = {
+        let collected = {
             let mut pending = behind.lock();
-            keep_latest(&mut pending, *id, at);
-            pending.len() >= behind.max
+            if pending.len() < behind.max || pending.contains_key(id) {
+                keep_latest(&mut pending, *id, at);
+                true
+            } else {
+                false
+            }
         };
-        if full {
-            self.flush_touches().await?;
+        if collected {
+            return Ok(());
         }
-        Ok(())
+        // Full (the flushes are late or failing): this one is written at once, so memory
+        // stays bounded and a verification never pays for a whole batch.
+        self.inner.touch(id, at).await
     }
 
     async fn touch_many(&self, touches: &[(KeyId, OffsetDateTime)]) -> Result<(), StoreError> {
@@ -1332,13 +1338,21 @@ mod tests {
         store.touch(&records[2].id, at(6)).await.expect("touch");
         assert_eq!(store.pending_touches(), 1);
 
-        // The bound: the touch that finds `max_pending` keys waiting flushes them itself.
+        // The bound: with `max_pending` keys waiting, another key's touch is written at
+        // once, alone; a waiting key's is still collected.
         store.touch(&records[3].id, at(7)).await.expect("touch");
         store.touch(&records[0].id, at(8)).await.expect("touch");
-        assert_eq!(store.pending_touches(), 0, "flushed by the third key");
+        assert_eq!(store.pending_touches(), 3);
+        store.touch(&records[1].id, at(9)).await.expect("touch");
+        assert_eq!(store.pending_touches(), 3);
+        assert_eq!(stored(1).await, Some(at(9)), "written at once");
+        assert_eq!(stored(0).await, Some(at(3)), "still waiting");
+        store.touch(&records[3].id, at(10)).await.expect("touch");
+        assert_eq!(store.pending_touches(), 3);
+        assert_eq!(store.flush_touches().await.expect("flush"), 3);
         assert_eq!(
             (stored(2).await, stored(3).await, stored(0).await),
-            (Some(at(6)), Some(at(7)), Some(at(8)))
+            (Some(at(6)), Some(at(10)), Some(at(8)))
         );
     }
 

@@ -134,6 +134,11 @@ const MIGRATIONS: &[Migration] = &[
              EXECUTE FUNCTION keyward_keys_notify()",
             "CREATE TRIGGER keyward_keys_notify_truncate AFTER TRUNCATE ON keyward_keys \
              FOR EACH STATEMENT EXECUTE FUNCTION keyward_keys_notify()",
+            // Also under `session_replication_role = replica` (logical replication
+            // subscribers, some restore tools), which skips ordinary triggers.
+            "ALTER TABLE keyward_keys ENABLE ALWAYS TRIGGER keyward_keys_notify_row, \
+             ENABLE ALWAYS TRIGGER keyward_keys_notify_change, \
+             ENABLE ALWAYS TRIGGER keyward_keys_notify_truncate",
         ],
     },
 ];
@@ -253,6 +258,9 @@ impl PostgresStore {
     /// open but silent) makes verification fail closed within this time instead of
     /// hanging. Management writes are bounded by the pool's acquire timeout and the
     /// server's own timeouts instead.
+    ///
+    /// A `consume` or a last-use write that timed out may still commit on the server: a
+    /// quota may lose the uses of a call that was refused (it never gains any).
     #[must_use]
     pub fn with_read_timeout(mut self, timeout: Duration) -> Self {
         self.read_timeout = timeout;

@@ -220,6 +220,9 @@ impl SqliteStore {
     /// `touch_many`) waits, for a connection and for the database (another process holding
     /// the file's lock, say), before failing with [`StoreError::Unavailable`] (default 2
     /// seconds).
+    ///
+    /// A `consume` or a last-use write that timed out may still commit on the server: a
+    /// quota may lose the uses of a call that was refused (it never gains any).
     #[must_use]
     pub fn with_read_timeout(mut self, timeout: Duration) -> Self {
         self.read_timeout = timeout;

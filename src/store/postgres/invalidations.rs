@@ -50,10 +50,17 @@ const MAX_HEARTBEAT: Duration = Duration::from_secs(5);
 ///
 /// A heartbeat is sent every quarter of the cache's staleness bound (between 5 ms and 5
 /// s) unless [`PgInvalidations::heartbeat_every`] says otherwise. A heartbeat unanswered
-/// for four periods, a failed send, or a lost connection ends the connection; the stream
+/// for four periods (noticed at the next period's tick), a failed send, or a lost
+/// connection ends the connection; the stream
 /// reconnects after a wait that starts at 50 ms and doubles up to
 /// [`PgInvalidations::max_backoff`] (5 s by default), back to 50 ms once a connection has
 /// proved itself live.
+///
+/// At each connection it checks that the triggers are in place and enabled (schema
+/// version 5, installed by [`PostgresStore::migrate`]); without them heartbeats would come
+/// back while no write is notified, so it logs an error and never vouches for the cache,
+/// which then reads through. Heartbeats carry a number no one else can predict: no other
+/// instance's, no earlier connection's delivered late, and no forged one counts.
 ///
 /// Notifications are database-wide: caches over other schemas of the same database also
 /// drop the ids named (ids are random, so this costs a miss, never a wrong answer) and
@@ -127,7 +134,7 @@ impl PgInvalidations {
 
     /// One connection's life: subscribe, start over, then relay notifications and
     /// heartbeats until the connection fails or stalls. Whether a heartbeat came back.
-    async fn session(&self, feed: &CacheFeed, period: Duration, token: u64) -> bool {
+    async fn session(&self, feed: &CacheFeed, period: Duration) -> bool {
         let pool = PgPoolOptions::new()
             .max_connections(1)
             .min_connections(0)
@@ -153,10 +160,27 @@ impl PgInvalidations {
                 return false;
             }
         };
+        // Without the triggers (a database not migrated to version 5, or triggers disabled)
+        // heartbeats would come back while no write is ever notified: never vouch then.
+        match timeout(self.connect_timeout, triggers_enabled(&mut listener)).await {
+            Ok(Ok(true)) => {}
+            Ok(Ok(false)) => {
+                tracing::error!(target: "keyward", "cache invalidation stream: the keyward_keys notification triggers are missing or disabled (run PostgresStore::migrate); the cache reads through");
+                return false;
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(target: "keyward", error = %e, "cache invalidation stream cannot check the triggers");
+                return false;
+            }
+            Err(_) => {
+                tracing::warn!(target: "keyward", "cache invalidation stream: checking the triggers timed out");
+                return false;
+            }
+        }
         feed.invalidate_all();
 
         let mut live = false;
-        let mut beats = Heartbeats::new(token);
+        let mut beats = Heartbeats::new(nonce());
         let mut ticks = tokio::time::interval(period);
         ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let stalled_after = period.saturating_mul(4);
@@ -211,24 +235,44 @@ impl InvalidationStream for PgInvalidations {
         let period = self
             .heartbeat
             .unwrap_or_else(|| (feed.staleness() / 4).clamp(MIN_HEARTBEAT, MAX_HEARTBEAT));
-        let mut token = [0u8; 8];
-        // Without randomness, the process id and the time keep this stream's heartbeats
-        // apart from other instances' well enough (a collision costs a proof dated from
-        // another instance's heartbeat sent at nearly the same moment).
-        if getrandom::fill(&mut token).is_err() {
-            let nanos = OffsetDateTime::now_utc().unix_timestamp_nanos();
-            token = (u64::from(std::process::id()) ^ nanos as u64).to_le_bytes();
-        }
-        let token = u64::from_le_bytes(token);
         let mut backoff = MIN_BACKOFF;
         loop {
-            if self.session(&feed, period, token).await {
+            if self.session(&feed, period).await {
                 backoff = MIN_BACKOFF;
             }
             tokio::time::sleep(backoff).await;
             backoff = backoff.saturating_mul(2).min(self.max_backoff);
         }
     }
+}
+
+/// Whether the three notification triggers of schema version 5 are on `keyward_keys` (the
+/// one `search_path` finds) and enabled.
+async fn triggers_enabled(listener: &mut PgListener) -> Result<bool, sqlx::Error> {
+    let enabled: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_trigger \
+         WHERE tgrelid = to_regclass('keyward_keys') AND tgenabled <> 'D' \
+           AND tgname IN ('keyward_keys_notify_row', 'keyward_keys_notify_change', \
+                          'keyward_keys_notify_truncate')",
+    )
+    .fetch_one(&mut *listener)
+    .await?;
+    Ok(enabled == 3)
+}
+
+/// A random number no one else can predict: the heartbeats of each connection count from
+/// one, so that neither another instance's heartbeats nor those of this stream's earlier
+/// connections (held and delivered late) nor a forged one are taken for this connection's.
+fn nonce() -> u128 {
+    let mut bytes = [0u8; 16];
+    if getrandom::fill(&mut bytes).is_err() {
+        // No randomness: the time and the process keep connections apart almost as well.
+        let nanos = OffsetDateTime::now_utc()
+            .unix_timestamp_nanos()
+            .cast_unsigned();
+        return nanos ^ u128::from(std::process::id());
+    }
+    u128::from_le_bytes(bytes)
 }
 
 /// Applies one notification to the feed; for this stream's own heartbeat, the time it was
@@ -253,34 +297,34 @@ fn relay(
     None
 }
 
-/// The heartbeats this stream sent that have not come back, oldest first.
+/// The heartbeats this connection sent that have not come back, oldest first. Each carries
+/// a number no one else can predict, so only the exact heartbeat sent proves anything.
 struct Heartbeats {
-    token: u64,
-    next: u64,
-    /// Number, time sent by the cache's clock, and when (for stall detection).
-    outstanding: VecDeque<(u64, OffsetDateTime, Instant)>,
+    /// This connection's random number; each heartbeat's is this plus its count.
+    base: u128,
+    sent: u64,
+    /// Nonce, time sent by the cache's clock, and when (for stall detection).
+    outstanding: VecDeque<(u128, OffsetDateTime, Instant)>,
 }
 
 impl Heartbeats {
-    fn new(token: u64) -> Self {
+    fn new(base: u128) -> Self {
         Self {
-            token,
-            next: 0,
+            base,
+            sent: 0,
             outstanding: VecDeque::new(),
         }
     }
 
-    /// The payload of the next heartbeat, and its number with the time it is sent.
-    fn next(&mut self, now: OffsetDateTime) -> (String, (u64, OffsetDateTime)) {
-        self.next = self.next.wrapping_add(1);
-        (
-            format!("{HEARTBEAT}{:016x} {}", self.token, self.next),
-            (self.next, now),
-        )
+    /// The payload of the next heartbeat, and its nonce with the time it is sent.
+    fn next(&mut self, now: OffsetDateTime) -> (String, (u128, OffsetDateTime)) {
+        self.sent = self.sent.wrapping_add(1);
+        let nonce = self.base.wrapping_add(u128::from(self.sent));
+        (format!("{HEARTBEAT}{nonce:032x}"), (nonce, now))
     }
 
-    fn sent(&mut self, (number, at): (u64, OffsetDateTime)) {
-        self.outstanding.push_back((number, at, Instant::now()));
+    fn sent(&mut self, (nonce, at): (u128, OffsetDateTime)) {
+        self.outstanding.push_back((nonce, at, Instant::now()));
     }
 
     fn oldest_sent(&self) -> Option<Instant> {
@@ -288,24 +332,16 @@ impl Heartbeats {
     }
 
     /// A heartbeat came back (`beat` is the payload after the prefix): the time it was
-    /// sent if it is one of this stream's, forgetting it and every older one.
+    /// sent if it is one this connection sent and has not seen back, forgetting it and
+    /// every one sent before it (delivered before it, or lost).
     fn returned(&mut self, beat: &str) -> Option<OffsetDateTime> {
-        let (token, number) = beat.split_once(' ')?;
-        if u64::from_str_radix(token, 16).ok()? != self.token {
-            return None; // another instance's
+        if beat.len() != 32 {
+            return None;
         }
-        let number: u64 = number.parse().ok()?;
-        let mut sent = None;
-        while let Some(&(n, at, _)) = self.outstanding.front() {
-            if n > number {
-                break;
-            }
-            self.outstanding.pop_front();
-            if n == number {
-                sent = Some(at);
-            }
-        }
-        sent
+        let nonce = u128::from_str_radix(beat, 16).ok()?;
+        let position = self.outstanding.iter().position(|&(n, _, _)| n == nonce)?;
+        let (_, sent, _) = self.outstanding.drain(..=position).next_back()?;
+        Some(sent)
     }
 }
 
@@ -336,9 +372,15 @@ mod tests {
         let (p2, s2) = beats.next(t0 + time::Duration::seconds(1));
         beats.sent(s2);
         let beat = |p: &str| p.strip_prefix(HEARTBEAT).expect("prefix").to_owned();
-        // Another instance's heartbeat proves nothing here.
-        assert_eq!(beats.returned("0000000000000abd 2"), None);
+        // Another connection's heartbeat, a malformed or a guessed one proves nothing, and
+        // retires nothing.
+        assert_eq!(
+            beats.returned(&format!("{:032x}", 0xabc_u128 + 1 + (1 << 64))),
+            None
+        );
         assert_eq!(beats.returned("not a heartbeat"), None);
+        assert_eq!(beats.returned(&format!("{:032x}", 0xabc_u128 + 7)), None);
+        assert_eq!(beats.outstanding.len(), 2);
         assert_eq!(beats.returned(&beat(&p1)), Some(t0));
         assert_eq!(beats.outstanding.len(), 1);
         assert_eq!(
@@ -354,14 +396,14 @@ mod tests {
     fn a_later_heartbeat_retires_lost_earlier_ones() {
         let t0 = crate::testing::epoch();
         let mut beats = Heartbeats::new(7);
+        let mut last = String::new();
         for n in 0..3 {
-            let (_, s) = beats.next(t0 + time::Duration::seconds(n));
+            let (payload, s) = beats.next(t0 + time::Duration::seconds(n));
             beats.sent(s);
+            last = payload;
         }
-        assert_eq!(
-            beats.returned("0000000000000007 3"),
-            Some(t0 + time::Duration::seconds(2))
-        );
+        let beat = last.strip_prefix(HEARTBEAT).expect("prefix");
+        assert_eq!(beats.returned(beat), Some(t0 + time::Duration::seconds(2)));
         assert!(beats.outstanding.is_empty());
     }
 
