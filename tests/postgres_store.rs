@@ -615,8 +615,19 @@ async fn upgrades_in_place(from: i64) {
         .await
         .expect("to_regclass");
     assert!(sqlx_table, "sqlx's migrations table is never created");
+    let triggers: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_trigger WHERE tgrelid = to_regclass('keyward_keys') \
+         AND tgname LIKE 'keyward_keys_notify%' AND tgenabled = 'A'",
+    )
+    .fetch_one(pool)
+    .await
+    .expect("triggers");
+    assert_eq!(triggers, 3, "the change notifications come with version 5");
     store.migrate().await.expect("migrate again");
-    assert_eq!(store.schema_version().await.expect("version"), 4);
+    assert_eq!(
+        store.schema_version().await.expect("version"),
+        PostgresStore::SCHEMA_VERSION
+    );
 
     scenarios::check_upgraded_keys(schema.store(2).await, &key, &old).await;
     store.pool().close().await;

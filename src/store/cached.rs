@@ -191,7 +191,9 @@ pub struct CacheFeed {
 ///
 /// 1. **Invalidate on every change**: call [`CacheFeed::invalidate`] with the id of every
 ///    record inserted, changed or deleted, by any writer, after the change is visible to
-///    readers of the inner store.
+///    readers of the inner store. (So the inner store must read where the writes are: a
+///    store reading from a lagging replica could read, after the notification, the record
+///    from before it, and the cache would keep it.)
 /// 2. **Deliver in order**: notifications reach the feed in the order they were sent. A
 ///    path that can drop a notification and still deliver later ones (without noticing)
 ///    cannot carry a cache.

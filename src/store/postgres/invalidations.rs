@@ -62,6 +62,9 @@ const MAX_HEARTBEAT: Duration = Duration::from_secs(5);
 /// which then reads through. Heartbeats carry a number no one else can predict: no other
 /// instance's, no earlier connection's delivered late, and no forged one counts.
 ///
+/// A connection dropped while stalled is released by sqlx in the background (its
+/// `UNLISTEN`), which waits until the connection resumes or TCP gives up on it.
+///
 /// Notifications are database-wide: caches over other schemas of the same database also
 /// drop the ids named (ids are random, so this costs a miss, never a wrong answer) and
 /// every instance's heartbeats reach every listener (each ignores the others'). A payload
