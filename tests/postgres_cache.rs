@@ -105,6 +105,53 @@ async fn refused_after(instance: &Instance, secret: &str, since: Instant) -> Dur
     }
 }
 
+/// Waits until `b`'s stream has delivered every notification of `a`'s writes so far: `b`
+/// caches the absence of a new id, `a` inserts it, and `b` sees it once its notification
+/// arrives, after every earlier one (notifications arrive in commit order).
+async fn caught_up(a: &Instance, b: &Instance) {
+    assert!(b.cache.is_fresh(), "B's stream is not live");
+    let marker = keyward::testing::record("marker");
+    let id = marker.id;
+    assert!(b.cache.get(&id).await.expect("get").is_none());
+    a.cache
+        .inner()
+        .insert(marker)
+        .await
+        .expect("insert the marker");
+    let started = Instant::now();
+    while b.cache.get(&id).await.expect("get").is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "B's stream did not deliver A's write within 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// Verifies `secrets` on `b` until one round of them sends nothing through `proxy` (B's
+/// pool): B then answers them from its cache. First `b` catches up with `a`'s writes (A's
+/// inserts would otherwise drop B's reads later); the first reads fill the cache, and the
+/// pool's release of a connection sends a 5-byte ping a moment after a read. Fails if no
+/// round within 5 s is silent.
+async fn answers_from_cache(a: &Instance, b: &Instance, proxy: &Proxy, secrets: &[&str]) {
+    caught_up(a, b).await;
+    let started = Instant::now();
+    loop {
+        let before = proxy.sent();
+        for secret in secrets {
+            b.manager.verify(secret, &ctx()).await.expect("B verifies");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        if proxy.sent() == before {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "B kept going to the database"
+        );
+    }
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
@@ -154,21 +201,14 @@ async fn a_revocation_reaches_the_other_instance_within_100ms_at_p99() {
             .issue_delegated(&proof, IssueRequest::new("child", "ann"), &ctx())
             .await
             .expect("delegate");
-        // B has both in its cache (its first verifications read them and write their
-        // last use; A's inserts may reach it after the first read, and drop them: the
-        // second reads them again), and answers from it without a word to the database
-        // (once the pool's release of the last connection, a 5-byte ping, has passed).
-        for _ in 0..2 {
-            for secret in [parent.key.expose_secret(), child.key.expose_secret()] {
-                b.manager.verify(secret, &ctx()).await.expect("B verifies");
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let before = proxy.sent();
-        for secret in [parent.key.expose_secret(), child.key.expose_secret()] {
-            b.manager.verify(secret, &ctx()).await.expect("B verifies");
-        }
-        assert_eq!(proxy.sent(), before, "B went to the database");
+        // B has both in its cache and answers from it without a word to the database.
+        answers_from_cache(
+            &a,
+            &b,
+            &proxy,
+            &[parent.key.expose_secret(), child.key.expose_secret()],
+        )
+        .await;
 
         a.manager
             .revoke(&parent.key.id(), None, &ctx())
@@ -209,15 +249,8 @@ async fn faulted(stall: bool) {
         .await
         .expect("issue");
     let secret = issued.key.expose_secret();
-    // Cached on B (A's insert may reach B after its first read, and drop it: read again once
-    // it passed), and served from memory: B's connections carry nothing for it.
-    b.manager.verify(secret, &ctx()).await.expect("B verifies");
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    b.manager.verify(secret, &ctx()).await.expect("B verifies");
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    let before = proxy.sent();
-    b.manager.verify(secret, &ctx()).await.expect("B verifies");
-    assert_eq!(proxy.sent(), before, "B went to the database");
+    // Cached on B, and served from memory: B's connections carry nothing for it.
+    answers_from_cache(&a, &b, &proxy, &[secret]).await;
 
     if stall {
         proxy.stall();
@@ -350,17 +383,11 @@ async fn hot_verifications_send_nothing_beyond_an_idle_instance() {
             .expect("B verifies");
         secrets.push(issued);
     }
-    // A's inserts reach B's stream after B read the keys, and drop them: settle, read them
-    // again, flush, and let the pool's release of the flush's connection (a 5-byte ping)
-    // pass.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    for issued in &secrets {
-        b.manager
-            .verify(issued.key.expose_secret(), &ctx())
-            .await
-            .expect("B verifies");
-    }
-    assert_eq!(b.cache.cached_records(), secrets.len());
+    // All cached (A's inserts may drop B's first reads), then flushed, and the pool's
+    // release of the flush's connection (a 5-byte ping) passed.
+    let all: Vec<&str> = secrets.iter().map(|i| i.key.expose_secret()).collect();
+    answers_from_cache(&a, &b, &proxy, &all).await;
+    assert_eq!(b.cache.cached_records(), secrets.len() + 1, "and the marker");
     b.cache.flush_touches().await.expect("flush");
     tokio::time::sleep(Duration::from_millis(100)).await;
 
