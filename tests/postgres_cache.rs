@@ -387,7 +387,11 @@ async fn hot_verifications_send_nothing_beyond_an_idle_instance() {
     // release of the flush's connection (a 5-byte ping) passed.
     let all: Vec<&str> = secrets.iter().map(|i| i.key.expose_secret()).collect();
     answers_from_cache(&a, &b, &proxy, &all).await;
-    assert_eq!(b.cache.cached_records(), secrets.len() + 1, "and the marker");
+    assert_eq!(
+        b.cache.cached_records(),
+        secrets.len() + 1,
+        "and the marker"
+    );
     b.cache.flush_touches().await.expect("flush");
     tokio::time::sleep(Duration::from_millis(100)).await;
 
