@@ -5,8 +5,11 @@
 //! `KEYWARD_TEST_POSTGRES_URL=postgres://… cargo bench --features postgres --bench cached`
 //! (without the variable only the memory store is measured).
 
+mod support;
+
+use support::block_on;
+
 use std::hint::black_box;
-use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -15,17 +18,6 @@ use keyward::{
     Hasher, IssueRequest, KeyFormat, KeyId, KeyManager, KeyStore, MemoryStore, Pepper,
     RequestContext, Scope,
 };
-
-/// Polls a future that completes without waiting (a memory store's, or a cache hit's).
-fn block_on<F: Future>(f: F) -> F::Output {
-    let mut f = std::pin::pin!(f);
-    let mut cx = Context::from_waker(Waker::noop());
-    loop {
-        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
-            return v;
-        }
-    }
-}
 
 fn manager<S: KeyStore>(store: S) -> KeyManager<S> {
     KeyManager::new(

@@ -10,7 +10,9 @@
 //!
 //! `cargo bench --bench memory`
 
-use std::task::{Context, Poll, Waker};
+mod support;
+
+use support::block_on;
 
 use keyward::{
     Hasher, IssueRequest, KeyFormat, KeyManager, KeyRecord, MemoryStore, Pepper, RequestContext,
@@ -22,17 +24,6 @@ use peak_alloc::PeakAlloc;
 static ALLOC: PeakAlloc = PeakAlloc;
 
 const KEYS: usize = 1_000_000;
-
-/// Polls a future that completes without waiting (the memory store's futures do).
-fn block_on<F: Future>(f: F) -> F::Output {
-    let mut f = std::pin::pin!(f);
-    let mut cx = Context::from_waker(Waker::noop());
-    loop {
-        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
-            return v;
-        }
-    }
-}
 
 /// Resident set size in bytes, from `/proc/self/statm` (0 where it cannot be read).
 fn rss() -> usize {

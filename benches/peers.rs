@@ -11,8 +11,11 @@
 //!
 //! `cargo bench --bench peers`
 
+mod support;
+
+use support::block_on;
+
 use std::hint::black_box;
-use std::task::{Context, Poll, Waker};
 
 use api_keys_simplified::{
     ApiKeyManagerV0, Environment, ExposeSecret, HashConfig, KeyConfig, SecureString,
@@ -25,17 +28,6 @@ use keyward::{
 };
 use prefixed_api_key::{PrefixedApiKey, PrefixedApiKeyController};
 use sha2::{Digest, Sha256};
-
-/// Polls a future that completes without waiting (the memory store's futures do).
-fn block_on<F: Future>(f: F) -> F::Output {
-    let mut f = std::pin::pin!(f);
-    let mut cx = Context::from_waker(Waker::noop());
-    loop {
-        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
-            return v;
-        }
-    }
-}
 
 const PEPPER: [u8; 32] = [0x42; 32];
 

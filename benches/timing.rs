@@ -16,9 +16,12 @@
 //! 1,000,000). A benchmark that prints figures, not a pass/fail test: see the README's Timing
 //! section for the recorded results.
 
+mod support;
+
+use support::block_on;
+
 use std::cell::{Cell, RefCell};
 use std::hint::black_box;
-use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use keyward::{
@@ -28,17 +31,6 @@ use keyward::{
 
 /// Above this, the classes differ (dudect's threshold).
 const THRESHOLD: f64 = 4.5;
-
-/// Polls a future that completes without waiting (the memory store's futures do).
-fn block_on<F: Future>(f: F) -> F::Output {
-    let mut f = std::pin::pin!(f);
-    let mut cx = Context::from_waker(Waker::noop());
-    loop {
-        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
-            return v;
-        }
-    }
-}
 
 /// `key` with the secret character at `index` (counted from the start of the secret)
 /// replaced, and the checksum recomputed so the key still parses.

@@ -3,8 +3,11 @@
 //!
 //! `cargo bench --bench verify`
 
+mod support;
+
+use support::block_on;
+
 use std::hint::black_box;
-use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -14,17 +17,6 @@ use keyward::{
     hash::Argon2Params,
 };
 use sha2::Sha256;
-
-/// Polls a future that completes without waiting (the memory store's futures do).
-fn block_on<F: Future>(f: F) -> F::Output {
-    let mut f = std::pin::pin!(f);
-    let mut cx = Context::from_waker(Waker::noop());
-    loop {
-        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
-            return v;
-        }
-    }
-}
 
 const PEPPER: [u8; 32] = [0x42; 32];
 

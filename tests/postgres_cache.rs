@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use keyward::manager::VerifyError;
 use keyward::store::{CachedStore, InvalidationStream, PgInvalidations, PostgresStore};
 use keyward::{Hasher, IssueRequest, KeyFormat, KeyManager, KeyStore, Pepper, RequestContext};
-use server::{Proxy, Schema, store_via, upstream};
+use server::{Proxy, Schema, upstream};
 
 type Manager = KeyManager<CachedStore<PostgresStore>>;
 
@@ -177,7 +177,7 @@ async fn a_revocation_reaches_the_other_instance_within_100ms_at_p99() {
     let a_store = schema.migrated(4).await;
     // B's pool goes through a proxy, to show that B answers from its cache.
     let proxy = Proxy::start(upstream().await).await;
-    let b_store = store_via(&schema, Some(proxy.addr), 4).await;
+    let b_store = schema.store_via(Some(proxy.addr), 4).await;
     // A long bound: what B sees comes from the notifications, not from the bound.
     let bound = Duration::from_secs(30);
     let a = Instance::start(a_store, bound, None, false).await;
@@ -237,7 +237,8 @@ async fn faulted(stall: bool) {
     let a_store = schema.migrated(2).await;
     let proxy = Proxy::start(upstream().await).await;
     let read_timeout = Duration::from_millis(300);
-    let b_store = store_via(&schema, Some(proxy.addr), 4)
+    let b_store = schema
+        .store_via(Some(proxy.addr), 4)
         .await
         .with_read_timeout(read_timeout);
     let bound = Duration::from_millis(500);
@@ -365,7 +366,7 @@ async fn hot_verifications_send_nothing_beyond_an_idle_instance() {
     let schema = Schema::new().await;
     let a_store = schema.migrated(2).await;
     let proxy = Proxy::start(upstream().await).await;
-    let b_store = store_via(&schema, Some(proxy.addr), 2).await;
+    let b_store = schema.store_via(Some(proxy.addr), 2).await;
     let bound = Duration::from_secs(5);
     let a = Instance::start(a_store, bound, None, false).await;
     // Every verification of B records a last use (by default one a minute per key).

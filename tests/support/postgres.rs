@@ -79,10 +79,19 @@ impl Schema {
 
     /// A store with a pool of `connections` over this schema.
     pub(crate) async fn store(&self, connections: u32) -> PostgresStore {
+        self.store_via(None, connections).await
+    }
+
+    /// A store whose pool connects through `via` (or straight to the server).
+    pub(crate) async fn store_via(
+        &self,
+        via: Option<SocketAddr>,
+        connections: u32,
+    ) -> PostgresStore {
         let pool = PgPoolOptions::new()
             .max_connections(connections)
             .acquire_timeout(Duration::from_secs(10))
-            .connect_with(self.options(None))
+            .connect_with(self.options(via))
             .await
             .expect("connect");
         PostgresStore::from_pool(pool)
@@ -219,19 +228,4 @@ pub(crate) async fn upstream() -> SocketAddr {
         .expect("resolve the server")
         .next()
         .expect("server address")
-}
-
-/// A store whose pool connects through `via` (or straight to the server), in `schema`.
-pub(crate) async fn store_via(
-    schema: &Schema,
-    via: Option<SocketAddr>,
-    connections: u32,
-) -> PostgresStore {
-    let pool = PgPoolOptions::new()
-        .max_connections(connections)
-        .acquire_timeout(Duration::from_secs(10))
-        .connect_with(schema.options(via))
-        .await
-        .expect("connect");
-    PostgresStore::from_pool(pool)
 }
